@@ -1,0 +1,164 @@
+"""Audio in and out: read anything soundfile reads, downmix, resample, write atomically.
+
+Samples are float32 numpy arrays in [-1, 1], mono, shape [T]. Resampling uses
+soxr (a proper band-limited resampler), never naive interpolation. Writing goes
+to a temporary file beside the target and is renamed into place only once the
+file is complete, so an existing output is never replaced by a broken one.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from soundstorm_cli.errors import AudioError, OutputError
+
+# Output formats by extension: (soundfile format, subtype).
+OUTPUT_FORMATS = {
+    ".wav": ("WAV", "PCM_16"),
+    ".flac": ("FLAC", "PCM_16"),
+    ".ogg": ("OGG", "VORBIS"),
+}
+
+# Peak a written file is brought down to when the signal would clip.
+_SAFE_PEAK = 0.99
+
+
+@dataclass(frozen=True)
+class Audio:
+    """Mono float32 samples [T] and their sample rate."""
+
+    samples: np.ndarray
+    sample_rate: int
+
+    @property
+    def duration_s(self) -> float:
+        return len(self.samples) / self.sample_rate
+
+
+def _check_readable(path: Path) -> None:
+    if not path.exists():
+        raise AudioError(f"cannot read audio '{path}': no such file")
+    if path.is_dir():
+        raise AudioError(f"cannot read audio '{path}': it is a directory, not an audio file")
+    if path.stat().st_size == 0:
+        raise AudioError(f"cannot read audio '{path}': the file is empty")
+    if not os.access(path, os.R_OK):
+        raise AudioError(f"cannot read audio '{path}': permission denied")
+
+
+def read_audio(path: str | os.PathLike, sample_rate: int | None = None) -> Audio:
+    """Read a file soundfile understands (wav, flac, ogg, ...), downmixed to mono.
+
+    With `sample_rate`, the audio is resampled to it. Integer files come back as
+    floats in [-1, 1].
+    """
+    path = Path(path)
+    _check_readable(path)
+    try:
+        data, rate = sf.read(str(path), dtype="float32", always_2d=True)  # [T, C]
+    except (sf.LibsndfileError, RuntimeError, ValueError, TypeError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise AudioError(f"cannot read audio '{path}': not a readable audio file ({reason})") from exc
+    if data.shape[0] == 0:
+        raise AudioError(f"cannot read audio '{path}': it holds no samples")
+    samples = downmix(data)
+    if not np.isfinite(samples).all():
+        raise AudioError(f"cannot read audio '{path}': it contains NaN or infinite samples")
+    if sample_rate is not None and sample_rate != rate:
+        samples = resample(samples, rate, sample_rate)
+        rate = sample_rate
+    return Audio(samples=samples, sample_rate=int(rate))
+
+
+def downmix(data: np.ndarray) -> np.ndarray:
+    """[T, C] or [T] -> mono [T] float32 (mean of the channels)."""
+    if data.ndim == 1:
+        return data.astype(np.float32, copy=False)
+    return data.mean(axis=1, dtype=np.float32)
+
+
+def resample(samples: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
+    """Band-limited resampling of mono [T] samples with soxr (high quality)."""
+    if rate_in <= 0 or rate_out <= 0:
+        raise AudioError(f"cannot resample from {rate_in} Hz to {rate_out} Hz")
+    if rate_in == rate_out:
+        return samples.astype(np.float32, copy=False)
+    import soxr
+
+    out = soxr.resample(samples.astype(np.float32, copy=False), rate_in, rate_out, quality="HQ")
+    return np.ascontiguousarray(out, dtype=np.float32)
+
+
+def output_format(path: str | os.PathLike) -> tuple[str, str]:
+    """The (format, subtype) for an output path, from its extension."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in OUTPUT_FORMATS:
+        known = ", ".join(sorted(OUTPUT_FORMATS))
+        raise OutputError(f"cannot write '{path}': unknown audio extension '{suffix}' (use one of {known})")
+    return OUTPUT_FORMATS[suffix]
+
+
+def check_output_path(path: str | os.PathLike) -> Path:
+    """Fail early, before any work, when `path` cannot receive an audio file."""
+    path = Path(path)
+    output_format(path)
+    if path.is_dir():
+        raise OutputError(f"cannot write '{path}': it is a directory")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise OutputError(f"cannot write '{path}': folder '{parent}' does not exist")
+    if not os.access(parent, os.W_OK):
+        raise OutputError(f"cannot write '{path}': folder '{parent}' is not writable")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise OutputError(f"cannot write '{path}': the existing file is read-only")
+    return path
+
+
+def peak_safe(samples: np.ndarray) -> np.ndarray:
+    """Scale down (never up) so that no sample clips; refuse NaN or infinity."""
+    if not np.isfinite(samples).all():
+        raise OutputError("refusing to write audio that contains NaN or infinite samples")
+    peak = float(np.abs(samples).max(initial=0.0))
+    if peak > 1.0:
+        samples = samples * (_SAFE_PEAK / peak)
+    return samples.astype(np.float32, copy=False)
+
+
+def write_audio(path: str | os.PathLike, samples: np.ndarray, sample_rate: int) -> Path:
+    """Write mono samples by extension (wav, flac, ogg), atomically.
+
+    The file is written next to the target under a temporary name and renamed
+    over it only when complete: an existing output is replaced by a whole new
+    file or left untouched.
+    """
+    path = check_output_path(path)
+    fmt, subtype = output_format(path)
+    samples = peak_safe(np.asarray(samples, dtype=np.float32).reshape(-1))
+    parent = path.parent if str(path.parent) else Path(".")
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            sf.write(handle, samples, sample_rate, format=fmt, subtype=subtype)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, path)
+    except OSError as exc:
+        _remove_quietly(tmp_name)
+        raise OutputError(f"cannot write '{path}': {exc.strerror or exc}") from exc
+    except BaseException:
+        _remove_quietly(tmp_name)
+        raise
+    return path
+
+
+def _remove_quietly(name: str) -> None:
+    try:
+        os.unlink(name)
+    except FileNotFoundError:
+        pass

@@ -1,0 +1,377 @@
+"""The `soundstorm` command line: a thin door onto the library.
+
+Each command parses its flags, calls one library function and prints. Errors of
+the `SoundstormError` family (and click's usage errors) cross one boundary,
+`_Boundary.main`, that turns them into one line on stderr and a non-zero exit;
+a traceback is shown only with `--debug` or SOUNDSTORM_DEBUG=1.
+
+torch and transformers are imported inside the commands that need them, never
+at module import, so `soundstorm --help` answers at once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import click
+import typer
+from typer.core import TyperGroup
+
+from soundstorm_cli import __version__
+from soundstorm_cli.errors import InputError, ModelNotAvailableError, ScriptError, SoundstormError
+
+_debug = os.environ.get("SOUNDSTORM_DEBUG", "") not in ("", "0")
+
+
+def _fail_line(message: str, code: int) -> int:
+    # Plain print, not rich: rich would wrap a long message over several lines.
+    print(f"error: {message}", file=sys.stderr)
+    return code
+
+
+class _Boundary(TyperGroup):
+    """The one place where errors become a message and an exit code."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        global _debug
+        argv = list(sys.argv[1:] if args is None else args)
+        _debug = _debug or "--debug" in argv
+        try:
+            code = super().main(argv, prog_name, complete_var, standalone_mode=False, **extra)
+            code = code if isinstance(code, int) else 0
+        except click.exceptions.NoArgsIsHelpError as exc:
+            exc.ctx.get_help() and print(exc.ctx.get_help())
+            code = 0
+        except click.UsageError as exc:
+            hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx else ""
+            code = _fail_line(exc.format_message() + hint, exc.exit_code)
+        except click.ClickException as exc:
+            code = _fail_line(exc.format_message(), exc.exit_code)
+        except (click.Abort, KeyboardInterrupt):
+            code = _fail_line("interrupted", 130)
+        except SoundstormError as exc:
+            if _debug:
+                raise
+            code = _fail_line(str(exc), exc.exit_code)
+        except Exception as exc:  # noqa: BLE001 - the last line of defence: a bug, said plainly
+            if _debug:
+                raise
+            code = _fail_line(
+                f"internal error ({type(exc).__name__}: {exc}); rerun with --debug for a traceback", 70
+            )
+        if standalone_mode:
+            sys.exit(code)
+        return code
+
+
+app = typer.Typer(
+    cls=_Boundary,
+    help="Text and two-speaker dialogue to speech, fast, with SoundStorm.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+checkpoints_app = typer.Typer(
+    cls=TyperGroup, help="List, verify and fetch model bundles.", no_args_is_help=True
+)
+app.add_typer(checkpoints_app, name="checkpoints")
+
+
+class Device(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+    mps = "mps"
+
+
+# Shared options, one definition each (as the `hf` CLI does).
+OutputOpt = Annotated[
+    Path, typer.Option("-o", "--output", help="Output audio; format from the extension: .wav, .flac, .ogg.")
+]
+SeedOpt = Annotated[
+    int,
+    typer.Option(
+        "--seed", min=0, max=2**63 - 1, help="Random seed: same seed, input and device give the same audio."
+    ),
+]
+DeviceOpt = Annotated[
+    Device, typer.Option("--device", help="Where to run: auto picks cuda, then mps, then cpu.")
+]
+CheckpointOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--checkpoint",
+        help="Bundle name from checkpoints.yaml or a bundle folder [env: SOUNDSTORM_CHECKPOINT].",
+    ),
+]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print a machine-readable summary on stdout.")]
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"soundstorm {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    """Text and two-speaker dialogue to speech, fast, with SoundStorm."""
+
+
+def _bundle(checkpoint: str | None):
+    from soundstorm_cli.checkpoints import load_registry
+
+    return load_registry().get(checkpoint)
+
+
+@app.command()
+def say(
+    text: Annotated[str, typer.Argument(help="The text to speak.")],
+    output: OutputOpt = Path("say.wav"),
+    prompt: Annotated[
+        Path | None,
+        typer.Option("--prompt", help="Voice prompt audio (3-10 s used); a bundled voice otherwise."),
+    ] = None,
+    prompt_text: Annotated[
+        str | None, typer.Option("--prompt-text", help="Transcript of the prompt, so T2S continues it.")
+    ] = None,
+    seed: SeedOpt = 0,
+    device: DeviceOpt = Device.auto,
+    checkpoint: CheckpointOpt = None,
+    quiet: QuietOpt = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Speak TEXT in one voice."""
+    from soundstorm_cli.audio import check_output_path, read_audio
+
+    if not text.strip():
+        raise InputError("the text to say is empty")
+    check_output_path(output)
+    if prompt is not None:
+        read_audio(prompt)
+    _bundle(checkpoint).require("text", "t2s", "semantic", "soundstorm", "codec", command="`say`")
+    raise ModelNotAvailableError("`say` is not wired to the models yet (issue 6)")
+
+
+@app.command()
+def dialogue(
+    script: Annotated[
+        Path, typer.Argument(help="Dialogue script: [S1] ... [S2] ... turns, optional YAML front matter.")
+    ],
+    output: OutputOpt = Path("dialogue.wav"),
+    voice: Annotated[
+        list[str] | None,
+        typer.Option("--voice", help="NAME=path.wav: the voice of a speaker (overrides the script)."),
+    ] = None,
+    seed: SeedOpt = 0,
+    device: DeviceOpt = Device.auto,
+    checkpoint: CheckpointOpt = None,
+    quiet: QuietOpt = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Render a whole dialogue SCRIPT in one pass."""
+    from soundstorm_cli.audio import check_output_path, read_audio
+
+    _read_script_text(script)
+    check_output_path(output)
+    for path in _parse_voices(voice or []).values():
+        read_audio(path)
+    _bundle(checkpoint).require("text", "t2s", "semantic", "soundstorm", "codec", command="`dialogue`")
+    raise ModelNotAvailableError("`dialogue` is not wired to the models yet (issue 6)")
+
+
+def _read_script_text(path: Path) -> str:
+    if not path.exists():
+        raise ScriptError(f"cannot read script '{path}': no such file")
+    if path.is_dir():
+        raise ScriptError(f"cannot read script '{path}': it is a directory")
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ScriptError(f"{path}: not UTF-8 text (byte {exc.start})") from exc
+    except OSError as exc:
+        raise ScriptError(f"cannot read script '{path}': {exc.strerror or exc}") from exc
+    if not text.strip():
+        raise ScriptError(f"{path}: the script is empty")
+    return text
+
+
+def _parse_voices(pairs: list[str]) -> dict[str, Path]:
+    voices = {}
+    for pair in pairs:
+        name, sep, path = pair.partition("=")
+        if not sep or not name.strip().isidentifier() or not path.strip():
+            raise InputError(f"--voice '{pair}': expected NAME=path.wav with NAME an identifier")
+        voices[name.strip()] = Path(path.strip())
+    return voices
+
+
+def _parse_durations(value: str) -> list[float]:
+    try:
+        durations = [float(part) for part in value.split(",") if part.strip()]
+    except ValueError as exc:
+        raise InputError(f"--durations '{value}': expected numbers of seconds, e.g. 5,10,20,30") from exc
+    if not durations or any(not 0 < d <= 600 for d in durations):
+        raise InputError(f"--durations '{value}': each duration must be in (0, 600] seconds")
+    return durations
+
+
+@app.command()
+def bench(
+    durations: Annotated[
+        str, typer.Option("--durations", help="Comma-separated durations in seconds.")
+    ] = "5,10,20,30",
+    runs: Annotated[
+        int, typer.Option("--runs", min=1, max=100, help="Timed runs per point (median reported).")
+    ] = 3,
+    plot: Annotated[Path | None, typer.Option("--plot", help="Write time vs duration as a PNG.")] = None,
+    seed: SeedOpt = 0,
+    device: DeviceOpt = Device.auto,
+    checkpoint: CheckpointOpt = None,
+    quiet: QuietOpt = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Time SoundStorm against the autoregressive baseline on the same input."""
+    _parse_durations(durations)
+    _bundle(checkpoint).require("soundstorm", "ar_baseline", "codec", command="`bench`")
+    raise ModelNotAvailableError("`bench` is not implemented yet (issue 7)")
+
+
+@app.command("eval")
+def evaluate(
+    test_set: Annotated[
+        Path | None,
+        typer.Option("--test-set", help="Folder of wav + txt pairs; the held-out corpus split otherwise."),
+    ] = None,
+    csv: Annotated[Path | None, typer.Option("--csv", help="Write one row per utterance.")] = None,
+    seed: SeedOpt = 0,
+    device: DeviceOpt = Device.auto,
+    checkpoint: CheckpointOpt = None,
+    quiet: QuietOpt = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """The paper's quality table: intelligibility, voice similarity, consistency."""
+    if test_set is not None and not test_set.is_dir():
+        raise InputError(f"--test-set '{test_set}' is not a folder")
+    _bundle(checkpoint).require("soundstorm", "ar_baseline", "codec", "semantic", command="`eval`")
+    raise ModelNotAvailableError("`eval` is not implemented yet (issue 7)")
+
+
+@app.command()
+def voices(checkpoint: CheckpointOpt = None, json_out: JsonOpt = False) -> None:
+    """List the bundled voices."""
+    bundle = _bundle(checkpoint)
+    found = bundle.facts.get("voices") or {}
+    if not found:
+        raise ModelNotAvailableError(f"bundle '{bundle.name}' ships no voices yet (issue 6)")
+    if json_out:
+        print(json.dumps(found))
+        return
+    for name, path in found.items():
+        print(f"{name}\t{path}")
+
+
+@checkpoints_app.command("list")
+def checkpoints_list(json_out: JsonOpt = False) -> None:
+    """Every bundle of the registry, with its components and facts."""
+    from soundstorm_cli.checkpoints import COMPONENT_KINDS, load_registry
+
+    registry = load_registry()
+    rows = []
+    for name in registry.names():
+        bundle = registry.bundles[name]
+        facts = bundle.facts
+        rows.append(
+            {
+                "name": name,
+                "default": name == registry.default,
+                "components": {
+                    k: bundle.components[k].source for k in COMPONENT_KINDS if k in bundle.components
+                },
+                "sample_rate": facts.get("sample_rate"),
+                "frame_rate": facts.get("codec_frame_rate"),
+                "levels": facts.get("levels"),
+                "description": bundle.description,
+            }
+        )
+    if json_out:
+        print(json.dumps({"registry": str(registry.path), "bundles": rows}, indent=1))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"bundles in {registry.path}")
+    for column in ("name", "components", "sample rate", "frame rate", "levels"):
+        table.add_column(column)
+    for row in rows:
+        comps = ", ".join(f"{k} ({v})" for k, v in row["components"].items()) or "[dim]none yet[/dim]"
+        label = row["name"] + (" [bold](default)[/bold]" if row["default"] else "")
+        table.add_row(label, comps, f"{row['sample_rate']} Hz", f"{row['frame_rate']} Hz", str(row["levels"]))
+    Console().print(table)
+
+
+@checkpoints_app.command("verify")
+def checkpoints_verify(
+    name: Annotated[str | None, typer.Argument(help="Bundle to verify; all bundles otherwise.")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Hash every file of a bundle (or all); exit 1 on any mismatch or missing file."""
+    from soundstorm_cli.checkpoints import load_registry, verify_bundle
+
+    registry = load_registry()
+    bundles = [registry.get(name)] if name else [registry.bundles[n] for n in registry.names()]
+    checks = [check for bundle in bundles for check in verify_bundle(bundle)]
+    if json_out:
+        print(
+            json.dumps(
+                [
+                    {"bundle": c.bundle, "component": c.component, "path": str(c.path), "status": c.status}
+                    for c in checks
+                ]
+            )
+        )
+    else:
+        for c in checks:
+            print(
+                f"{c.status:12s} {c.bundle}/{c.component}: {c.path}",
+                file=sys.stderr if c.failed else sys.stdout,
+            )
+        if not checks:
+            print("no files to verify: the chosen bundles have no components yet")
+    failed = [c for c in checks if c.failed]
+    if failed:
+        raise SoundstormError(
+            f"{len(failed)} of {len(checks)} files failed verification (first: {failed[0].path})"
+        )
+
+
+@checkpoints_app.command("fetch")
+def checkpoints_fetch(
+    name: Annotated[str, typer.Argument(help="Bundle whose hub components to download.")],
+) -> None:
+    """Download a bundle's hub-hosted components into the cache (needs a network)."""
+    from soundstorm_cli.checkpoints import component_path, load_registry
+
+    bundle = load_registry().get(name)
+    for kind in bundle.components:
+        print(f"{kind}: {component_path(bundle, kind, command='fetch')}")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

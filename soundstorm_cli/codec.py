@@ -1,0 +1,163 @@
+"""The neural audio codec behind one small interface.
+
+Every codec soundstorm uses — the pretrained 24 kHz EnCodec and the small ones
+`pipelines/` trains — is a `Codec`: `encode(wav) -> codes`, `decode(codes) ->
+wav`, and the facts the rest of the chain needs (`sample_rate`, `frame_rate`,
+`num_levels`, `codebook_size`). Shapes: B batch, Q codec levels, T frames, S samples.
+
+- `encode(wav [S])    -> codes [Q, T]`, `encode(wav [B, S]) -> codes [B, Q, T]`
+- `decode(codes [Q, T]) -> wav [S]`,   `decode(codes [B, Q, T]) -> wav [B, S]`
+
+with T = ceil(S / hop) and S = T * hop on the way back (`length=` trims).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from abc import ABC, abstractmethod
+from pathlib import Path
+
+from soundstorm_cli.errors import CodecError
+
+# Bundle facts for the pretrained model: 6 kbps at 75 Hz x 10 bits = 8 levels (design).
+ENCODEC_24KHZ_BANDWIDTH = 6.0
+
+
+class Codec(ABC):
+    """A residual-VQ codec: waveform <-> integer codes [Q, T]."""
+
+    sample_rate: int
+    frame_rate: int
+    num_levels: int
+    codebook_size: int
+
+    @property
+    def hop_length(self) -> int:
+        """Samples per codec frame."""
+        return self.sample_rate // self.frame_rate
+
+    def num_frames(self, num_samples: int) -> int:
+        """Frames `encode` returns for `num_samples` samples."""
+        return math.ceil(num_samples / self.hop_length)
+
+    @abstractmethod
+    def _encode(self, wav):
+        """[B, S] float -> [B, Q, T] long."""
+
+    @abstractmethod
+    def _decode(self, codes):
+        """[B, Q, T] long -> [B, S] float."""
+
+    def encode(self, wav):
+        """Waveform [S] or [B, S] (float, at `sample_rate`) -> codes [Q, T] or [B, Q, T]."""
+        import torch
+
+        wav = torch.as_tensor(wav, dtype=torch.float32)
+        single = wav.dim() == 1
+        if single:
+            wav = wav.unsqueeze(0)
+        if wav.dim() != 2 or wav.shape[-1] == 0:
+            raise CodecError(f"codec input must be [S] or [B, S] with S > 0 samples, got {tuple(wav.shape)}")
+        with torch.inference_mode():
+            codes = self._encode(wav)  # [B, Q, T]
+        return codes[0] if single else codes
+
+    def decode(self, codes, length: int | None = None):
+        """Codes [Q, T] or [B, Q, T] -> waveform [S] or [B, S]; `length` trims to S samples."""
+        import torch
+
+        codes = torch.as_tensor(codes, dtype=torch.long)
+        single = codes.dim() == 2
+        if single:
+            codes = codes.unsqueeze(0)
+        if codes.dim() != 3 or codes.shape[1] > self.num_levels or codes.shape[1] == 0:
+            raise CodecError(
+                f"codes must be [Q, T] or [B, Q, T] with 1 <= Q <= {self.num_levels}, got {tuple(codes.shape)}"
+            )
+        if codes.numel() and (codes.min() < 0 or codes.max() >= self.codebook_size):
+            raise CodecError(
+                f"codes must lie in [0, {self.codebook_size}), got [{codes.min()}, {codes.max()}]"
+            )
+        with torch.inference_mode():
+            wav = self._decode(codes)  # [B, S]
+        if length is not None:
+            wav = wav[..., :length]
+        return wav[0] if single else wav
+
+
+class EncodecCodec(Codec):
+    """Any mono `transformers.EncodecModel` (the pretrained 24 kHz one, or a small one of ours).
+
+    The wrapper calls the model's encoder, quantizer and decoder directly so a
+    whole batch goes through in one pass; chunked and normalising configs
+    (EnCodec 48 kHz) are not supported.
+    """
+
+    def __init__(self, model, bandwidth: float | None = None):
+        config = model.config
+        if config.audio_channels != 1:
+            raise CodecError(
+                f"only mono EnCodec models are supported (this one has {config.audio_channels} channels)"
+            )
+        if config.normalize or config.chunk_length_s is not None:
+            raise CodecError("chunked or normalising EnCodec configs (e.g. 48 kHz) are not supported")
+        self.model = model.eval()
+        self.bandwidth = float(bandwidth if bandwidth is not None else max(config.target_bandwidths))
+        if self.bandwidth not in [float(b) for b in config.target_bandwidths]:
+            raise CodecError(
+                f"bandwidth {self.bandwidth} kbps is not one of {list(config.target_bandwidths)}"
+            )
+        self.sample_rate = int(config.sampling_rate)
+        self.frame_rate = int(config.frame_rate)
+        self.codebook_size = int(config.codebook_size)
+        self.num_levels = min(
+            int(model.quantizer.get_num_quantizers_for_bandwidth(self.bandwidth)), len(model.quantizer.layers)
+        )
+        if self.sample_rate % self.frame_rate:
+            raise CodecError(
+                f"sample rate {self.sample_rate} is not a multiple of frame rate {self.frame_rate}"
+            )
+
+    @property
+    def device(self):
+        return next(self.model.parameters()).device
+
+    def _encode(self, wav):
+        wav = wav.to(self.device).unsqueeze(1)  # [B, 1, S]
+        embeddings = self.model.encoder(wav)  # [B, D, T]
+        codes = self.model.quantizer.encode(embeddings, self.bandwidth)  # [Q, B, T]
+        return codes.transpose(0, 1).contiguous()  # [B, Q, T]
+
+    def _decode(self, codes):
+        codes = codes.to(self.device).transpose(0, 1)  # [Q, B, T]
+        embeddings = self.model.quantizer.decode(codes)  # [B, D, T]
+        return self.model.decoder(embeddings)[:, 0]  # [B, S]
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, bandwidth: float | None = None, device: str = "cpu"):
+        """Load a Hugging Face EnCodec folder (config.json + model.safetensors); never pickle."""
+        from transformers import EncodecModel
+
+        from soundstorm_cli.checkpoints import ensure_safetensors
+
+        directory = Path(directory)
+        ensure_safetensors(directory / "model.safetensors")
+        try:
+            model = EncodecModel.from_pretrained(directory, use_safetensors=True, local_files_only=True)
+        except (OSError, ValueError) as exc:
+            raise CodecError(f"cannot load EnCodec from '{directory}': {str(exc).splitlines()[0]}") from exc
+        return cls(model.to(device), bandwidth=bandwidth)
+
+
+def load_codec(directory: str | Path, bandwidth: float | None = None, device: str = "cpu") -> Codec:
+    """Load the codec stored in `directory`, whichever kind its config names."""
+    directory = Path(directory)
+    config_path = directory / "config.json"
+    try:
+        model_type = json.loads(config_path.read_text()).get("model_type")
+    except (OSError, ValueError) as exc:
+        raise CodecError(f"cannot read codec config '{config_path}': {exc}") from exc
+    if model_type == "encodec":
+        return EncodecCodec.from_pretrained(directory, bandwidth=bandwidth, device=device)
+    raise CodecError(f"unknown codec type '{model_type}' in '{config_path}'")

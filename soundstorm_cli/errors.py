@@ -1,0 +1,48 @@
+"""The error family of soundstorm.
+
+The library raises these; the CLI maps each to one line on stderr and a
+non-zero exit (`cli.py`). Messages are written for the user: they say what was
+wrong and, where there is one, the next step.
+"""
+
+from __future__ import annotations
+
+
+class SoundstormError(Exception):
+    """Base of every error soundstorm reports to its user."""
+
+    exit_code = 1
+
+
+class InputError(SoundstormError):
+    """Something the user gave us cannot be used (a flag value, a text, a path)."""
+
+    exit_code = 2
+
+
+class AudioError(InputError):
+    """An audio file is missing, unreadable, empty or unusable."""
+
+
+class ScriptError(InputError):
+    """A dialogue script is malformed; the message carries line and column."""
+
+
+class OutputError(SoundstormError):
+    """The output cannot be written where the user asked."""
+
+    exit_code = 3
+
+
+class CheckpointError(SoundstormError):
+    """A bundle or one of its files is unknown, missing, corrupt or unsafe."""
+
+    exit_code = 4
+
+
+class ModelNotAvailableError(CheckpointError):
+    """The chosen bundle lacks a component the command needs (not trained yet, or not fetched)."""
+
+
+class CodecError(SoundstormError):
+    """The codec cannot encode or decode what it was given."""
