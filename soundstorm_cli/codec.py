@@ -150,6 +150,50 @@ class EncodecCodec(Codec):
         return cls(model.to(device), bandwidth=bandwidth)
 
 
+class FrameCodecWrapper(Codec):
+    """Our embedded codec (`models/frame_codec.py`) behind the `Codec` interface."""
+
+    def __init__(self, model, num_levels: int | None = None):
+        config = model.config
+        self.model = model.eval()
+        self.sample_rate = int(config.sample_rate)
+        self.frame_rate = self.sample_rate // int(config.hop_length)
+        self.codebook_size = int(config.codebook_size)
+        self.num_levels = int(num_levels or config.levels)
+        if not 1 <= self.num_levels <= config.levels:
+            raise CodecError(f"this codec has {config.levels} levels, not {self.num_levels}")
+
+    @property
+    def device(self):
+        return next(self.model.parameters()).device
+
+    def _encode(self, wav):
+        return self.model.encode(wav.to(self.device), self.num_levels)
+
+    def _decode(self, codes):
+        return self.model.decode(codes.to(self.device))
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, num_levels: int | None = None, device: str = "cpu"):
+        from soundstorm_cli.checkpoints import load_safetensors
+        from soundstorm_cli.models.frame_codec import FrameCodec, FrameCodecConfig
+
+        directory = Path(directory)
+        raw = json.loads((directory / "config.json").read_text())
+        try:
+            config = FrameCodecConfig(**raw)
+        except TypeError as exc:
+            raise CodecError(f"bad codec config '{directory / 'config.json'}': {exc}") from exc
+        model = FrameCodec(config)
+        state = load_safetensors(directory / "model.safetensors")
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if unexpected or [k for k in missing if k not in ("mel_basis", "window")]:
+            raise CodecError(
+                f"codec weights in '{directory}' do not fit its config ({len(missing)} missing, {len(unexpected)} unexpected)"
+            )
+        return cls(model.to(device), num_levels=num_levels)
+
+
 def load_codec(directory: str | Path, bandwidth: float | None = None, device: str = "cpu") -> Codec:
     """Load the codec stored in `directory`, whichever kind its config names."""
     directory = Path(directory)
@@ -160,4 +204,6 @@ def load_codec(directory: str | Path, bandwidth: float | None = None, device: st
         raise CodecError(f"cannot read codec config '{config_path}': {exc}") from exc
     if model_type == "encodec":
         return EncodecCodec.from_pretrained(directory, bandwidth=bandwidth, device=device)
+    if model_type == "soundstorm-frame-codec":
+        return FrameCodecWrapper.from_pretrained(directory, device=device)
     raise CodecError(f"unknown codec type '{model_type}' in '{config_path}'")

@@ -1,0 +1,100 @@
+"""`python -m pipelines STAGE --config pipelines/configs/tiny.yaml`: build the data and models.
+
+Stages, in order: corpus, text-tokenizer, semantic, codec, shards; `all` runs
+them in turn. Each is deterministic under the config's seed, skips what is
+already done and resumes after an interruption. Stage timings and sizes are
+collected in OUT_DIR/stages.json for the model card.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from pipelines.config import load_config
+
+STAGES = ("corpus", "text-tokenizer", "semantic", "codec", "shards")
+MODULES = {
+    "corpus": "corpus",
+    "text-tokenizer": "text_tokenizer",
+    "semantic": "semantic_stage",
+    "codec": "codec_train",
+    "shards": "shards",
+}
+
+
+def _progress_bar():
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        transient=False,
+    )
+
+
+def _record(out_dir: Path, stage: str, stats: dict) -> None:
+    path = out_dir / "stages.json"
+    record = json.loads(path.read_text()) if path.exists() else {}
+    record[stage] = stats
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=1))
+
+
+def run_stage(stage: str, config, quiet: bool = False) -> dict:
+    import importlib
+
+    module = importlib.import_module(f"pipelines.{MODULES[stage]}")
+    started = time.time()
+    with _progress_bar() as bar:
+        task = bar.add_task(stage, total=None)
+
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        bar.disable = quiet
+        stats = module.run(config, progress=progress)
+    stats.setdefault("wall_s", round(time.time() - started, 1))
+    _record(config.out_dir, stage, stats)
+    return stats
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pipelines", description=__doc__.splitlines()[0])
+    parser.add_argument("stage", choices=(*STAGES, "all"))
+    parser.add_argument("--config", required=True, type=Path)
+    parser.add_argument("--hours", type=float, help="override corpus.hours")
+    parser.add_argument("--steps", type=int, help="override codec.steps")
+    parser.add_argument("--out-dir", type=Path, help="override out_dir")
+    parser.add_argument("--quiet", action="store_true")
+    args = parser.parse_args(argv)
+    overrides = {}
+    if args.hours is not None:
+        overrides["corpus.hours"] = args.hours
+    if args.steps is not None:
+        overrides["codec.steps"] = args.steps
+    if args.out_dir is not None:
+        overrides["out_dir"] = str(args.out_dir)
+    config = load_config(args.config, overrides)
+    for stage in STAGES if args.stage == "all" else (args.stage,):
+        stats = run_stage(stage, config, quiet=args.quiet)
+        summary = {k: v for k, v in stats.items() if not isinstance(v, (dict, list))}
+        print(f"{stage}: {json.dumps(summary)}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

