@@ -61,7 +61,9 @@ def test_all_stages_at_toy_size(tmp_path):
     rows = [json.loads(line) for line in (out / "corpus" / "manifest.jsonl").read_text().splitlines()]
     dialogue = next(r for r in rows if r["kind"] == "dialogue")
     assert len(dialogue["speakers"]) == 2 and len(dialogue["turns"]) >= 2
-    assert all(a["end_s"] <= b["start_s"] for a, b in zip(dialogue["turns"], dialogue["turns"][1:], strict=False))
+    assert all(
+        a["end_s"] <= b["start_s"] for a, b in zip(dialogue["turns"], dialogue["turns"][1:], strict=False)
+    )
     assert (out / "corpus" / dialogue["path"]).with_suffix(".txt").read_text().count("[S") == len(
         dialogue["turns"]
     )

@@ -1,0 +1,163 @@
+"""SoundStorm decoding: MaskGIT-style confidence-based parallel decoding, level by level.
+
+Levels go coarse to fine; level q gets `iterations[q]` forward passes (paper:
+16 on the first level, 1 on each other). At iteration i of n, a cosine schedule
+says how many of the level's tokens stay masked: ceil(N * cos(pi/2 * (i+1)/n)),
+zero at the last iteration. Tokens are sampled at every masked position
+(temperature annealed towards zero, top-k / top-p optional, the last iteration
+of a level greedy); confidence is the probability of the sampled token, plus
+Gumbel noise annealed to zero; the least confident stay masked for the next
+iteration. Prompt tokens and kept tokens never change; finer levels stay masked
+while a level is decoded, as in training.
+
+Shapes: B batch, Q levels, T frames, K codebook size.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+
+from soundstorm_cli.errors import InputError
+
+
+@dataclass(frozen=True)
+class DecodingOptions:
+    """How to decode; validated once by `check`."""
+
+    iterations: tuple[int, ...] = (16, 1, 1, 1, 1, 1, 1, 1)
+    temperature: float = 1.0  # at the first iteration of a level; annealed linearly to 0
+    confidence_noise: float = 1.0  # scale of the Gumbel noise added to confidences, annealed to 0
+    top_k: int | None = None
+    top_p: float | None = None
+    seed: int = 0
+
+    def check(self, levels: int) -> DecodingOptions:
+        if len(self.iterations) < levels or any(n < 1 for n in self.iterations[:levels]):
+            raise InputError(
+                f"iterations must give at least 1 per level for {levels} levels, got {self.iterations}"
+            )
+        if self.temperature < 0 or self.confidence_noise < 0:
+            raise InputError("temperature and confidence noise must be >= 0")
+        if self.top_k is not None and self.top_k < 1:
+            raise InputError("top-k must be >= 1")
+        if self.top_p is not None and not 0 < self.top_p <= 1:
+            raise InputError("top-p must be in (0, 1]")
+        return self
+
+
+@dataclass
+class DecodingResult:
+    codes: torch.Tensor  # [B, Q, T]
+    forward_passes: int
+    per_level_passes: list[int] = field(default_factory=list)
+
+
+def masked_count(total, iteration: int, iterations: int):
+    """Tokens still masked after `iteration` (0-based) of `iterations`: the cosine schedule."""
+    ratio = math.cos(math.pi / 2 * (iteration + 1) / iterations)
+    return torch.ceil(total.float() * ratio).long() if iteration + 1 < iterations else torch.zeros_like(total)
+
+
+def filter_logits(logits, top_k: int | None, top_p: float | None):
+    """Keep the top-k and/or the smallest top-p nucleus; the rest get -inf."""
+    if top_k is not None and top_k < logits.shape[-1]:
+        kth = logits.topk(top_k, dim=-1).values[..., -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p is not None and top_p < 1:
+        sorted_logits, order = logits.sort(dim=-1, descending=True)
+        cumulative = sorted_logits.softmax(-1).cumsum(-1)
+        drop = cumulative - sorted_logits.softmax(-1) > top_p  # keep the token that crosses top_p
+        logits = logits.masked_fill(drop.scatter(-1, order, drop), float("-inf"))
+    return logits
+
+
+def _sample(logits, temperature: float, options: DecodingOptions, generator):
+    """Tokens [T] and their probabilities for one item's logits [T, K]."""
+    logits = filter_logits(logits.float(), options.top_k, options.top_p)
+    if temperature <= 0:
+        tokens = logits.argmax(-1)
+        probs = logits.softmax(-1)
+    else:
+        probs = (logits / temperature).softmax(-1)
+        tokens = torch.multinomial(probs.cpu(), 1, generator=generator).to(logits.device)[:, 0]
+    return tokens, probs.gather(-1, tokens[:, None])[:, 0]
+
+
+def _choose(logits, masked, length: int, temperature: float, noise: float, options, generator):
+    """Sample one item's tokens [T] and confidences [T] (+inf where not masked)."""
+    T = logits.shape[0]
+    tokens = torch.zeros(T, dtype=torch.long, device=logits.device)
+    confidence = torch.full((T,), float("inf"), device=logits.device)
+    if length == 0:
+        return tokens, confidence
+    sampled, probs = _sample(logits[:length], temperature, options, generator)
+    score = probs.clamp_min(1e-30).log()
+    if noise > 0:
+        uniform = torch.rand(length, generator=generator).to(logits.device).clamp(1e-9, 1 - 1e-9)
+        score = score + noise * -torch.log(-torch.log(uniform))
+    tokens[:length] = sampled
+    confidence[:length] = score
+    return tokens, confidence.masked_fill(~masked, float("inf"))
+
+
+@torch.no_grad()
+def decode(
+    model,
+    semantic,
+    speakers,
+    lengths,
+    prompt_codes=None,
+    prompt_lengths=None,
+    options: DecodingOptions = DecodingOptions(),
+    seeds: list[int] | None = None,
+) -> DecodingResult:
+    """Fill every non-prompt token of [B, Q, T].
+
+    semantic, speakers: [B, T] at the codec frame rate; lengths [B]; prompt_codes
+    [B, Q, T] holding the prompt in frames < prompt_lengths[b] (other frames ignored).
+    Item b draws from its own generator seeded `seeds[b]` (default: options.seed + b),
+    so a batch decodes exactly as its items would one by one.
+    """
+    config = model.config
+    options.check(config.levels)
+    B, T = semantic.shape
+    device = semantic.device
+    seeds = seeds if seeds is not None else [options.seed + b for b in range(B)]
+    generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
+    lengths = torch.as_tensor(lengths, device=device)
+    frames = torch.arange(T, device=device)[None]
+    valid = frames < lengths[:, None]  # [B, T]
+    if prompt_lengths is None:
+        prompt_lengths = torch.zeros(B, dtype=torch.long, device=device)
+    in_prompt = frames < torch.as_tensor(prompt_lengths, device=device)[:, None]
+    codes = torch.full((B, config.levels, T), config.mask_id, dtype=torch.long, device=device)
+    if prompt_codes is not None:
+        codes = torch.where(in_prompt[:, None, :], prompt_codes.to(device), codes)
+    passes, per_level = 0, []
+    for level in range(config.levels):
+        n = options.iterations[level]
+        masked = valid & ~in_prompt  # [B, T]: everything of this level but the prompt starts masked
+        total = masked.sum(dim=1)  # [B]
+        for i in range(n):
+            progress, last = i / n, i + 1 == n
+            temperature = 0.0 if last else options.temperature * (1 - progress)
+            noise = 0.0 if last else options.confidence_noise * (1 - progress)
+            logits = model.level_logits(model.hidden(codes, semantic, speakers, valid), level)  # [B, T, K]
+            passes += 1
+            picks = [
+                _choose(logits[b], masked[b], int(lengths[b]), temperature, noise, options, generators[b])
+                for b in range(B)
+            ]
+            tokens = torch.stack([p[0] for p in picks])  # [B, T]
+            confidence = torch.stack([p[1] for p in picks])  # [B, T], +inf where fixed
+            # The least confident of the masked positions stay masked; the rest are revealed and kept.
+            rank = confidence.argsort(dim=1, stable=True).argsort(dim=1)  # 0 = least confident
+            still_masked = masked & (rank < masked_count(total, i, n)[:, None])
+            reveal = masked & ~still_masked
+            codes[:, level] = torch.where(reveal, tokens, codes[:, level])
+            masked = still_masked
+        per_level.append(n)
+    return DecodingResult(codes=codes, forward_passes=passes, per_level_passes=per_level)

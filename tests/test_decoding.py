@@ -1,0 +1,117 @@
+"""decoding.py: schedule, filters, and the decoding loop on a random-init model."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from soundstorm_cli.decoding import DecodingOptions, decode, filter_logits, masked_count
+from soundstorm_cli.errors import InputError
+from soundstorm_cli.models.soundstorm import SoundStorm, SoundStormConfig
+
+TINY = SoundStormConfig(
+    levels=3, codebook_size=16, semantic_vocab=10, dim=32, layers=2, heads=2, conv_kernel=5, dropout=0.0
+)
+OPTIONS = DecodingOptions(iterations=(4, 2, 1), seed=3)
+
+
+@pytest.fixture
+def model():
+    torch.manual_seed(0)
+    return SoundStorm(TINY).eval()
+
+
+def _inputs(B=3, T=12, lengths=(12, 9, 5)):
+    g = torch.Generator().manual_seed(1)
+    semantic = torch.randint(0, 10, (B, T), generator=g)
+    speakers = torch.ones(B, T, dtype=torch.long)
+    prompt = torch.randint(0, 16, (B, 3, T), generator=g)
+    return semantic, speakers, torch.tensor(lengths), prompt
+
+
+def test_cosine_schedule_hand_worked():
+    total = torch.tensor([10])
+    # ceil(10 * cos(pi/2 * k/4)) for k = 1, 2, 3 -> 10, 8, 4; the last iteration leaves none
+    assert [int(masked_count(total, i, 4)) for i in range(4)] == [10, 8, 4, 0]
+    assert int(masked_count(total, 0, 1)) == 0
+
+
+def test_filters():
+    logits = torch.tensor([[1.0, 3.0, 2.0, 0.0]])
+    assert torch.isinf(filter_logits(logits, 2, None)).tolist() == [[True, False, False, True]]
+    probs = torch.tensor([[0.5, 0.3, 0.15, 0.05]]).log()
+    kept = ~torch.isinf(filter_logits(probs, None, 0.7))
+    assert kept.tolist() == [[True, True, False, False]]
+
+
+def test_every_token_filled_prompt_unchanged_and_passes_counted(model):
+    semantic, speakers, lengths, prompt = _inputs()
+    prompt_lengths = torch.tensor([4, 0, 2])
+    result = decode(model, semantic, speakers, lengths, prompt, prompt_lengths, OPTIONS)
+    assert result.forward_passes == sum(OPTIONS.iterations) == 7
+    codes = result.codes
+    for b, (n, p) in enumerate(zip(lengths.tolist(), prompt_lengths.tolist(), strict=True)):
+        assert (codes[b, :, :n] < TINY.codebook_size).all(), "every non-prompt token filled"
+        assert torch.equal(codes[b, :, :p], prompt[b, :, :p]), "prompt unchanged"
+
+
+def test_same_seed_same_tokens_and_different_seed_differs(model):
+    semantic, speakers, lengths, prompt = _inputs()
+    a = decode(model, semantic, speakers, lengths, options=OPTIONS).codes
+    b = decode(model, semantic, speakers, lengths, options=OPTIONS).codes
+    c = decode(
+        model, semantic, speakers, lengths, options=DecodingOptions(iterations=(4, 2, 1), seed=4)
+    ).codes
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_batch_equals_one_by_one(model):
+    semantic, speakers, lengths, prompt = _inputs()
+    prompt_lengths = torch.tensor([3, 1, 0])
+    batch = decode(model, semantic, speakers, lengths, prompt, prompt_lengths, OPTIONS).codes
+    for b, n in enumerate(lengths.tolist()):
+        alone = decode(
+            model,
+            semantic[b : b + 1, :n],
+            speakers[b : b + 1, :n],
+            lengths[b : b + 1],
+            prompt[b : b + 1, :, :n],
+            prompt_lengths[b : b + 1],
+            OPTIONS,
+            seeds=[OPTIONS.seed + b],
+        ).codes
+        assert torch.equal(batch[b, :, :n], alone[0])
+
+
+def test_kept_tokens_never_change_and_finer_levels_wait(model, monkeypatch):
+    """Record the codes the model sees at every pass: revealed tokens stay; finer levels stay masked."""
+    semantic, speakers, lengths, prompt = _inputs(B=1, T=10, lengths=(10,))
+    seen = []
+    original = model.hidden
+
+    def spy(codes, *args):
+        seen.append(codes.clone())
+        return original(codes, *args)
+
+    monkeypatch.setattr(model, "hidden", spy)
+    result = decode(model, semantic, speakers, lengths, options=OPTIONS)
+    level_of_pass = [0] * 4 + [1] * 2 + [2]
+    for before, after, level in zip(seen, seen[1:] + [result.codes], level_of_pass, strict=True):
+        revealed = before != TINY.mask_id
+        assert torch.equal(after[revealed], before[revealed])
+        assert (before[:, level + 1 :] == TINY.mask_id).all()
+    # the first level reveals gradually: 10 masked -> 10, 8, 4, 0 still masked after each pass
+    masked_level0 = [int((s[:, 0] == TINY.mask_id).sum()) for s in seen[:4]] + [
+        int((result.codes[:, 0] == TINY.mask_id).sum())
+    ]
+    assert masked_level0 == [10, 10, 8, 4, 0]
+
+
+def test_bad_options_are_refused(model):
+    semantic, speakers, lengths, _ = _inputs()
+    with pytest.raises(InputError):
+        decode(model, semantic, speakers, lengths, options=DecodingOptions(iterations=(4, 0, 1)))
+    with pytest.raises(InputError):
+        decode(model, semantic, speakers, lengths, options=DecodingOptions(iterations=(4, 1)))
+    with pytest.raises(InputError):
+        decode(model, semantic, speakers, lengths, options=DecodingOptions(iterations=(1, 1, 1), top_p=0.0))
