@@ -25,8 +25,10 @@ from rich.progress import (
 
 from pipelines.config import load_config
 
-STAGES = ("corpus", "text-tokenizer", "semantic", "codec", "shards")
+STAGES = ("corpus", "text-tokenizer", "semantic", "codec", "shards")  # `all`: the data set
+TRAINING = ("soundstorm",)
 MODULES = {
+    "soundstorm": "soundstorm_train",
     "corpus": "corpus",
     "text-tokenizer": "text_tokenizer",
     "semantic": "semantic_stage",
@@ -74,7 +76,7 @@ def run_stage(stage: str, config, quiet: bool = False) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipelines", description=__doc__.splitlines()[0])
-    parser.add_argument("stage", choices=(*STAGES, "all"))
+    parser.add_argument("stage", choices=(*STAGES, "all", *TRAINING))
     parser.add_argument("--config", required=True, type=Path)
     parser.add_argument("--hours", type=float, help="override corpus.hours")
     parser.add_argument("--steps", type=int, help="override codec.steps")

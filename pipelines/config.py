@@ -52,6 +52,30 @@ class CodecConfig:
 
 
 @dataclass
+class SoundStormTrainConfig:
+    steps: int = 4000
+    frames_per_batch: int = 6000  # padded frames per step (token-budget batching)
+    max_seconds: float = 20.0  # longest training window (paper: up to 30 s)
+    prompt_seconds: tuple = (2.0, 4.0)  # a voice prompt from another utterance of the same speaker
+    prompt_probability: float = (
+        0.5  # singles get such a prompt this often; dialogues always get one per speaker
+    )
+    lr: float = 1e-3
+    warmup: int = 200
+    weight_decay: float = 0.01
+    threads: int = 2
+    autocast_bf16: bool = True
+    dim: int = 256
+    layers: int = 6
+    heads: int = 4
+    conv_kernel: int = 15
+    dropout: float = 0.1
+    log_every: int = 25
+    save_every: int = 250
+    valid_batches: int = 8
+
+
+@dataclass
 class DataConfig:
     """Everything `pipelines/` needs to build one data set."""
 
@@ -62,6 +86,7 @@ class DataConfig:
     text_tokenizer: TextTokenizerConfig = field(default_factory=TextTokenizerConfig)
     semantic: SemanticConfig = field(default_factory=SemanticConfig)
     codec: CodecConfig = field(default_factory=CodecConfig)
+    soundstorm: SoundStormTrainConfig = field(default_factory=SoundStormTrainConfig)
 
 
 def _build(cls, raw: dict):
@@ -79,6 +104,7 @@ def _build(cls, raw: dict):
             "TextTokenizerConfig": TextTokenizerConfig,
             "SemanticConfig": SemanticConfig,
             "CodecConfig": CodecConfig,
+            "SoundStormTrainConfig": SoundStormTrainConfig,
         }.get(str(kind))
         values[name] = _build(sub, value) if sub else value
     config = cls(**values)

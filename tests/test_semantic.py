@@ -44,7 +44,7 @@ def test_packing_keeps_clips_in_windows_on_frame_boundaries():
     plan = WhisperEncoder._pack(lengths)
     assert len(plan) == 4 + 1 + 1  # the 40 s clip is cut in two pieces
     pieces = [min(WINDOW, n - s) for n in lengths for s in range(0, n, WINDOW)]
-    for (window, offset), size in zip(plan, pieces, strict=True):
+    for (_window, offset), size in zip(plan, pieces, strict=True):
         assert offset % SEMANTIC_HOP == 0 and offset + size <= WINDOW
     spans = {}
     for (window, offset), size in zip(plan, pieces, strict=True):

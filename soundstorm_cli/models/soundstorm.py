@@ -12,7 +12,7 @@ Shapes: B batch, T codec frames, Q levels, K codebook size, D width.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -136,5 +136,24 @@ def soundstorm_loss(model: SoundStorm, batch: dict, generator: torch.Generator |
     return loss, drawn, logits
 
 
-def config_dict(config: SoundStormConfig) -> dict:
-    return asdict(config)
+def load_soundstorm(folder, device: str = "cpu") -> SoundStorm:
+    """Build from `config.json`, load `model.safetensors` (never pickle), in fp32, eval mode."""
+    import json
+    from pathlib import Path
+
+    from soundstorm_cli.checkpoints import load_safetensors
+    from soundstorm_cli.errors import CheckpointError
+
+    folder = Path(folder)
+    raw = json.loads((folder / "config.json").read_text())
+    raw.pop("model_type", None)
+    try:
+        model = SoundStorm(SoundStormConfig(**raw))
+        model.load_state_dict(
+            {k: v.float() for k, v in load_safetensors(folder / "model.safetensors").items()}
+        )
+    except (TypeError, RuntimeError) as exc:
+        raise CheckpointError(
+            f"SoundStorm weights in '{folder}' do not fit its config: {str(exc).splitlines()[0]}"
+        ) from exc
+    return model.to(device).eval()

@@ -1,0 +1,279 @@
+"""Train SoundStorm on the token shards: `python -m pipelines soundstorm --config pipelines/configs/tiny.yaml`.
+
+Runs the same on one CPU and under `torchrun --nproc_per_node N` (DDP: each rank
+draws its own examples, rank 0 logs and saves). Examples:
+
+- a single utterance, with probability `prompt_probability` preceded by a 2-4 s
+  clip of another utterance of the same speaker (the voice prompt of inference);
+- a two-speaker dialogue, always preceded by one such clip per speaker, the
+  speaker track tagging every frame (prompts included) with its speaker, so that
+  a turn learns to take the voice of its speaker's prompt (paper section 5.2).
+
+Windows are cut to `max_seconds`; batches fill a padded-frame budget from
+length-sorted candidates (bucketing). Loss: `soundstorm_loss` (the paper's mask).
+AdamW, warmup + cosine, clipping, bf16 autocast, validation = masked-token
+accuracy per level on the valid split. `train_state.pt` = {model, optimizer,
+step, log}, read back with `weights_only=True`; the shipped form is
+`config.json` + `model.safetensors`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pipelines.config import DataConfig
+from pipelines.shards import TokenShards
+from soundstorm_cli.models.soundstorm import SoundStorm, SoundStormConfig, soundstorm_loss, soundstorm_mask
+from soundstorm_cli.semantic import semantic_to_codec
+
+
+class ExampleSampler:
+    """Draws training examples (codes, semantic at codec rate, speaker track) from shards."""
+
+    def __init__(self, shards: TokenShards, config: DataConfig, rng: np.random.Generator):
+        self.shards, self.rng, self.cfg = shards, rng, config.soundstorm
+        self.ratio = shards.meta["codec_frame_rate"] // shards.meta["semantic_rate"]
+        self.frame_rate = shards.meta["codec_frame_rate"]
+        self.by_speaker: dict[int, list[int]] = {}
+        for i, row in enumerate(shards.items):
+            if row["kind"] == "single":
+                self.by_speaker.setdefault(row["speakers"][0], []).append(i)
+
+    def _item(self, i: int):
+        item = self.shards[i]
+        codes = torch.from_numpy(item["codes"])  # [Q, T]
+        semantic = semantic_to_codec(torch.from_numpy(item["semantic_tokens"]), self.ratio, codes.shape[1])
+        return item, codes, semantic
+
+    def _prompt(self, speaker: int, exclude: int, label: int):
+        """A 2-4 s clip of another single utterance of `speaker`, tagged `label`."""
+        choices = [i for i in self.by_speaker.get(speaker, []) if i != exclude]
+        if not choices:
+            return None
+        _, codes, semantic = self._item(int(self.rng.choice(choices)))
+        frames = int(self.rng.uniform(*self.cfg.prompt_seconds) * self.frame_rate)
+        start = int(self.rng.integers(0, max(1, codes.shape[1] - frames)))
+        codes, semantic = codes[:, start : start + frames], semantic[start : start + frames]
+        return codes, semantic, torch.full((codes.shape[1],), label, dtype=torch.long)
+
+    def _speaker_track(self, item: dict, frames: int) -> torch.Tensor:
+        if item["kind"] != "dialogue":
+            return torch.ones(frames, dtype=torch.long)
+        labels = {s: n + 1 for n, s in enumerate(item["speakers"])}
+        track = torch.full((frames,), labels[item["turns"][0]["speaker"]], dtype=torch.long)
+        for turn in item["turns"]:  # a turn owns the frames from its start to the next turn's start
+            track[turn["start"] :] = labels[turn["speaker"]]
+        return track
+
+    def example(self) -> dict:
+        i = int(self.rng.integers(len(self.shards)))
+        item, codes, semantic = self._item(i)
+        track = self._speaker_track(item, codes.shape[1])
+        max_frames = int(self.cfg.max_seconds * self.frame_rate)
+        prompts = []
+        if item["kind"] == "dialogue" or self.rng.random() < self.cfg.prompt_probability:
+            for label, speaker in enumerate(item["speakers"], start=1):
+                prompt = self._prompt(speaker, i, label)
+                if prompt is not None:
+                    prompts.append(prompt)
+        room = max_frames - sum(p[0].shape[1] for p in prompts)
+        if codes.shape[1] > room:  # a random window of the item
+            start = int(self.rng.integers(0, codes.shape[1] - room + 1))
+            codes, semantic, track = (
+                codes[:, start : start + room],
+                semantic[start : start + room],
+                track[start : start + room],
+            )
+        parts = [*prompts, (codes, semantic, track)]
+        return {
+            "codes": torch.cat([p[0] for p in parts], dim=1),
+            "semantic": torch.cat([p[1] for p in parts]),
+            "speakers": torch.cat([p[2] for p in parts]),
+        }
+
+
+def collate(examples: list[dict], levels: int) -> dict:
+    lengths = torch.tensor([e["codes"].shape[1] for e in examples])
+    T = int(lengths.max())
+    B = len(examples)
+    codes = torch.zeros(B, levels, T, dtype=torch.long)
+    semantic = torch.zeros(B, T, dtype=torch.long)
+    speakers = torch.zeros(B, T, dtype=torch.long)
+    for b, e in enumerate(examples):
+        n = e["codes"].shape[1]
+        codes[b, :, :n], semantic[b, :n], speakers[b, :n] = e["codes"], e["semantic"], e["speakers"]
+    return {"codes": codes, "semantic": semantic, "speakers": speakers, "lengths": lengths}
+
+
+def batches(sampler: ExampleSampler, frames_per_batch: int, levels: int):
+    """Endless batches: 64 candidates sorted by length, cut to the padded-frame budget."""
+    while True:
+        pool = sorted((sampler.example() for _ in range(64)), key=lambda e: e["codes"].shape[1])
+        group: list[dict] = []
+        out = []
+        for e in pool:
+            if group and (len(group) + 1) * e["codes"].shape[1] > frames_per_batch:
+                out.append(group)
+                group = []
+            group.append(e)
+        out.append(group)
+        for i in sampler.rng.permutation(len(out)):
+            yield collate(out[i], levels)
+
+
+def model_config(config: DataConfig, meta: dict) -> SoundStormConfig:
+    c = config.soundstorm
+    return SoundStormConfig(
+        levels=meta["levels"],
+        codebook_size=meta["codebook_size"],
+        semantic_vocab=config.semantic.clusters,
+        semantic_ratio=meta["codec_frame_rate"] // meta["semantic_rate"],
+        dim=c.dim,
+        layers=c.layers,
+        heads=c.heads,
+        conv_kernel=c.conv_kernel,
+        dropout=c.dropout,
+    )
+
+
+@torch.no_grad()
+def validate(model: SoundStorm, batches_iter, count: int, generator) -> dict:
+    """Masked-token accuracy per level (the paper's mask, fixed seed) and loss."""
+    model.eval()
+    hits = np.zeros(model.config.levels)
+    totals = np.zeros(model.config.levels)
+    losses = []
+    for _ in range(count):
+        batch = next(batches_iter)
+        loss, drawn, logits = soundstorm_loss(model, batch, generator)
+        losses.append(loss.item())
+        target = batch["codes"].gather(1, drawn.level[:, None, None].expand(-1, 1, batch["codes"].shape[-1]))[
+            :, 0
+        ]
+        right = (logits.argmax(-1) == target) & drawn.loss_mask
+        for b in range(len(drawn.level)):
+            hits[drawn.level[b]] += int(right[b].sum())
+            totals[drawn.level[b]] += int(drawn.loss_mask[b].sum())
+    model.train()
+    accuracy = [round(float(h / t), 4) if t else None for h, t in zip(hits, totals, strict=True)]
+    return {"valid_loss": round(float(np.mean(losses)), 4), "valid_accuracy": accuracy}
+
+
+def save_model(model: SoundStorm, folder: Path) -> None:
+    from dataclasses import asdict
+
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().to(torch.bfloat16).contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(folder / "model.safetensors.tmp"))
+    os.replace(folder / "model.safetensors.tmp", folder / "model.safetensors")
+    (folder / "config.json").write_text(
+        json.dumps({"model_type": "soundstorm", **asdict(model.config)}, indent=1)
+    )
+
+
+def _ddp():
+    """(rank, world size); initialises the process group under torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not torch.distributed.is_initialized():
+        torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return (torch.distributed.get_rank() if world > 1 else 0), world
+
+
+def run(config: DataConfig, progress=None) -> dict:
+    c = config.soundstorm
+    out = config.out_dir / "soundstorm"
+    rank, world = _ddp()
+    torch.set_num_threads(max(1, c.threads))
+    torch.manual_seed(config.seed)
+    train = TokenShards(config.out_dir / "shards", "train")
+    valid = TokenShards(config.out_dir / "shards", "valid")
+    model = SoundStorm(model_config(config, train.meta))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=c.lr, betas=(0.9, 0.98), weight_decay=c.weight_decay)
+    state_path, step, log = out / "train_state.pt", 0, []
+    if state_path.exists():
+        state = torch.load(state_path, weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        step, log = int(state["step"]), json.loads(state["log"])
+    trained = model
+    if world > 1:
+        trained = torch.nn.parallel.DistributedDataParallel(model)
+    train_batches = batches(
+        ExampleSampler(train, config, np.random.default_rng([config.seed, rank, step])),
+        c.frames_per_batch,
+        model.config.levels,
+    )
+    started, window = time.time(), []
+    model.train()
+    while step < c.steps:
+        batch = next(train_batches)
+        lr = c.lr * min(1.0, (step + 1) / c.warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, step / c.steps)))
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        with torch.autocast(
+            "cuda" if torch.cuda.is_available() else "cpu", dtype=torch.bfloat16, enabled=c.autocast_bf16
+        ):
+            drawn = soundstorm_mask(batch["codes"], batch["lengths"], model.config.mask_id)
+            key_mask = torch.arange(batch["codes"].shape[-1])[None] < batch["lengths"][:, None]
+            logits = trained(drawn.codes, batch["semantic"], batch["speakers"], drawn.level, key_mask)
+        target = batch["codes"].gather(1, drawn.level[:, None, None].expand(-1, 1, batch["codes"].shape[-1]))[
+            :, 0
+        ]
+        loss = torch.nn.functional.cross_entropy(logits[drawn.loss_mask].float(), target[drawn.loss_mask])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        step += 1
+        window.append(loss.item())
+        if rank == 0 and (step % c.log_every == 0 or step == c.steps):
+            entry = {
+                "step": step,
+                "loss": round(float(np.mean(window)), 4),
+                "lr": round(lr, 6),
+                "elapsed_s": round(time.time() - started, 1),
+            }
+            if step % (c.log_every * 4) == 0 or step == c.steps:
+                valid_iter = batches(
+                    ExampleSampler(valid, config, np.random.default_rng([config.seed, 99])),
+                    c.frames_per_batch,
+                    model.config.levels,
+                )
+                entry |= validate(model, valid_iter, c.valid_batches, torch.Generator().manual_seed(0))
+            log.append(entry)
+            window = []
+            print(json.dumps(entry), flush=True)
+        if rank == 0 and (step % c.save_every == 0 or step == c.steps):
+            out.mkdir(parents=True, exist_ok=True)
+            tmp = state_path.with_suffix(".tmp")
+            torch.save(
+                {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "step": step,
+                    "log": json.dumps(log),
+                },
+                tmp,
+            )
+            os.replace(tmp, state_path)
+        if progress:
+            progress(step, c.steps)
+    if rank == 0:
+        save_model(model, out)
+    last_valid = next((e for e in reversed(log) if "valid_accuracy" in e), {})
+    return {
+        "steps": step,
+        "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 2),
+        "final_loss": log[-1]["loss"] if log else None,
+        **last_valid,
+        "world_size": world,
+    }
