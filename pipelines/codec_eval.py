@@ -78,9 +78,11 @@ def main(argv=None) -> int:
         )
     ]
     started = time.time()
-    report = evaluate_codec(args.codec or config.out_dir / "codec", rows)
+    codec_dir = args.codec or config.out_dir / "codec"
+    report = evaluate_codec(codec_dir, rows)
+    report["codec"] = str(codec_dir)
     report["wall_s"] = round(time.time() - started, 1)
-    out = (args.codec or config.out_dir / "codec") / "eval.json"
+    out = config.out_dir / "codec" / "eval.json"
     out.write_text(json.dumps(report, indent=1))
     print(json.dumps(report["summary"], indent=1))
     return 0

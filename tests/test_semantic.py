@@ -61,3 +61,45 @@ def test_kmeans_finds_separated_clusters():
     labels = tokenizer.assign(data)
     assert len(set(labels[:200])) == len(set(labels[200:400])) == len(set(labels[400:])) == 1
     assert len(set(labels)) == 3
+
+
+def _dedup(tokens):
+    return [t for i, t in enumerate(tokens) if i == 0 or t != tokens[i - 1]]
+
+
+def test_tokens_carry_content_not_voice(tmp_path):
+    """Held-out speakers: the same sentence by two speakers is closer than two sentences by one (issue 10)."""
+    import itertools
+    import shutil
+
+    import soundfile as sf
+
+    from pipelines.voices import select_voices
+    from soundstorm_cli.checkpoints import component_path, load_registry
+    from soundstorm_cli.evaluate import edit_distance
+    from soundstorm_cli.semantic import SemanticTokenizer
+
+    if not all(shutil.which(t) for t in ("flite", "espeak-ng", "sox")):
+        pytest.fail("flite, espeak-ng and sox are needed (installed by .ci/setup)")
+    bundle = load_registry().get("tiny")
+    tokenizer = SemanticTokenizer.load(component_path(bundle, "semantic") / "semantic.safetensors")
+    voices = {v.name: v for v in select_voices("all")[0]}
+    speakers = ["flite-awb+300", "espeak-en-gb+m4", "flite-slt-300"]
+    sentences = ["The old bridge was closed for repairs until the end of March.",
+                 "She bought three apples and a loaf of bread at the market.",
+                 "Why did the meeting start so late this morning?"]
+    clips = {}
+    for s, text in enumerate(sentences):
+        for v in speakers:
+            path = tmp_path / f"{s}_{v}.wav"
+            voices[v].render(text, path, 16000)
+            clips[(s, v)] = sf.read(path, dtype="float32")[0]
+    keys = list(clips)
+    tokens = {k: _dedup(t.tolist()) for k, t in zip(keys, tokenizer.tokenize([clips[k] for k in keys]), strict=True)}
+
+    def distance(a, b):
+        return edit_distance(tokens[a], tokens[b]) / max(len(tokens[a]), len(tokens[b]))
+
+    same = np.mean([distance((s, a), (s, b)) for s in range(3) for a, b in itertools.combinations(speakers, 2)])
+    different = np.mean([distance((s1, v), (s2, v)) for v in speakers for s1, s2 in itertools.combinations(range(3), 2)])
+    assert same + 0.15 < different, (same, different)
