@@ -93,20 +93,46 @@ def model_card(out_dir: Path, config_path: Path, name: str, notes: str = "") -> 
     codec_eval = _read(out_dir / "codec" / "eval.json")
     codec_train = _read(out_dir / "codec" / "train_stats.json")
     storm_eval = _read(out_dir / "soundstorm" / "eval.json")
-    parts = [f"# Model card: `{name}` bundle", "",
-             "Everything here was made on a 2-core CPU machine from installed packages only, by:", "",
-             "```bash", f"python -m pipelines all --config {config_path}        # corpus, tokenizers, codec, shards",
-             f"python -m pipelines.codec_eval --config {config_path}   # codec figures below",
-             f"python -m pipelines soundstorm --config {config_path}   # SoundStorm",
-             f"python -m pipelines.soundstorm_eval --config {config_path}",
-             f"python -m pipelines.bundle --config {config_path} --name {name}", "```", ""]
+    parts = [
+        f"# Model card: `{name}` bundle",
+        "",
+        "Everything here was made on a 2-core CPU machine from installed packages only, by:",
+        "",
+        "```bash",
+        f"python -m pipelines all --config {config_path}        # corpus, tokenizers, codec, shards",
+        f"python -m pipelines.codec_eval --config {config_path}   # codec figures below",
+        f"python -m pipelines soundstorm --config {config_path}   # SoundStorm",
+        f"python -m pipelines.soundstorm_eval --config {config_path}",
+        f"python -m pipelines.bundle --config {config_path} --name {name}",
+        "```",
+        "",
+    ]
     if corpus:
-        parts += ["## Data", "",
-                  f"{corpus['hours']} hours, {corpus['items']} items (single utterances and two-speaker dialogues of 10-30 s), "
-                  "16 kHz, voices of flite (built from real recordings), sox pitch-shifted variants of them, and espeak-ng.", "",
-                  _table([[s, corpus[s]["items"], corpus[s]["dialogues"], corpus[s]["hours"], len(corpus[s]["speakers"])]
-                          for s in ("train", "valid", "test")], ["split", "items", "dialogues", "hours", "speakers"]), "",
-                  "Held-out speakers (test split only, never in train or valid): " + ", ".join(corpus["test"]["speakers"]) + ".", ""]
+        parts += [
+            "## Data",
+            "",
+            f"{corpus['hours']} hours, {corpus['items']} items (single utterances and two-speaker dialogues of 10-30 s), "
+            "16 kHz, voices of flite (built from real recordings), sox pitch-shifted variants of them, and espeak-ng.",
+            "",
+            _table(
+                [
+                    [
+                        s,
+                        corpus[s]["items"],
+                        corpus[s]["dialogues"],
+                        corpus[s]["hours"],
+                        len(corpus[s]["speakers"]),
+                    ]
+                    for s in ("train", "valid", "test")
+                ],
+                ["split", "items", "dialogues", "hours", "speakers"],
+            ),
+            "",
+            "Held-out speakers (test split only, never in train or valid): "
+            + ", ".join(corpus["test"]["speakers"])
+            + ".",
+            "",
+        ]
     if stages:
         rows = []
         for stage, st in stages.items():
@@ -114,23 +140,42 @@ def model_card(out_dir: Path, config_path: Path, name: str, notes: str = "") -> 
             rows.append([stage, st.get("wall_s"), ", ".join(f"{k}={v}" for k, v in facts.items())])
         parts += ["## Stages (wall time on 2 CPU cores)", "", _table(rows, ["stage", "wall s", "sizes"]), ""]
     if codec_train:
-        parts += ["## Codec", "",
-                  "Frame-rate codec (`soundstorm_cli/models/frame_codec.py`): log-mel encoder, 8 x 1024 EMA residual VQ at 50 Hz "
-                  "(k-means init, dead-code restarts, quantizer dropout), ConvNeXt decoder, iSTFT head. "
-                  f"{codec_train['params_m']} M parameters; {codec_train['steps']} steps of batch {codec_train['batch_size']} x "
-                  f"{codec_train['segment_s']} s on {codec_train['train_audio_hours']} h of the train split; final mel L1 "
-                  f"{codec_train['final_mel_l1']}. Shipped weights fp16 (codebooks fp32).", ""]
+        parts += [
+            "## Codec",
+            "",
+            "Frame-rate codec (`soundstorm_cli/models/frame_codec.py`): log-mel encoder, 8 x 1024 EMA residual VQ at 50 Hz "
+            "(k-means init, dead-code restarts, quantizer dropout), ConvNeXt decoder, iSTFT head. "
+            f"{codec_train['params_m']} M parameters; {codec_train['steps']} steps of batch {codec_train['batch_size']} x "
+            f"{codec_train['segment_s']} s on {codec_train['train_audio_hours']} h of the train split; final mel L1 "
+            f"{codec_train['final_mel_l1']}. Shipped weights fp16 (codebooks fp32).",
+            "",
+        ]
     if codec_eval:
         summary = codec_eval["summary"]
-        rows = [[k, v.get("cer"), v.get("wer"), v.get("similarity", "-"), v.get("mel_distance", "-")] for k, v in summary.items()]
-        parts += [f"Held-out evaluation: {codec_eval['utterances']} single utterances of the {len(codec_eval['speakers'])} held-out "
-                  "speakers; Whisper tiny.en (faster-whisper, greedy) CER/WER against the text; resemblyzer similarity and "
-                  "log-mel L1 distance to the original.", "",
-                  _table(rows, ["audio", "CER", "WER", "similarity to original", "mel distance"]), ""]
+        rows = [
+            [k, v.get("cer"), v.get("wer"), v.get("similarity", "-"), v.get("mel_distance", "-")]
+            for k, v in summary.items()
+        ]
+        parts += [
+            f"Held-out evaluation: {codec_eval['utterances']} single utterances of the {len(codec_eval['speakers'])} held-out "
+            "speakers; Whisper tiny.en (faster-whisper, greedy) CER/WER against the text; resemblyzer similarity and "
+            "log-mel L1 distance to the original.",
+            "",
+            _table(rows, ["audio", "CER", "WER", "similarity to original", "mel distance"]),
+            "",
+        ]
     if storm_eval:
-        parts += ["## SoundStorm", "", "```json", json.dumps(storm_eval.get("single"), indent=1), "```", "",
-                  f"Dialogue turns closer to their own speaker's prompt: {storm_eval.get('turns_right')} of "
-                  f"{storm_eval.get('turns')} turns.", ""]
+        parts += [
+            "## SoundStorm",
+            "",
+            "```json",
+            json.dumps(storm_eval.get("single"), indent=1),
+            "```",
+            "",
+            f"Dialogue turns closer to their own speaker's prompt: {storm_eval.get('turns_right')} of "
+            f"{storm_eval.get('turns')} turns.",
+            "",
+        ]
     if notes:
         parts += ["## Notes", "", notes, ""]
     return "\n".join(parts)
@@ -145,7 +190,9 @@ def main(argv=None) -> int:
     components = assemble(config.out_dir, args.name)
     notes_file = ASSETS / args.name / "NOTES.md"
     notes = notes_file.read_text() if notes_file.exists() else ""
-    (ASSETS / args.name / "MODEL_CARD.md").write_text(model_card(config.out_dir, args.config, args.name, notes))
+    (ASSETS / args.name / "MODEL_CARD.md").write_text(
+        model_card(config.out_dir, args.config, args.name, notes)
+    )
     card = f"{args.name}/MODEL_CARD.md" if (ASSETS / args.name / "MODEL_CARD.md").exists() else None
     update_registry(args.name, components, card)
     print(json.dumps({k: list(v["files"]) for k, v in components.items()}))

@@ -161,3 +161,53 @@ def decode(
             masked = still_masked
         per_level.append(n)
     return DecodingResult(codes=codes, forward_passes=passes, per_level_passes=per_level)
+
+
+@torch.no_grad()
+def decode_long(
+    model,
+    semantic,
+    speakers,
+    prompt_codes,
+    prompt_semantic,
+    prompt_speakers,
+    window: int,
+    overlap: int,
+    options: DecodingOptions = DecodingOptions(),
+) -> DecodingResult:
+    """Decode one item longer than the model's trained window, window by window.
+
+    semantic, speakers: [T] of the target; prompt_*: the voice prompt(s) [Q, P], [P], [P].
+    Each window is [voice prompt, tail of what is already decoded (`overlap` frames), new frames]:
+    the tail is given as prompt, so a window continues the previous one's tokens exactly where it
+    stopped and the codes join without a seam; the codec then decodes the whole sequence at once.
+    """
+    Q, P = prompt_codes.shape
+    T = semantic.shape[0]
+    step = window - P - overlap
+    if step < 1:
+        raise InputError(f"window {window} must exceed the prompt ({P}) plus overlap ({overlap}) frames")
+    out = torch.full((Q, T), model.config.mask_id, dtype=torch.long)
+    done, passes, windows = 0, 0, 0
+    while done < T:
+        tail = min(overlap, done)
+        new = min(step, T - done)
+        span = slice(done - tail, done + new)
+        codes = torch.cat([prompt_codes, out[:, span]], dim=1)[None]  # [1, Q, P + tail + new]
+        sem = torch.cat([prompt_semantic, semantic[span]])[None]
+        spk = torch.cat([prompt_speakers, speakers[span]])[None]
+        n = codes.shape[-1]
+        result = decode(
+            model,
+            sem,
+            spk,
+            torch.tensor([n]),
+            codes,
+            torch.tensor([P + tail]),
+            DecodingOptions(**{**options.__dict__, "seed": options.seed + windows}),
+        )
+        out[:, done : done + new] = result.codes[0, :, P + tail :]
+        passes += result.forward_passes
+        done += new
+        windows += 1
+    return DecodingResult(codes=out, forward_passes=passes, per_level_passes=[windows])

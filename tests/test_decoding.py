@@ -115,3 +115,38 @@ def test_bad_options_are_refused(model):
         decode(model, semantic, speakers, lengths, options=DecodingOptions(iterations=(4, 1)))
     with pytest.raises(InputError):
         decode(model, semantic, speakers, lengths, options=DecodingOptions(iterations=(1, 1, 1), top_p=0.0))
+
+
+def test_long_items_decode_window_by_window(model):
+    from soundstorm_cli.decoding import decode_long
+
+    g = torch.Generator().manual_seed(5)
+    T, P = 30, 4
+    semantic = torch.randint(0, 10, (T,), generator=g)
+    speakers = torch.ones(T, dtype=torch.long)
+    prompt = torch.randint(0, 16, (3, P), generator=g)
+    options = DecodingOptions(iterations=(2, 1, 1), seed=1)
+    result = decode_long(
+        model, semantic, speakers, prompt, semantic[:P], speakers[:P], window=14, overlap=3, options=options
+    )
+    assert result.codes.shape == (3, T)
+    assert (result.codes < TINY.codebook_size).all()
+    windows = result.per_level_passes[0]
+    assert windows == -(-T // (14 - P - 3))  # ceil(30 / 7) = 5 windows
+    assert result.forward_passes == windows * sum(options.iterations)
+    again = decode_long(
+        model, semantic, speakers, prompt, semantic[:P], speakers[:P], window=14, overlap=3, options=options
+    )
+    assert torch.equal(result.codes, again.codes)
+    with pytest.raises(InputError):
+        decode_long(
+            model,
+            semantic,
+            speakers,
+            prompt,
+            semantic[:P],
+            speakers[:P],
+            window=7,
+            overlap=3,
+            options=options,
+        )

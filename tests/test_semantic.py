@@ -85,9 +85,11 @@ def test_tokens_carry_content_not_voice(tmp_path):
     tokenizer = SemanticTokenizer.load(component_path(bundle, "semantic") / "semantic.safetensors")
     voices = {v.name: v for v in select_voices("all")[0]}
     speakers = ["flite-awb+300", "espeak-en-gb+m4", "flite-slt-300"]
-    sentences = ["The old bridge was closed for repairs until the end of March.",
-                 "She bought three apples and a loaf of bread at the market.",
-                 "Why did the meeting start so late this morning?"]
+    sentences = [
+        "The old bridge was closed for repairs until the end of March.",
+        "She bought three apples and a loaf of bread at the market.",
+        "Why did the meeting start so late this morning?",
+    ]
     clips = {}
     for s, text in enumerate(sentences):
         for v in speakers:
@@ -95,11 +97,17 @@ def test_tokens_carry_content_not_voice(tmp_path):
             voices[v].render(text, path, 16000)
             clips[(s, v)] = sf.read(path, dtype="float32")[0]
     keys = list(clips)
-    tokens = {k: _dedup(t.tolist()) for k, t in zip(keys, tokenizer.tokenize([clips[k] for k in keys]), strict=True)}
+    tokens = {
+        k: _dedup(t.tolist()) for k, t in zip(keys, tokenizer.tokenize([clips[k] for k in keys]), strict=True)
+    }
 
     def distance(a, b):
         return edit_distance(tokens[a], tokens[b]) / max(len(tokens[a]), len(tokens[b]))
 
-    same = np.mean([distance((s, a), (s, b)) for s in range(3) for a, b in itertools.combinations(speakers, 2)])
-    different = np.mean([distance((s1, v), (s2, v)) for v in speakers for s1, s2 in itertools.combinations(range(3), 2)])
+    same = np.mean(
+        [distance((s, a), (s, b)) for s in range(3) for a, b in itertools.combinations(speakers, 2)]
+    )
+    different = np.mean(
+        [distance((s1, v), (s2, v)) for v in speakers for s1, s2 in itertools.combinations(range(3), 2)]
+    )
     assert same + 0.15 < different, (same, different)

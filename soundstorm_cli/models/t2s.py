@@ -1,0 +1,185 @@
+"""Text-to-semantic: a small `transformers.T5ForConditionalGeneration` from text pieces to 25 Hz semantic tokens.
+
+One shared vocabulary (T5 ties its input and output embeddings):
+
+    0 pad (also the decoder's start)   1 end   2 turn   3 .. 3+S-1 semantic tokens   3+S .. text pieces
+
+The encoder reads `[prompt transcript] <sep> [text]` (SentencePiece ids, with
+`<spkN>` before each dialogue turn); the decoder is forced to start with the
+voice prompt's semantic tokens and continues them, emitting `turn` where each
+dialogue turn starts in time (so SoundStorm's speaker track can be built) and
+`end` when done. Two guards, applied while sampling, make this hold for any
+weights: a dialogue of n turns gets exactly n `turn` tokens, the first one
+first; and the output never runs past a cap proportional to the text length.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+
+PAD, END, TURN, FIRST_SEMANTIC = 0, 1, 2, 3
+
+
+@dataclass
+class T2SConfig:
+    text_vocab: int = 1024
+    semantic_vocab: int = 512
+    d_model: int = 256
+    d_ff: int = 1024
+    heads: int = 4
+    encoder_layers: int = 4
+    decoder_layers: int = 4
+    dropout: float = 0.1
+    max_frames_per_piece: float = (
+        12.0  # the cap: semantic frames per text piece (measured ~4-6 on the corpus)
+    )
+
+    @property
+    def text_offset(self) -> int:
+        return FIRST_SEMANTIC + self.semantic_vocab
+
+    @property
+    def vocab_size(self) -> int:
+        return self.text_offset + self.text_vocab
+
+    def to_t5(self):
+        from transformers import T5Config
+
+        return T5Config(
+            vocab_size=self.vocab_size,
+            d_model=self.d_model,
+            d_kv=self.d_model // self.heads,
+            d_ff=self.d_ff,
+            num_layers=self.encoder_layers,
+            num_decoder_layers=self.decoder_layers,
+            num_heads=self.heads,
+            dropout_rate=self.dropout,
+            pad_token_id=PAD,
+            eos_token_id=END,
+            decoder_start_token_id=PAD,
+            feed_forward_proj="gated-gelu",
+            tie_word_embeddings=True,
+        )
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class T2SOutput:
+    """One generated sequence: semantic tokens [T25] and the frame where each turn starts."""
+
+    semantic: list[int]
+    turn_starts: list[int]
+    capped: bool  # True when generation stopped at the length cap instead of an `end` token
+
+
+class _Guards:
+    """A LogitsProcessor: only semantic/turn/end tokens; exactly `turns` turn tokens; the cap."""
+
+    def __init__(self, config: T2SConfig, prefix_len: int, turns: list[int], caps: list[int]):
+        self.config, self.prefix_len, self.turns, self.caps = config, prefix_len, turns, caps
+
+    def __call__(self, input_ids, scores):
+        scores = scores.clone()
+        scores[:, PAD] = float("-inf")
+        scores[:, self.config.text_offset :] = float("-inf")
+        generated = input_ids[:, self.prefix_len :]
+        for b in range(input_ids.shape[0]):
+            n, emitted, length = self.turns[b], int((generated[b] == TURN).sum()), generated.shape[1]
+            after_turn = length > 0 and int(generated[b, -1]) == TURN
+            if n and length == 0:  # a dialogue starts with its first turn
+                self._force(scores, b, TURN)
+                continue
+            if emitted >= n or after_turn:
+                scores[b, TURN] = float("-inf")  # no extra turn, no empty turn
+            if emitted < n or after_turn:
+                scores[b, END] = float("-inf")  # no end before every turn has begun and spoken
+            room = self.caps[b] - 1 - length  # positions left before the cap
+            if emitted < n and not after_turn and room <= 2 * (n - emitted):
+                self._force(scores, b, TURN)  # the remaining turns must start now to fit under the cap
+            if length + 1 >= self.caps[b]:
+                self._force(scores, b, END)
+        return scores
+
+    @staticmethod
+    def _force(scores, row: int, token: int) -> None:
+        scores[row, :] = float("-inf")
+        scores[row, token] = 0.0
+
+
+class T2S:
+    """The T5 model plus the vocabulary mapping, the guards and batched sampling."""
+
+    def __init__(self, model, config: T2SConfig):
+        self.model, self.config = model.eval(), config
+
+    @classmethod
+    def random_init(cls, config: T2SConfig, seed: int = 0) -> T2S:
+        from transformers import T5ForConditionalGeneration
+
+        torch.manual_seed(seed)
+        return cls(T5ForConditionalGeneration(config.to_t5()), config)
+
+    def input_ids(self, text_pieces: list[int]) -> list[int]:
+        return [FIRST_SEMANTIC + self.config.semantic_vocab + p for p in text_pieces] + [END]
+
+    def decoder_prefix(self, prompt_semantic: list[int]) -> list[int]:
+        return [PAD] + [FIRST_SEMANTIC + s for s in prompt_semantic]
+
+    def cap(self, text_pieces: list[int], turns: int = 0) -> int:
+        return max(4, math.ceil(self.config.max_frames_per_piece * len(text_pieces))) + 2 * turns
+
+    @torch.no_grad()
+    def generate(
+        self,
+        texts: list[list[int]],
+        prompt_semantic: list[int] | None = None,
+        turns: list[int] | None = None,
+        temperature: float = 0.8,
+        top_k: int | None = 50,
+        seed: int = 0,
+    ) -> list[T2SOutput]:
+        """Semantic tokens for each text (SentencePiece ids), all continuing the same prompt.
+
+        `turns[b]`: how many dialogue turns text b holds (0: not a dialogue). Sampling is seeded;
+        a batch gives what its items give one by one (each row its own random stream is not
+        possible inside `generate`, so sampling is done row by row with a KV cache).
+        """
+        prefix = self.decoder_prefix(prompt_semantic or [])
+        turns = turns or [0] * len(texts)
+        return [
+            self._one(text, prefix, n_turns, temperature, top_k, seed + b)
+            for b, (text, n_turns) in enumerate(zip(texts, turns, strict=True))
+        ]
+
+    def _one(self, text, prefix, n_turns, temperature, top_k, seed) -> T2SOutput:
+        from transformers import LogitsProcessorList
+
+        cap = self.cap(text, n_turns)
+        guards = _Guards(self.config, len(prefix), [n_turns], [cap])
+        torch.manual_seed(seed)
+        out = self.model.generate(
+            input_ids=torch.tensor([self.input_ids(text)]),
+            decoder_input_ids=torch.tensor([prefix]),
+            max_new_tokens=cap,
+            do_sample=temperature > 0,
+            temperature=max(temperature, 1e-5),
+            top_k=top_k if temperature > 0 else None,
+            logits_processor=LogitsProcessorList([guards]),
+            use_cache=True,
+        )
+        generated = out[0, len(prefix) :].tolist()
+        if END in generated:
+            generated = generated[: generated.index(END)]
+        capped = len(generated) + 1 >= cap
+        semantic, starts = [], []
+        for token in generated:
+            if token == TURN:
+                starts.append(len(semantic))
+            else:
+                semantic.append(token - FIRST_SEMANTIC)
+        return T2SOutput(semantic=semantic, turn_starts=starts, capped=capped)
