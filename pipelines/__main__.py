@@ -26,9 +26,10 @@ from rich.progress import (
 from pipelines.config import load_config
 
 STAGES = ("corpus", "text-tokenizer", "semantic", "codec", "shards")  # `all`: the data set
-TRAINING = ("soundstorm",)
+TRAINING = ("soundstorm", "t2s")
 MODULES = {
     "soundstorm": "soundstorm_train",
+    "t2s": "t2s_train",
     "corpus": "corpus",
     "text-tokenizer": "text_tokenizer",
     "semantic": "semantic_stage",

@@ -1,9 +1,7 @@
 """Assemble the embedded bundle from a built data set: `python -m pipelines.bundle --config ... --name tiny`.
 
 Copies the shipped form of each trained component into
-`soundstorm_cli/assets/NAME/<component>/`, writes weights at half precision
-where inference does not need more (codebooks stay fp32), and records every
-file's sha256 in `checkpoints.yaml`.
+`soundstorm_cli/assets/NAME/<component>/`, and records every file's sha256 in `checkpoints.yaml`.
 """
 
 from __future__ import annotations
@@ -26,24 +24,6 @@ SOURCES = {
     "text": ("text_tokenizer", ("spm.model",)),
     "soundstorm": ("soundstorm", ("config.json", "model.safetensors")),
 }
-# Buffers only training needs (EMA statistics of the codebooks).
-TRAINING_ONLY = ("embed_sum", "cluster_size", "initted")
-
-
-def _half_codec(src: Path, dst: Path) -> None:
-    import torch
-    from safetensors.torch import load_file, save_file
-
-    state = load_file(str(src))
-    kept = {}
-    for key, value in state.items():
-        if key.rsplit(".", 1)[-1] in TRAINING_ONLY:
-            continue
-        is_codebook = key.endswith(".embed")
-        kept[key] = value if is_codebook or not value.is_floating_point() else value.to(torch.float16)
-    save_file({k: v.contiguous() for k, v in kept.items()}, str(dst))
-
-
 def assemble(out_dir: Path, name: str) -> dict:
     target = ASSETS / name
     components = {}
@@ -54,10 +34,7 @@ def assemble(out_dir: Path, name: str) -> dict:
         dst = target / component
         dst.mkdir(parents=True, exist_ok=True)
         for f in files:
-            if component == "codec" and f == "model.safetensors":
-                _half_codec(src / f, dst / f)
-            else:
-                shutil.copyfile(src / f, dst / f)
+            shutil.copyfile(src / f, dst / f)
         components[component] = {
             "package": f"{name}/{component}",
             "files": {f: sha256_file(dst / f) for f in files},

@@ -99,12 +99,27 @@ def build_model(config: DataConfig) -> FrameCodec:
     )
 
 
+# Buffers only training reads (the codebooks' EMA statistics): not shipped.
+TRAINING_ONLY = ("embed_sum", "cluster_size", "initted")
+
+
+def inference_state(model: FrameCodec) -> dict:
+    """Weights in fp16, codebooks in fp32 (nearest-code search is sensitive), no training-only buffers."""
+    state = {}
+    for key, value in model.state_dict().items():
+        if key.rsplit(".", 1)[-1] in TRAINING_ONLY:
+            continue
+        keep_fp32 = key.endswith(".embed") or not value.is_floating_point()
+        state[key] = (value if keep_fp32 else value.to(torch.float16)).detach().contiguous()
+    return state
+
+
 def save_codec(model: FrameCodec, folder: Path) -> None:
-    """The shipped form: config.json + model.safetensors (persistent buffers included)."""
+    """The shipped form: config.json + model.safetensors (`inference_state`)."""
     from safetensors.torch import save_file
 
     folder.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    state = inference_state(model)
     save_file(state, str(folder / "model.safetensors.tmp"))
     os.replace(folder / "model.safetensors.tmp", folder / "model.safetensors")
     (folder / "config.json").write_text(json.dumps(model.config.to_dict(), indent=1))

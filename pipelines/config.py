@@ -76,6 +76,24 @@ class SoundStormTrainConfig:
 
 
 @dataclass
+class T2STrainConfig:
+    steps: int = 3000
+    batch_size: int = 16
+    max_target: int = 900  # decoder tokens (prompt included): 36 s at 25 Hz
+    prompt_probability: float = 0.8
+    lr: float = 1e-3
+    warmup: int = 200
+    threads: int = 2
+    autocast_bf16: bool = True
+    dim: int = 256
+    heads: int = 4
+    layers: int = 4
+    dropout: float = 0.1
+    log_every: int = 25
+    save_every: int = 250
+
+
+@dataclass
 class DataConfig:
     """Everything `pipelines/` needs to build one data set."""
 
@@ -87,6 +105,7 @@ class DataConfig:
     semantic: SemanticConfig = field(default_factory=SemanticConfig)
     codec: CodecConfig = field(default_factory=CodecConfig)
     soundstorm: SoundStormTrainConfig = field(default_factory=SoundStormTrainConfig)
+    t2s: T2STrainConfig = field(default_factory=T2STrainConfig)
 
 
 def _build(cls, raw: dict):
@@ -105,6 +124,7 @@ def _build(cls, raw: dict):
             "SemanticConfig": SemanticConfig,
             "CodecConfig": CodecConfig,
             "SoundStormTrainConfig": SoundStormTrainConfig,
+            "T2STrainConfig": T2STrainConfig,
         }.get(str(kind))
         values[name] = _build(sub, value) if sub else value
     config = cls(**values)

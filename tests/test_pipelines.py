@@ -89,3 +89,11 @@ def test_all_stages_at_toy_size(tmp_path):
     assert (out / "shards" / "shard-0000.safetensors").read_bytes() == before
     codes = TokenShards(out / "shards")[0]["codes"]
     assert np.array_equal(codes, item["codes"])
+
+    # The training stages run on the toy shards and leave loadable models.
+    from soundstorm_cli.models.soundstorm import load_soundstorm
+
+    for stage in ("soundstorm", "t2s"):
+        assert pipelines_main([stage, "--config", "pipelines/configs/toy.yaml", "--out-dir", str(out), "--quiet"]) == 0
+    assert load_soundstorm(out / "soundstorm").config.levels == 2
+    assert (out / "t2s" / "model.safetensors").is_file()

@@ -1,0 +1,150 @@
+"""Train the text-to-semantic T5: `python -m pipelines t2s --config pipelines/configs/tiny.yaml`.
+
+Teacher forcing on the token shards:
+
+- a single utterance, mostly preceded by another utterance of the same speaker as
+  prompt: encoder `[prompt text] <sep> [text]`, decoder `[prompt semantic] [semantic] end`,
+  the loss on what follows the prompt only (at inference the prompt is forced);
+- a two-speaker dialogue: encoder `<spk1> turn <spk2> turn ...`, decoder
+  `turn [semantic of turn 1] turn [semantic of turn 2] ... end`, each `turn` where its
+  turn starts in time.
+
+Runs on one CPU or under torchrun (DDP); resumable `train_state.pt` read with
+`weights_only=True`; the shipped form is the Hugging Face folder (`save_pretrained`,
+safetensors) plus `t2s.json` (the T2SConfig).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+
+import numpy as np
+import torch
+
+from pipelines.config import DataConfig
+from pipelines.shards import TokenShards
+from soundstorm_cli.models.t2s import END, FIRST_SEMANTIC, TURN, T2S, T2SConfig
+from soundstorm_cli.text import SEPARATOR, TextTokenizer
+
+IGNORE = -100
+
+
+class T2SExamples:
+    def __init__(self, shards: TokenShards, t2s_config: T2SConfig, sep_id: int, rng: np.random.Generator,
+                 prompt_probability: float, max_target: int):
+        self.shards, self.c, self.sep, self.rng = shards, t2s_config, sep_id, rng
+        self.prompt_probability, self.max_target = prompt_probability, max_target
+        self.by_speaker: dict[int, list[int]] = {}
+        for i, row in enumerate(shards.items):
+            if row["kind"] == "single":
+                self.by_speaker.setdefault(row["speakers"][0], []).append(i)
+
+    def _text(self, pieces) -> list[int]:
+        return [self.c.text_offset + int(p) for p in pieces]
+
+    def _semantic(self, tokens) -> list[int]:
+        return [FIRST_SEMANTIC + int(t) for t in tokens]
+
+    def example(self) -> tuple[list[int], list[int]]:
+        """(encoder ids, labels with IGNORE on the forced prompt)."""
+        i = int(self.rng.integers(len(self.shards)))
+        item = self.shards[i]
+        if item["kind"] == "dialogue":
+            target, sem = [], item["semantic_tokens"]
+            starts = [t["start"] // 2 for t in item["turns"]] + [len(sem)]  # codec 50 Hz -> semantic 25 Hz
+            for a, b in zip(starts, starts[1:], strict=False):
+                target += [TURN, *self._semantic(sem[a:b])]
+            return self._text(item["text_tokens"]) + [END], (target + [END])[: self.max_target]
+        enc, labels = [], []
+        others = [j for j in self.by_speaker.get(item["speakers"][0], []) if j != i]
+        if others and self.rng.random() < self.prompt_probability:
+            prompt = self.shards[int(self.rng.choice(others))]
+            enc = self._text(prompt["text_tokens"]) + [self.c.text_offset + self.sep]
+            labels = [IGNORE] * len(prompt["semantic_tokens"])
+            prompt_semantic = self._semantic(prompt["semantic_tokens"])
+        else:
+            prompt_semantic = []
+        target = self._semantic(item["semantic_tokens"]) + [END]
+        enc += self._text(item["text_tokens"]) + [END]
+        # labels carry the prompt's tokens as IGNORE; decoder inputs are built from `full`
+        full = prompt_semantic + target
+        return enc, (labels + target)[: self.max_target], full[: self.max_target]
+
+
+def collate(examples) -> dict:
+    enc_len = max(len(e[0]) for e in examples)
+    dec_len = max(len(e[1]) for e in examples)
+    B = len(examples)
+    input_ids = torch.zeros(B, enc_len, dtype=torch.long)
+    attention = torch.zeros(B, enc_len, dtype=torch.long)
+    labels = torch.full((B, dec_len), IGNORE, dtype=torch.long)
+    decoder_inputs = torch.zeros(B, dec_len, dtype=torch.long)  # PAD = decoder start
+    for b, example in enumerate(examples):
+        enc, lab = example[0], example[1]
+        full = example[2] if len(example) > 2 else lab
+        input_ids[b, : len(enc)] = torch.tensor(enc)
+        attention[b, : len(enc)] = 1
+        labels[b, : len(lab)] = torch.tensor(lab)
+        shifted = [0] + list(full[:-1])  # teacher forcing: the decoder sees the prompt too
+        decoder_inputs[b, : len(shifted)] = torch.tensor(shifted)
+    return {"input_ids": input_ids, "attention_mask": attention, "labels": labels, "decoder_input_ids": decoder_inputs}
+
+
+def run(config: DataConfig, progress=None) -> dict:
+    c = config.t2s
+    out = config.out_dir / "t2s"
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not torch.distributed.is_initialized():
+        torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    rank = torch.distributed.get_rank() if world > 1 else 0
+    torch.set_num_threads(max(1, c.threads))
+    tokenizer = TextTokenizer(str(config.out_dir / "text_tokenizer" / "spm.model"))
+    t2s_config = T2SConfig(text_vocab=tokenizer.vocab_size, semantic_vocab=config.semantic.clusters, d_model=c.dim,
+                           d_ff=4 * c.dim, heads=c.heads, encoder_layers=c.layers, decoder_layers=c.layers, dropout=c.dropout)
+    t2s = T2S.random_init(t2s_config, seed=config.seed)
+    model = t2s.model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=c.lr, weight_decay=0.01)
+    state_path, step, log = out / "train_state.pt", 0, []
+    if state_path.exists():
+        state = torch.load(state_path, weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        step, log = int(state["step"]), json.loads(state["log"])
+    trained = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    examples = T2SExamples(TokenShards(config.out_dir / "shards", "train"), t2s_config,
+                           tokenizer.control_ids[SEPARATOR], np.random.default_rng([config.seed, rank, step]),
+                           c.prompt_probability, c.max_target)
+    started, window = time.time(), []
+    while step < c.steps:
+        batch = collate([examples.example() for _ in range(c.batch_size)])
+        lr = c.lr * min(1.0, (step + 1) / c.warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, step / c.steps)))
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        with torch.autocast("cuda" if torch.cuda.is_available() else "cpu", dtype=torch.bfloat16, enabled=c.autocast_bf16):
+            loss = trained(**batch).loss
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        step += 1
+        window.append(loss.item())
+        if rank == 0 and (step % c.log_every == 0 or step == c.steps):
+            log.append({"step": step, "loss": round(float(np.mean(window)), 4), "elapsed_s": round(time.time() - started, 1)})
+            window = []
+            print(json.dumps(log[-1]), flush=True)
+        if rank == 0 and (step % c.save_every == 0 or step == c.steps):
+            out.mkdir(parents=True, exist_ok=True)
+            tmp = state_path.with_suffix(".tmp")
+            torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
+                        "log": json.dumps(log)}, tmp)
+            os.replace(tmp, state_path)
+        if progress:
+            progress(step, c.steps)
+    if rank == 0:
+        model.save_pretrained(out, safe_serialization=True)
+        (out / "t2s.json").write_text(json.dumps(t2s_config.to_dict(), indent=1))
+    return {"steps": step, "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 2),
+            "final_loss": log[-1]["loss"] if log else None}
