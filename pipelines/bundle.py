@@ -24,6 +24,8 @@ SOURCES = {
     "text": ("text_tokenizer", ("spm.model",)),
     "soundstorm": ("soundstorm", ("config.json", "model.safetensors")),
 }
+
+
 def assemble(out_dir: Path, name: str) -> dict:
     target = ASSETS / name
     components = {}

@@ -26,15 +26,22 @@ import torch
 
 from pipelines.config import DataConfig
 from pipelines.shards import TokenShards
-from soundstorm_cli.models.t2s import END, FIRST_SEMANTIC, TURN, T2S, T2SConfig
+from soundstorm_cli.models.t2s import END, FIRST_SEMANTIC, T2S, TURN, T2SConfig
 from soundstorm_cli.text import SEPARATOR, TextTokenizer
 
 IGNORE = -100
 
 
 class T2SExamples:
-    def __init__(self, shards: TokenShards, t2s_config: T2SConfig, sep_id: int, rng: np.random.Generator,
-                 prompt_probability: float, max_target: int):
+    def __init__(
+        self,
+        shards: TokenShards,
+        t2s_config: T2SConfig,
+        sep_id: int,
+        rng: np.random.Generator,
+        prompt_probability: float,
+        max_target: int,
+    ):
         self.shards, self.c, self.sep, self.rng = shards, t2s_config, sep_id, rng
         self.prompt_probability, self.max_target = prompt_probability, max_target
         self.by_speaker: dict[int, list[int]] = {}
@@ -90,7 +97,12 @@ def collate(examples) -> dict:
         labels[b, : len(lab)] = torch.tensor(lab)
         shifted = [0] + list(full[:-1])  # teacher forcing: the decoder sees the prompt too
         decoder_inputs[b, : len(shifted)] = torch.tensor(shifted)
-    return {"input_ids": input_ids, "attention_mask": attention, "labels": labels, "decoder_input_ids": decoder_inputs}
+    return {
+        "input_ids": input_ids,
+        "attention_mask": attention,
+        "labels": labels,
+        "decoder_input_ids": decoder_inputs,
+    }
 
 
 def run(config: DataConfig, progress=None) -> dict:
@@ -102,8 +114,16 @@ def run(config: DataConfig, progress=None) -> dict:
     rank = torch.distributed.get_rank() if world > 1 else 0
     torch.set_num_threads(max(1, c.threads))
     tokenizer = TextTokenizer(str(config.out_dir / "text_tokenizer" / "spm.model"))
-    t2s_config = T2SConfig(text_vocab=tokenizer.vocab_size, semantic_vocab=config.semantic.clusters, d_model=c.dim,
-                           d_ff=4 * c.dim, heads=c.heads, encoder_layers=c.layers, decoder_layers=c.layers, dropout=c.dropout)
+    t2s_config = T2SConfig(
+        text_vocab=tokenizer.vocab_size,
+        semantic_vocab=config.semantic.clusters,
+        d_model=c.dim,
+        d_ff=4 * c.dim,
+        heads=c.heads,
+        encoder_layers=c.layers,
+        decoder_layers=c.layers,
+        dropout=c.dropout,
+    )
     t2s = T2S.random_init(t2s_config, seed=config.seed)
     model = t2s.model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=c.lr, weight_decay=0.01)
@@ -114,16 +134,23 @@ def run(config: DataConfig, progress=None) -> dict:
         optimizer.load_state_dict(state["optimizer"])
         step, log = int(state["step"]), json.loads(state["log"])
     trained = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
-    examples = T2SExamples(TokenShards(config.out_dir / "shards", "train"), t2s_config,
-                           tokenizer.control_ids[SEPARATOR], np.random.default_rng([config.seed, rank, step]),
-                           c.prompt_probability, c.max_target)
+    examples = T2SExamples(
+        TokenShards(config.out_dir / "shards", "train"),
+        t2s_config,
+        tokenizer.control_ids[SEPARATOR],
+        np.random.default_rng([config.seed, rank, step]),
+        c.prompt_probability,
+        c.max_target,
+    )
     started, window = time.time(), []
     while step < c.steps:
         batch = collate([examples.example() for _ in range(c.batch_size)])
         lr = c.lr * min(1.0, (step + 1) / c.warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, step / c.steps)))
         for group in optimizer.param_groups:
             group["lr"] = lr
-        with torch.autocast("cuda" if torch.cuda.is_available() else "cpu", dtype=torch.bfloat16, enabled=c.autocast_bf16):
+        with torch.autocast(
+            "cuda" if torch.cuda.is_available() else "cpu", dtype=torch.bfloat16, enabled=c.autocast_bf16
+        ):
             loss = trained(**batch).loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -132,19 +159,35 @@ def run(config: DataConfig, progress=None) -> dict:
         step += 1
         window.append(loss.item())
         if rank == 0 and (step % c.log_every == 0 or step == c.steps):
-            log.append({"step": step, "loss": round(float(np.mean(window)), 4), "elapsed_s": round(time.time() - started, 1)})
+            log.append(
+                {
+                    "step": step,
+                    "loss": round(float(np.mean(window)), 4),
+                    "elapsed_s": round(time.time() - started, 1),
+                }
+            )
             window = []
             print(json.dumps(log[-1]), flush=True)
         if rank == 0 and (step % c.save_every == 0 or step == c.steps):
             out.mkdir(parents=True, exist_ok=True)
             tmp = state_path.with_suffix(".tmp")
-            torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
-                        "log": json.dumps(log)}, tmp)
+            torch.save(
+                {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "step": step,
+                    "log": json.dumps(log),
+                },
+                tmp,
+            )
             os.replace(tmp, state_path)
         if progress:
             progress(step, c.steps)
     if rank == 0:
         model.save_pretrained(out, safe_serialization=True)
         (out / "t2s.json").write_text(json.dumps(t2s_config.to_dict(), indent=1))
-    return {"steps": step, "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 2),
-            "final_loss": log[-1]["loss"] if log else None}
+    return {
+        "steps": step,
+        "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 2),
+        "final_loss": log[-1]["loss"] if log else None,
+    }

@@ -94,6 +94,11 @@ def test_all_stages_at_toy_size(tmp_path):
     from soundstorm_cli.models.soundstorm import load_soundstorm
 
     for stage in ("soundstorm", "t2s"):
-        assert pipelines_main([stage, "--config", "pipelines/configs/toy.yaml", "--out-dir", str(out), "--quiet"]) == 0
+        assert (
+            pipelines_main(
+                [stage, "--config", "pipelines/configs/toy.yaml", "--out-dir", str(out), "--quiet"]
+            )
+            == 0
+        )
     assert load_soundstorm(out / "soundstorm").config.levels == 2
     assert (out / "t2s" / "model.safetensors").is_file()
