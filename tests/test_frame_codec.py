@@ -85,10 +85,16 @@ def test_residual_levels_reduce_the_error():
 
 
 def test_save_and_load_round_trip(tmp_path, model):
-    save_codec(model, tmp_path)
+    save_codec(model, tmp_path)  # the shipped form: fp16 weights, fp32 codebooks, no EMA statistics
     loaded = load_codec(tmp_path)
     wav = torch.randn(3200) * 0.1
-    assert torch.equal(loaded.encode(wav), FrameCodecWrapper(model).encode(wav))
+    codes = loaded.encode(wav)
+    agreement = (codes == FrameCodecWrapper(model).encode(wav)).float().mean()
+    assert agreement > 0.8  # fp16 rounding of the weights may move a few near-tied codes of a random model
+    save_codec(loaded.model, tmp_path / "again")
+    assert torch.equal(
+        load_codec(tmp_path / "again").encode(wav), codes
+    )  # saving the shipped form is lossless
 
 
 def test_pickled_weights_are_refused(tmp_path, model):
