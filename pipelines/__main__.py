@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -71,7 +72,8 @@ def run_stage(stage: str, config, quiet: bool = False) -> dict:
         bar.disable = quiet
         stats = module.run(config, progress=progress)
     stats.setdefault("wall_s", round(time.time() - started, 1))
-    _record(config.out_dir, stage, stats)
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, rank 0 alone records
+        _record(config.out_dir, stage, stats)
     return stats
 
 

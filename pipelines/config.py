@@ -73,6 +73,9 @@ class SoundStormTrainConfig:
     log_every: int = 25
     save_every: int = 250
     valid_batches: int = 8
+    init_from: str | None = (
+        None  # a shipped SoundStorm folder to start from (e.g. the bundle's), fresh optimizer
+    )
 
 
 @dataclass

@@ -180,6 +180,18 @@ def save_model(model: SoundStorm, folder: Path) -> None:
     )
 
 
+def _record_rank_digest(model: SoundStorm, out: Path, rank: int) -> None:
+    """Each rank writes a hash of its weights: DDP keeps them identical (checked by the tests)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for key, value in sorted(model.state_dict().items()):
+        digest.update(key.encode())
+        digest.update(value.detach().float().cpu().numpy().tobytes())
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"rank{rank}.sha256").write_text(digest.hexdigest())
+
+
 def _ddp():
     """(rank, world size); initialises the process group under torchrun."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -204,6 +216,10 @@ def run(config: DataConfig, progress=None) -> dict:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         step, log = int(state["step"]), json.loads(state["log"])
+    elif c.init_from:
+        from soundstorm_cli.models.soundstorm import load_soundstorm
+
+        model.load_state_dict(load_soundstorm(c.init_from).state_dict())
     trained = model
     if world > 1:
         trained = torch.nn.parallel.DistributedDataParallel(model)
@@ -269,6 +285,10 @@ def run(config: DataConfig, progress=None) -> dict:
             progress(step, c.steps)
     if rank == 0:
         save_model(model, out)
+    if world > 1:
+        _record_rank_digest(model, out, rank)
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
     last_valid = next((e for e in reversed(log) if "valid_accuracy" in e), {})
     return {
         "steps": step,

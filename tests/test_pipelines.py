@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 
 import numpy as np
@@ -102,3 +103,33 @@ def test_all_stages_at_toy_size(tmp_path):
         )
     assert load_soundstorm(out / "soundstorm").config.levels == 2
     assert (out / "t2s" / "model.safetensors").is_file()
+
+    # The same stage under torchrun, 2 processes on CPU (gloo): the ranks' weights stay identical.
+    import subprocess
+    import sys
+
+    shutil.rmtree(out / "soundstorm")
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        "29531",
+        "-m",
+        "pipelines",
+        "soundstorm",
+        "--config",
+        "pipelines/configs/toy.yaml",
+        "--out-dir",
+        str(out),
+        "--quiet",
+    ]
+    result = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    digests = [(out / "soundstorm" / f"rank{r}.sha256").read_text() for r in (0, 1)]
+    assert digests[0] == digests[1]
+    assert json.loads((out / "stages.json").read_text())["soundstorm"]["world_size"] == 2
