@@ -13,7 +13,6 @@ The result, `config.json` + `model.safetensors`, is a folder `load_codec` reads.
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 from pathlib import Path
@@ -25,6 +24,7 @@ import torch.nn.functional as F
 
 from pipelines.config import DataConfig
 from pipelines.corpus import read_manifest
+from pipelines.training import cosine_lr, load_state, optimizer_step, save_state
 from soundstorm_cli.models.frame_codec import FrameCodec, FrameCodecConfig
 
 MEL_RESOLUTIONS = ((512, 128, 64), (1024, 256, 80), (2048, 512, 128))  # (n_fft, hop, mels)
@@ -76,12 +76,6 @@ def random_batch(clips: list[np.ndarray], batch: int, samples: int, rng: np.rand
         piece = clip[start : start + samples].astype(np.float32) / 32768
         out[b, : len(piece)] = piece
     return torch.from_numpy(out)
-
-
-def lr_at(step: int, total: int, peak: float, warmup: int = 200) -> float:
-    if step < warmup:
-        return peak * (step + 1) / warmup
-    return peak * 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
 
 
 def build_model(config: DataConfig) -> FrameCodec:
@@ -138,13 +132,8 @@ def run(config: DataConfig, progress=None) -> dict:
     model = build_model(config)
     mel_loss = MelLoss(config.sample_rate)
     optimizer = torch.optim.AdamW(model.parameters(), lr=c.lr, betas=(0.8, 0.99), weight_decay=0.01)
-    state_path, step, log = out / "train_state.pt", 0, []
-    if state_path.exists():
-        state = torch.load(state_path, weights_only=True)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        step, log = int(state["step"]), json.loads(state["log"])
-        torch.set_rng_state(state["rng"])
+    state_path = out / "train_state.pt"
+    step, log = load_state(state_path, model, optimizer)
     samples = int(c.segment_s * config.sample_rate)
     started, window = time.time(), []
     model.train()
@@ -152,17 +141,12 @@ def run(config: DataConfig, progress=None) -> dict:
         rng = np.random.default_rng([config.seed, step])
         wav = random_batch(clips, c.batch_size, samples, rng)
         num_levels = int(rng.integers(1, c.levels + 1)) if rng.random() < 0.5 else None
-        for group in optimizer.param_groups:
-            group["lr"] = lr_at(step, c.steps, c.lr)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=c.autocast_bf16):
             recon, _, commit = model(wav, num_levels)
         recon = recon.float()
         mel = mel_loss(recon, wav[:, : recon.shape[-1]])
         loss = mel + 0.1 * F.l1_loss(recon, wav[:, : recon.shape[-1]]) + 0.25 * commit
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
+        optimizer_step(model, optimizer, loss, cosine_lr(step, c.steps, c.lr, warmup=200))
         step += 1
         window.append(mel.item())
         if step % c.log_every == 0 or step == c.steps:
@@ -176,18 +160,7 @@ def run(config: DataConfig, progress=None) -> dict:
             window = []
             print(json.dumps(log[-1]), flush=True)
         if step % c.save_every == 0 or step == c.steps:
-            tmp = state_path.with_suffix(".tmp")
-            torch.save(
-                {
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "step": step,
-                    "log": json.dumps(log),
-                    "rng": torch.get_rng_state(),
-                },
-                tmp,
-            )
-            os.replace(tmp, state_path)
+            save_state(state_path, model, optimizer, step, log)
         if progress:
             progress(step, c.steps)
     model.eval()

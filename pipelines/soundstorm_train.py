@@ -20,7 +20,6 @@ step, log}, read back with `weights_only=True`; the shipped form is
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 from pathlib import Path
@@ -30,6 +29,7 @@ import torch
 
 from pipelines.config import DataConfig
 from pipelines.shards import TokenShards
+from pipelines.training import cosine_lr, ddp_setup, load_state, optimizer_step, save_state
 from soundstorm_cli.models.soundstorm import SoundStorm, SoundStormConfig, soundstorm_loss, soundstorm_mask
 from soundstorm_cli.semantic import semantic_to_codec
 
@@ -192,31 +192,19 @@ def _record_rank_digest(model: SoundStorm, out: Path, rank: int) -> None:
     (out / f"rank{rank}.sha256").write_text(digest.hexdigest())
 
 
-def _ddp():
-    """(rank, world size); initialises the process group under torchrun."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and not torch.distributed.is_initialized():
-        torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    return (torch.distributed.get_rank() if world > 1 else 0), world
-
-
 def run(config: DataConfig, progress=None) -> dict:
     c = config.soundstorm
     out = config.out_dir / "soundstorm"
-    rank, world = _ddp()
+    rank, world = ddp_setup()
     torch.set_num_threads(max(1, c.threads))
     torch.manual_seed(config.seed)
     train = TokenShards(config.out_dir / "shards", "train")
     valid = TokenShards(config.out_dir / "shards", "valid")
     model = SoundStorm(model_config(config, train.meta))
     optimizer = torch.optim.AdamW(model.parameters(), lr=c.lr, betas=(0.9, 0.98), weight_decay=c.weight_decay)
-    state_path, step, log = out / "train_state.pt", 0, []
-    if state_path.exists():
-        state = torch.load(state_path, weights_only=True)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        step, log = int(state["step"]), json.loads(state["log"])
-    elif c.init_from:
+    state_path = out / "train_state.pt"
+    step, log = load_state(state_path, model, optimizer)
+    if step == 0 and c.init_from:
         from soundstorm_cli.models.soundstorm import load_soundstorm
 
         model.load_state_dict(load_soundstorm(c.init_from).state_dict())
@@ -232,9 +220,7 @@ def run(config: DataConfig, progress=None) -> dict:
     model.train()
     while step < c.steps:
         batch = next(train_batches)
-        lr = c.lr * min(1.0, (step + 1) / c.warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, step / c.steps)))
-        for group in optimizer.param_groups:
-            group["lr"] = lr
+        lr = cosine_lr(step, c.steps, c.lr, c.warmup)
         with torch.autocast(
             "cuda" if torch.cuda.is_available() else "cpu", dtype=torch.bfloat16, enabled=c.autocast_bf16
         ):
@@ -245,10 +231,7 @@ def run(config: DataConfig, progress=None) -> dict:
             :, 0
         ]
         loss = torch.nn.functional.cross_entropy(logits[drawn.loss_mask].float(), target[drawn.loss_mask])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
+        optimizer_step(model, optimizer, loss, lr)
         step += 1
         window.append(loss.item())
         if rank == 0 and (step % c.log_every == 0 or step == c.steps):
@@ -269,18 +252,7 @@ def run(config: DataConfig, progress=None) -> dict:
             window = []
             print(json.dumps(entry), flush=True)
         if rank == 0 and (step % c.save_every == 0 or step == c.steps):
-            out.mkdir(parents=True, exist_ok=True)
-            tmp = state_path.with_suffix(".tmp")
-            torch.save(
-                {
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "step": step,
-                    "log": json.dumps(log),
-                },
-                tmp,
-            )
-            os.replace(tmp, state_path)
+            save_state(state_path, model, optimizer, step, log)
         if progress:
             progress(step, c.steps)
     if rank == 0:

@@ -17,8 +17,6 @@ safetensors) plus `t2s.json` (the T2SConfig).
 from __future__ import annotations
 
 import json
-import math
-import os
 import time
 
 import numpy as np
@@ -26,6 +24,7 @@ import torch
 
 from pipelines.config import DataConfig
 from pipelines.shards import TokenShards
+from pipelines.training import cosine_lr, ddp_setup, load_state, optimizer_step, save_state
 from soundstorm_cli.models.t2s import END, FIRST_SEMANTIC, T2S, TURN, T2SConfig
 from soundstorm_cli.text import SEPARATOR, TextTokenizer
 
@@ -108,10 +107,7 @@ def collate(examples) -> dict:
 def run(config: DataConfig, progress=None) -> dict:
     c = config.t2s
     out = config.out_dir / "t2s"
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and not torch.distributed.is_initialized():
-        torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    rank = torch.distributed.get_rank() if world > 1 else 0
+    rank, world = ddp_setup()
     torch.set_num_threads(max(1, c.threads))
     tokenizer = TextTokenizer(str(config.out_dir / "text_tokenizer" / "spm.model"))
     t2s_config = T2SConfig(
@@ -127,12 +123,8 @@ def run(config: DataConfig, progress=None) -> dict:
     t2s = T2S.random_init(t2s_config, seed=config.seed)
     model = t2s.model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=c.lr, weight_decay=0.01)
-    state_path, step, log = out / "train_state.pt", 0, []
-    if state_path.exists():
-        state = torch.load(state_path, weights_only=True)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        step, log = int(state["step"]), json.loads(state["log"])
+    state_path = out / "train_state.pt"
+    step, log = load_state(state_path, model, optimizer)
     trained = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
     examples = T2SExamples(
         TokenShards(config.out_dir / "shards", "train"),
@@ -145,17 +137,12 @@ def run(config: DataConfig, progress=None) -> dict:
     started, window = time.time(), []
     while step < c.steps:
         batch = collate([examples.example() for _ in range(c.batch_size)])
-        lr = c.lr * min(1.0, (step + 1) / c.warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, step / c.steps)))
-        for group in optimizer.param_groups:
-            group["lr"] = lr
+        lr = cosine_lr(step, c.steps, c.lr, c.warmup)
         with torch.autocast(
             "cuda" if torch.cuda.is_available() else "cpu", dtype=torch.bfloat16, enabled=c.autocast_bf16
         ):
             loss = trained(**batch).loss
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
+        optimizer_step(model, optimizer, loss, lr)
         step += 1
         window.append(loss.item())
         if rank == 0 and (step % c.log_every == 0 or step == c.steps):
@@ -169,18 +156,7 @@ def run(config: DataConfig, progress=None) -> dict:
             window = []
             print(json.dumps(log[-1]), flush=True)
         if rank == 0 and (step % c.save_every == 0 or step == c.steps):
-            out.mkdir(parents=True, exist_ok=True)
-            tmp = state_path.with_suffix(".tmp")
-            torch.save(
-                {
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "step": step,
-                    "log": json.dumps(log),
-                },
-                tmp,
-            )
-            os.replace(tmp, state_path)
+            save_state(state_path, model, optimizer, step, log)
         if progress:
             progress(step, c.steps)
     if rank == 0:

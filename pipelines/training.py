@@ -1,0 +1,63 @@
+"""What every training stage shares: the optimizer step, the schedule, resumable state, DDP setup."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import torch
+
+
+def cosine_lr(step: int, total: int, peak: float, warmup: int) -> float:
+    """Linear warmup to `peak`, then a cosine down to zero at `total`."""
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    return peak * 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
+
+
+def optimizer_step(model, optimizer, loss, lr: float, clip: float = 1.0) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+    optimizer.step()
+
+
+def load_state(path: Path, model, optimizer) -> tuple[int, list]:
+    """Resume (step, log) from `path` if it exists; read with weights_only=True (no pickle)."""
+    if not path.exists():
+        return 0, []
+    state = torch.load(path, weights_only=True)
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    if "rng" in state:
+        torch.set_rng_state(state["rng"])
+    return int(state["step"]), json.loads(state["log"])
+
+
+def save_state(path: Path, model, optimizer, step: int, log: list) -> None:
+    """{model, optimizer, step, log, rng}, written atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save(
+        {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "step": step,
+            "log": json.dumps(log),
+            "rng": torch.get_rng_state(),
+        },
+        tmp,
+    )
+    os.replace(tmp, path)
+
+
+def ddp_setup() -> tuple[int, int]:
+    """(rank, world size); initialises the process group under torchrun (nccl on GPUs, gloo on CPUs)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not torch.distributed.is_initialized():
+        torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return (torch.distributed.get_rank() if world > 1 else 0), world
