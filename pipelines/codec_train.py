@@ -25,7 +25,13 @@ import torch.nn.functional as F
 from pipelines.config import DataConfig
 from pipelines.corpus import read_manifest
 from pipelines.training import cosine_lr, load_state, optimizer_step, save_state
-from soundstorm_cli.models.frame_codec import FrameCodec, FrameCodecConfig
+from soundstorm_cli.models.frame_codec import (
+    TRAINING_ONLY_BUFFERS,
+    FrameCodec,
+    FrameCodecConfig,
+    log_mel,
+    mel_basis,
+)
 
 MEL_RESOLUTIONS = ((512, 128, 64), (1024, 256, 80), (2048, 512, 128))  # (n_fft, hop, mels)
 TRAIN_HOURS = 4.0  # audio held in memory for random crops
@@ -36,19 +42,14 @@ class MelLoss(torch.nn.Module):
 
     def __init__(self, sample_rate: int):
         super().__init__()
-        from transformers.audio_utils import mel_filter_bank
-
         for i, (n_fft, _, mels) in enumerate(MEL_RESOLUTIONS):
-            basis = mel_filter_bank(
-                n_fft // 2 + 1, mels, 0.0, sample_rate / 2, sample_rate, norm="slaney", mel_scale="slaney"
-            )
-            self.register_buffer(f"basis{i}", torch.tensor(basis, dtype=torch.float32).t(), persistent=False)
+            self.register_buffer(f"basis{i}", mel_basis(n_fft, mels, sample_rate), persistent=False)
             self.register_buffer(f"window{i}", torch.hann_window(n_fft), persistent=False)
 
     def log_mel(self, wav, i: int):
-        n_fft, hop, _ = MEL_RESOLUTIONS[i]
-        spec = torch.stft(wav, n_fft, hop, window=getattr(self, f"window{i}"), return_complex=True).abs()
-        return torch.log(torch.clamp(getattr(self, f"basis{i}") @ spec, min=1e-5))
+        return log_mel(
+            wav, getattr(self, f"basis{i}"), getattr(self, f"window{i}"), hop=MEL_RESOLUTIONS[i][1]
+        )
 
     def forward(self, recon, target):
         return sum(
@@ -93,15 +94,11 @@ def build_model(config: DataConfig) -> FrameCodec:
     )
 
 
-# Buffers only training reads (the codebooks' EMA statistics): not shipped.
-TRAINING_ONLY = ("embed_sum", "cluster_size", "initted")
-
-
 def inference_state(model: FrameCodec) -> dict:
     """Weights in fp16, codebooks in fp32 (nearest-code search is sensitive), no training-only buffers."""
     state = {}
     for key, value in model.state_dict().items():
-        if key.rsplit(".", 1)[-1] in TRAINING_ONLY:
+        if key.rsplit(".", 1)[-1] in TRAINING_ONLY_BUFFERS:
             continue
         keep_fp32 = key.endswith(".embed") or not value.is_floating_point()
         state[key] = (value if keep_fp32 else value.to(torch.float16)).detach().contiguous()

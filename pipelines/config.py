@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -112,24 +113,14 @@ class DataConfig:
 
 
 def _build(cls, raw: dict):
+    """A dataclass from a mapping; nested dataclass fields are built from their own mappings."""
     if not isinstance(raw, dict):
         raise ValueError(f"{cls.__name__}: expected a mapping, got {type(raw).__name__}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = set(raw) - set(fields)
+    hints = typing.get_type_hints(cls)
+    unknown = set(raw) - {f.name for f in dataclasses.fields(cls)}
     if unknown:
         raise ValueError(f"{cls.__name__}: unknown keys {sorted(unknown)}")
-    values = {}
-    for name, value in raw.items():
-        kind = fields[name].type
-        sub = {
-            "CorpusConfig": CorpusConfig,
-            "TextTokenizerConfig": TextTokenizerConfig,
-            "SemanticConfig": SemanticConfig,
-            "CodecConfig": CodecConfig,
-            "SoundStormTrainConfig": SoundStormTrainConfig,
-            "T2STrainConfig": T2STrainConfig,
-        }.get(str(kind))
-        values[name] = _build(sub, value) if sub else value
+    values = {k: _build(hints[k], v) if dataclasses.is_dataclass(hints[k]) else v for k, v in raw.items()}
     config = cls(**values)
     if hasattr(config, "out_dir"):
         config.out_dir = Path(config.out_dir)

@@ -27,6 +27,7 @@ import soundfile as sf
 from pipelines.config import DataConfig
 from pipelines.texts import sentence_pool
 from pipelines.voices import Voice, select_voices
+from soundstorm_cli.audio import write_audio
 
 SECONDS_PER_CHAR = 0.061  # flite and espeak at their default pace, measured on this corpus
 TEST_SHARE = 0.03  # of the hours, spoken by the held-out speakers
@@ -162,10 +163,7 @@ def render_item(job: tuple[Item, str, int, dict[str, Voice]]) -> dict:
         pieces += [gap, audio]
     tmp_wav.unlink(missing_ok=True)
     samples = np.concatenate(pieces)
-    wav_path = wav_dir / f"{item.id}.wav"
-    part = wav_dir / f".{item.id}.part.wav"
-    sf.write(part, samples, sample_rate, subtype="PCM_16")
-    os.replace(part, wav_path)
+    write_audio(wav_dir / f"{item.id}.wav", samples, sample_rate)  # atomic, 16-bit
     speakers = list(dict.fromkeys(t.speaker for t in item.turns))
     row = {
         "id": item.id,

@@ -11,6 +11,7 @@ Finished shards are skipped on a rerun.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from pathlib import Path
@@ -162,6 +163,20 @@ class TokenShards:
 
     def __len__(self) -> int:
         return len(self.items)
+
+    @property
+    def ratio(self) -> int:
+        """Codec frames per semantic frame."""
+        return self.meta["codec_frame_rate"] // self.meta["semantic_rate"]
+
+    @functools.cached_property
+    def singles_by_speaker(self) -> dict[int, list[int]]:
+        """Indices of the single utterances of each speaker (where voice prompts come from)."""
+        found: dict[int, list[int]] = {}
+        for i, row in enumerate(self.items):
+            if row["kind"] == "single":
+                found.setdefault(row["speakers"][0], []).append(i)
+        return found
 
     def __getitem__(self, i: int) -> dict:
         row = self.items[i]

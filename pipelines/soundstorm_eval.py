@@ -21,6 +21,7 @@ import torch
 
 from pipelines.config import load_config
 from pipelines.shards import TokenShards
+from pipelines.soundstorm_train import speaker_track
 from soundstorm_cli.codec import load_codec
 from soundstorm_cli.decoding import DecodingOptions, decode
 from soundstorm_cli.evaluate import Transcriber, VoiceSimilarity, cer
@@ -30,15 +31,11 @@ from soundstorm_cli.semantic import semantic_to_codec
 PROMPT_S = 3.0
 
 
-def _prompt_for(shards: TokenShards, speaker: int, exclude: str, rng, frames: int):
-    choices = [
-        i
-        for i, r in enumerate(shards.items)
-        if r["kind"] == "single" and r["speakers"] == [speaker] and r["id"] != exclude
-    ]
+def _prompt_for(shards: TokenShards, speaker: int, exclude: str, rng, frames: int, ratio: int):
+    choices = [i for i in shards.singles_by_speaker[speaker] if shards.items[i]["id"] != exclude]
     item = shards[int(rng.choice(choices))]
     codes = torch.from_numpy(item["codes"][:, :frames])
-    semantic = semantic_to_codec(torch.from_numpy(item["semantic_tokens"]), 2, item["codes"].shape[1])[
+    semantic = semantic_to_codec(torch.from_numpy(item["semantic_tokens"]), ratio, item["codes"].shape[1])[
         :frames
     ]
     return codes, semantic
@@ -84,7 +81,7 @@ def main(argv=None) -> int:
     asr, sim = Transcriber(), VoiceSimilarity()
     shards = TokenShards(config.out_dir / "shards", "test")
     rng = np.random.default_rng(config.seed)
-    frames = int(PROMPT_S * codec.frame_rate)
+    frames, ratio = int(PROMPT_S * codec.frame_rate), model.config.semantic_ratio
     started = time.time()
     singles = [i for i, r in enumerate(shards.items) if r["kind"] == "single"]
     rows = []
@@ -93,8 +90,8 @@ def main(argv=None) -> int:
     ):
         item = shards[int(i)]
         gt = torch.from_numpy(item["codes"])
-        semantic = semantic_to_codec(torch.from_numpy(item["semantic_tokens"]), 2, gt.shape[1])
-        prompt = _prompt_for(shards, item["speakers"][0], item["id"], rng, frames)
+        semantic = semantic_to_codec(torch.from_numpy(item["semantic_tokens"]), ratio, gt.shape[1])
+        prompt = _prompt_for(shards, item["speakers"][0], item["id"], rng, frames, ratio)
         codes = generate(
             model, [prompt], gt.shape[1], semantic, torch.ones(gt.shape[1], dtype=torch.long), seed=n
         )
@@ -116,12 +113,10 @@ def main(argv=None) -> int:
     ):
         item = shards[i]
         gt = torch.from_numpy(item["codes"])
-        semantic = semantic_to_codec(torch.from_numpy(item["semantic_tokens"]), 2, gt.shape[1])
+        semantic = semantic_to_codec(torch.from_numpy(item["semantic_tokens"]), ratio, gt.shape[1])
         labels = {s: k + 1 for k, s in enumerate(item["speakers"])}
-        track = torch.full((gt.shape[1],), labels[item["turns"][0]["speaker"]], dtype=torch.long)
-        for turn in item["turns"]:
-            track[turn["start"] :] = labels[turn["speaker"]]
-        prompts = [_prompt_for(shards, s, item["id"], rng, frames) for s in item["speakers"]]
+        track = speaker_track(item, gt.shape[1])
+        prompts = [_prompt_for(shards, s, item["id"], rng, frames, ratio) for s in item["speakers"]]
         codes = generate(model, prompts, gt.shape[1], semantic, track, seed=1000 + n)
         audio = codec.decode(codes).numpy()
         prompt_audio = [codec.decode(p[0]).numpy() for p in prompts]

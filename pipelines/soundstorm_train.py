@@ -30,8 +30,19 @@ import torch
 from pipelines.config import DataConfig
 from pipelines.shards import TokenShards
 from pipelines.training import cosine_lr, ddp_setup, load_state, optimizer_step, save_state
-from soundstorm_cli.models.soundstorm import SoundStorm, SoundStormConfig, soundstorm_loss, soundstorm_mask
+from soundstorm_cli.models.soundstorm import SoundStorm, SoundStormConfig, level_targets, soundstorm_loss
 from soundstorm_cli.semantic import semantic_to_codec
+
+
+def speaker_track(item: dict, frames: int) -> torch.Tensor:
+    """Speaker label (1, 2, ...) of every frame of an item: a turn owns the frames up to the next turn."""
+    if item["kind"] != "dialogue":
+        return torch.ones(frames, dtype=torch.long)
+    labels = {s: n + 1 for n, s in enumerate(item["speakers"])}
+    track = torch.full((frames,), labels[item["turns"][0]["speaker"]], dtype=torch.long)
+    for turn in item["turns"]:
+        track[turn["start"] :] = labels[turn["speaker"]]
+    return track
 
 
 class ExampleSampler:
@@ -39,12 +50,7 @@ class ExampleSampler:
 
     def __init__(self, shards: TokenShards, config: DataConfig, rng: np.random.Generator):
         self.shards, self.rng, self.cfg = shards, rng, config.soundstorm
-        self.ratio = shards.meta["codec_frame_rate"] // shards.meta["semantic_rate"]
-        self.frame_rate = shards.meta["codec_frame_rate"]
-        self.by_speaker: dict[int, list[int]] = {}
-        for i, row in enumerate(shards.items):
-            if row["kind"] == "single":
-                self.by_speaker.setdefault(row["speakers"][0], []).append(i)
+        self.ratio, self.frame_rate = shards.ratio, shards.meta["codec_frame_rate"]
 
     def _item(self, i: int):
         item = self.shards[i]
@@ -54,7 +60,7 @@ class ExampleSampler:
 
     def _prompt(self, speaker: int, exclude: int, label: int):
         """A 2-4 s clip of another single utterance of `speaker`, tagged `label`."""
-        choices = [i for i in self.by_speaker.get(speaker, []) if i != exclude]
+        choices = [i for i in self.shards.singles_by_speaker.get(speaker, []) if i != exclude]
         if not choices:
             return None
         _, codes, semantic = self._item(int(self.rng.choice(choices)))
@@ -63,19 +69,10 @@ class ExampleSampler:
         codes, semantic = codes[:, start : start + frames], semantic[start : start + frames]
         return codes, semantic, torch.full((codes.shape[1],), label, dtype=torch.long)
 
-    def _speaker_track(self, item: dict, frames: int) -> torch.Tensor:
-        if item["kind"] != "dialogue":
-            return torch.ones(frames, dtype=torch.long)
-        labels = {s: n + 1 for n, s in enumerate(item["speakers"])}
-        track = torch.full((frames,), labels[item["turns"][0]["speaker"]], dtype=torch.long)
-        for turn in item["turns"]:  # a turn owns the frames from its start to the next turn's start
-            track[turn["start"] :] = labels[turn["speaker"]]
-        return track
-
     def example(self) -> dict:
         i = int(self.rng.integers(len(self.shards)))
         item, codes, semantic = self._item(i)
-        track = self._speaker_track(item, codes.shape[1])
+        track = speaker_track(item, codes.shape[1])
         max_frames = int(self.cfg.max_seconds * self.frame_rate)
         prompts = []
         if item["kind"] == "dialogue" or self.rng.random() < self.cfg.prompt_probability:
@@ -154,10 +151,7 @@ def validate(model: SoundStorm, batches_iter, count: int, generator) -> dict:
         batch = next(batches_iter)
         loss, drawn, logits = soundstorm_loss(model, batch, generator)
         losses.append(loss.item())
-        target = batch["codes"].gather(1, drawn.level[:, None, None].expand(-1, 1, batch["codes"].shape[-1]))[
-            :, 0
-        ]
-        right = (logits.argmax(-1) == target) & drawn.loss_mask
+        right = (logits.argmax(-1) == level_targets(batch["codes"], drawn.level)) & drawn.loss_mask
         for b in range(len(drawn.level)):
             hits[drawn.level[b]] += int(right[b].sum())
             totals[drawn.level[b]] += int(drawn.loss_mask[b].sum())
@@ -224,13 +218,7 @@ def run(config: DataConfig, progress=None) -> dict:
         with torch.autocast(
             "cuda" if torch.cuda.is_available() else "cpu", dtype=torch.bfloat16, enabled=c.autocast_bf16
         ):
-            drawn = soundstorm_mask(batch["codes"], batch["lengths"], model.config.mask_id)
-            key_mask = torch.arange(batch["codes"].shape[-1])[None] < batch["lengths"][:, None]
-            logits = trained(drawn.codes, batch["semantic"], batch["speakers"], drawn.level, key_mask)
-        target = batch["codes"].gather(1, drawn.level[:, None, None].expand(-1, 1, batch["codes"].shape[-1]))[
-            :, 0
-        ]
-        loss = torch.nn.functional.cross_entropy(logits[drawn.loss_mask].float(), target[drawn.loss_mask])
+            loss, _, _ = soundstorm_loss(model, batch, forward=trained)
         optimizer_step(model, optimizer, loss, lr)
         step += 1
         window.append(loss.item())

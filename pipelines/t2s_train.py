@@ -43,10 +43,6 @@ class T2SExamples:
     ):
         self.shards, self.c, self.sep, self.rng = shards, t2s_config, sep_id, rng
         self.prompt_probability, self.max_target = prompt_probability, max_target
-        self.by_speaker: dict[int, list[int]] = {}
-        for i, row in enumerate(shards.items):
-            if row["kind"] == "single":
-                self.by_speaker.setdefault(row["speakers"][0], []).append(i)
 
     def _text(self, pieces) -> list[int]:
         return [self.c.text_offset + int(p) for p in pieces]
@@ -54,18 +50,21 @@ class T2SExamples:
     def _semantic(self, tokens) -> list[int]:
         return [FIRST_SEMANTIC + int(t) for t in tokens]
 
-    def example(self) -> tuple[list[int], list[int]]:
-        """(encoder ids, labels with IGNORE on the forced prompt)."""
+    def example(self) -> tuple[list[int], list[int], list[int]]:
+        """(encoder ids, labels with IGNORE on the forced prompt, decoder tokens prompt included)."""
         i = int(self.rng.integers(len(self.shards)))
         item = self.shards[i]
         if item["kind"] == "dialogue":
             target, sem = [], item["semantic_tokens"]
-            starts = [t["start"] // 2 for t in item["turns"]] + [len(sem)]  # codec 50 Hz -> semantic 25 Hz
+            starts = [t["start"] // self.shards.ratio for t in item["turns"]] + [
+                len(sem)
+            ]  # codec -> semantic frames
             for a, b in zip(starts, starts[1:], strict=False):
                 target += [TURN, *self._semantic(sem[a:b])]
-            return self._text(item["text_tokens"]) + [END], (target + [END])[: self.max_target]
+            target = (target + [END])[: self.max_target]
+            return self._text(item["text_tokens"]) + [END], target, target
         enc, labels = [], []
-        others = [j for j in self.by_speaker.get(item["speakers"][0], []) if j != i]
+        others = [j for j in self.shards.singles_by_speaker.get(item["speakers"][0], []) if j != i]
         if others and self.rng.random() < self.prompt_probability:
             prompt = self.shards[int(self.rng.choice(others))]
             enc = self._text(prompt["text_tokens"]) + [self.c.text_offset + self.sep]
@@ -89,8 +88,7 @@ def collate(examples) -> dict:
     labels = torch.full((B, dec_len), IGNORE, dtype=torch.long)
     decoder_inputs = torch.zeros(B, dec_len, dtype=torch.long)  # PAD = decoder start
     for b, example in enumerate(examples):
-        enc, lab = example[0], example[1]
-        full = example[2] if len(example) > 2 else lab
+        enc, lab, full = example
         input_ids[b, : len(enc)] = torch.tensor(enc)
         attention[b, : len(enc)] = 1
         labels[b, : len(lab)] = torch.tensor(lab)

@@ -115,20 +115,9 @@ def all_voices() -> list[Voice]:
         picks = [ESPEAK_VARIANTS[(i * 5 + k * 3) % len(ESPEAK_VARIANTS)] for k in range(4)]
         voices += [Voice(f"espeak-{accent}+{v}", "espeak", f"{accent}+{v}") for v in dict.fromkeys(picks)]
     names = {v.name for v in voices}
-    for name in HELD_OUT:
-        if name not in names:
-            engine, base = name.split("-", 1)
-            voices.append(Voice(name, engine, base) if engine == "espeak" else _flite_from_name(name))
+    # Held-out espeak voices the spread above did not pick (every held-out flite voice is a shift above).
+    voices += [Voice(n, "espeak", n.removeprefix("espeak-")) for n in HELD_OUT if n not in names]
     return voices
-
-
-def _flite_from_name(name: str) -> Voice:
-    body = name.removeprefix("flite-")
-    for sign in "+-":
-        if sign in body:
-            base, cents = body.split(sign)
-            return Voice(name, "flite", base, int(sign + cents))
-    return Voice(name, "flite", body)
 
 
 def select_voices(which: str) -> tuple[list[Voice], set[str]]:

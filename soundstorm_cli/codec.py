@@ -176,7 +176,7 @@ class FrameCodecWrapper(Codec):
     @classmethod
     def from_pretrained(cls, directory: str | Path, num_levels: int | None = None, device: str = "cpu"):
         from soundstorm_cli.checkpoints import load_safetensors
-        from soundstorm_cli.models.frame_codec import FrameCodec, FrameCodecConfig
+        from soundstorm_cli.models.frame_codec import TRAINING_ONLY_BUFFERS, FrameCodec, FrameCodecConfig
 
         directory = Path(directory)
         raw = json.loads((directory / "config.json").read_text())
@@ -188,8 +188,7 @@ class FrameCodecWrapper(Codec):
         state = load_safetensors(directory / "model.safetensors")
         missing, unexpected = model.load_state_dict(state, strict=False)
         # Shipped codecs drop the codebooks' EMA statistics, which only training reads.
-        training_only = ("embed_sum", "cluster_size", "initted")
-        if unexpected or [k for k in missing if k.rsplit(".", 1)[-1] not in training_only]:
+        if unexpected or [k for k in missing if k.rsplit(".", 1)[-1] not in TRAINING_ONLY_BUFFERS]:
             raise CodecError(
                 f"codec weights in '{directory}' do not fit its config ({len(missing)} missing, {len(unexpected)} unexpected)"
             )

@@ -15,6 +15,7 @@ Shapes: B batch, Q levels, T frames, K codebook size.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 
@@ -204,7 +205,7 @@ def decode_long(
             torch.tensor([n]),
             codes,
             torch.tensor([P + tail]),
-            DecodingOptions(**{**options.__dict__, "seed": options.seed + windows}),
+            dataclasses.replace(options, seed=options.seed + windows),
         )
         out[:, done : done + new] = result.codes[0, :, P + tail :]
         passes += result.forward_passes

@@ -5,7 +5,9 @@
   instead), scored as character and word error rates against the text.
 - Voice similarity: resemblyzer's speaker embedding, cosine similarity.
 
-Both come with `pip install 'soundstorm[eval]'`; without it the error says so.
+faster-whisper is a dependency of soundstorm itself (voice prompts need Whisper's
+encoder); resemblyzer comes with `pip install 'soundstorm[eval]'`, and without it
+the error says so.
 """
 
 from __future__ import annotations
@@ -55,7 +57,9 @@ class Transcriber:
         try:
             from faster_whisper import WhisperModel
         except ImportError as exc:
-            raise CheckpointError("ASR needs faster-whisper: pip install 'soundstorm[eval]'") from exc
+            raise CheckpointError(
+                "ASR needs faster-whisper, a dependency of soundstorm: reinstall it"
+            ) from exc
         from soundstorm_cli.semantic import default_whisper_path
 
         self.model = WhisperModel(
@@ -102,19 +106,13 @@ class VoiceSimilarity:
 def log_mel_distance(a: np.ndarray, b: np.ndarray, sample_rate: int = 16000) -> float:
     """Mean absolute difference of log-mel spectrograms (80 bins, 1024/256), over the common length."""
     import torch
-    from transformers.audio_utils import mel_filter_bank
+
+    from soundstorm_cli.models.frame_codec import log_mel, mel_basis
 
     n = min(len(a), len(b))
-    basis = torch.tensor(
-        mel_filter_bank(513, 80, 0.0, sample_rate / 2, sample_rate, norm="slaney", mel_scale="slaney"),
-        dtype=torch.float32,
-    ).t()
-    window = torch.hann_window(1024)
+    basis, window = mel_basis(1024, 80, sample_rate), torch.hann_window(1024)
 
     def mel(x):
-        spec = torch.stft(
-            torch.as_tensor(x[:n], dtype=torch.float32), 1024, 256, window=window, return_complex=True
-        )
-        return torch.log(torch.clamp(basis @ spec.abs(), min=1e-5))
+        return log_mel(torch.as_tensor(x[:n], dtype=torch.float32), basis, window, hop=256)
 
     return float((mel(a) - mel(b)).abs().mean())

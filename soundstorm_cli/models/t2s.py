@@ -125,7 +125,7 @@ class T2S:
         return cls(T5ForConditionalGeneration(config.to_t5()), config)
 
     def input_ids(self, text_pieces: list[int]) -> list[int]:
-        return [FIRST_SEMANTIC + self.config.semantic_vocab + p for p in text_pieces] + [END]
+        return [self.config.text_offset + p for p in text_pieces] + [END]
 
     def decoder_prefix(self, prompt_semantic: list[int]) -> list[int]:
         return [PAD] + [FIRST_SEMANTIC + s for s in prompt_semantic]
