@@ -46,6 +46,26 @@ def assemble(out_dir: Path, name: str, only: list[str] | None = None) -> dict:
     return components
 
 
+def write_bundle_folder(folder: Path, name: str, facts: dict, components: dict[str, Path]) -> Path:
+    """A self-contained bundle folder (`--checkpoint FOLDER`): each component's files, hashed in bundle.yaml.
+
+    `components`: kind -> a folder whose files (all of them, recursively) form that component.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    entry = {"name": name, "facts": facts, "components": {}}
+    for kind, src in components.items():
+        dst = folder / kind
+        if Path(src).resolve() != dst.resolve():
+            shutil.copytree(src, dst, dirs_exist_ok=True)
+        files = sorted(p for p in dst.rglob("*") if p.is_file())
+        entry["components"][kind] = {
+            "path": kind,
+            "files": {str(p.relative_to(dst)): sha256_file(p) for p in files},
+        }
+    (folder / "bundle.yaml").write_text(yaml.safe_dump(entry, sort_keys=False))
+    return folder
+
+
 def update_registry(name: str, components: dict, card: str | None) -> None:
     text = REGISTRY.read_text()
     header = "".join(line + "\n" for line in text.splitlines() if line.startswith("#"))

@@ -55,6 +55,7 @@ class CodecConfig:
 @dataclass
 class SoundStormTrainConfig:
     steps: int = 4000
+    levels: int | None = None  # model the codec's first N levels (None: all); fewer learn faster on a CPU
     frames_per_batch: int = 6000  # padded frames per step (token-budget batching)
     max_seconds: float = 20.0  # longest training window (paper: up to 30 s)
     prompt_seconds: tuple = (2.0, 4.0)  # a voice prompt from another utterance of the same speaker

@@ -51,10 +51,11 @@ class ExampleSampler:
     def __init__(self, shards: TokenShards, config: DataConfig, rng: np.random.Generator):
         self.shards, self.rng, self.cfg = shards, rng, config.soundstorm
         self.ratio, self.frame_rate = shards.ratio, shards.meta["codec_frame_rate"]
+        self.levels = model_levels(config, shards.meta)
 
     def _item(self, i: int):
         item = self.shards[i]
-        codes = torch.from_numpy(item["codes"])  # [Q, T]
+        codes = torch.from_numpy(item["codes"][: self.levels])  # [Q, T]
         semantic = semantic_to_codec(torch.from_numpy(item["semantic_tokens"]), self.ratio, codes.shape[1])
         return item, codes, semantic
 
@@ -125,10 +126,18 @@ def batches(sampler: ExampleSampler, frames_per_batch: int, levels: int):
             yield collate(out[i], levels)
 
 
+def model_levels(config: DataConfig, meta: dict) -> int:
+    """How many of the codec's levels SoundStorm models (the first N; the codec decodes any prefix)."""
+    wanted = config.soundstorm.levels or meta["levels"]
+    if not 1 <= wanted <= meta["levels"]:
+        raise ValueError(f"soundstorm.levels {wanted}: the codec has {meta['levels']} levels")
+    return wanted
+
+
 def model_config(config: DataConfig, meta: dict) -> SoundStormConfig:
     c = config.soundstorm
     return SoundStormConfig(
-        levels=meta["levels"],
+        levels=model_levels(config, meta),
         codebook_size=meta["codebook_size"],
         semantic_vocab=config.semantic.clusters,
         semantic_ratio=meta["codec_frame_rate"] // meta["semantic_rate"],
@@ -137,6 +146,7 @@ def model_config(config: DataConfig, meta: dict) -> SoundStormConfig:
         heads=c.heads,
         conv_kernel=c.conv_kernel,
         dropout=c.dropout,
+        window=int(c.max_seconds * meta["codec_frame_rate"]),
     )
 
 

@@ -31,7 +31,7 @@ import yaml
 
 from soundstorm_cli.errors import CheckpointError, ModelNotAvailableError
 
-COMPONENT_KINDS = ("codec", "semantic", "text", "t2s", "soundstorm", "ar_baseline")
+COMPONENT_KINDS = ("codec", "semantic", "text", "t2s", "soundstorm", "ar_baseline", "voices")
 PACKAGE_ROOT = Path(__file__).resolve().parent
 ASSETS = PACKAGE_ROOT / "assets"
 ENV_CHECKPOINT = "SOUNDSTORM_CHECKPOINT"

@@ -23,7 +23,7 @@ import typer
 from typer.core import TyperGroup
 
 from soundstorm_cli import __version__
-from soundstorm_cli.errors import InputError, ModelNotAvailableError, ScriptError, SoundstormError
+from soundstorm_cli.errors import InputError, ModelNotAvailableError, SoundstormError
 
 _debug = os.environ.get("SOUNDSTORM_DEBUG", "") not in ("", "0")
 
@@ -135,17 +135,124 @@ def _bundle(checkpoint: str | None):
     return load_registry().get(checkpoint)
 
 
+PromptSecondsOpt = Annotated[
+    float,
+    typer.Option(
+        "--prompt-seconds", help="Seconds of each voice prompt used, after trimming silence (1-10)."
+    ),
+]
+FrontendOpt = Annotated[
+    str,
+    typer.Option(
+        "--frontend", help="Text to semantic tokens: t2s (the bundle's T5), espeak (espeak-ng guide), auto."
+    ),
+]
+IterationsOpt = Annotated[
+    str | None,
+    typer.Option("--iterations", help="SoundStorm passes per level, e.g. 16,1,1,1 (the last repeats)."),
+]
+TemperatureOpt = Annotated[
+    float, typer.Option("--temperature", help="SoundStorm sampling temperature (annealed to 0 per level).")
+]
+Fp32Opt = Annotated[bool, typer.Option("--fp32", help="Full precision instead of bf16 autocast.")]
+TimingsOpt = Annotated[
+    Path | None, typer.Option("--timings", help="Also write the turns as subtitles (.srt or .vtt).")
+]
+
+
+def _options(prompt_seconds, frontend, iterations, temperature, fp32):
+    from soundstorm_cli.synthesize import SynthesisOptions
+
+    steps = None
+    if iterations is not None:
+        try:
+            steps = tuple(int(n) for n in iterations.split(",") if n.strip())
+        except ValueError:
+            raise InputError(f"--iterations '{iterations}': expected whole numbers, e.g. 16,1,1,1") from None
+    return SynthesisOptions(
+        prompt_seconds=prompt_seconds,
+        frontend=frontend,
+        iterations=steps,
+        temperature=temperature,
+        bf16=not fp32,
+    ).check()
+
+
+def _preflight(output: Path, timings: Path | None, prompts: list, checkpoint, device):
+    """Check every path before any model loads (a bad input fails in a second), then load the bundle."""
+    from soundstorm_cli.audio import check_output_path
+    from soundstorm_cli.synthesize import Synthesizer
+    from soundstorm_cli.voices import load_prompt_audio
+
+    check_output_path(output)
+    if timings is not None:
+        from soundstorm_cli.subtitles import check_subtitle_path
+
+        check_subtitle_path(timings)
+    for path in prompts:
+        if path is not None:
+            load_prompt_audio(path, 16000)
+    return Synthesizer.from_checkpoint(checkpoint, device.value)
+
+
+def _render(run, output: Path, timings: Path | None, quiet: bool, json_out: bool):
+    """Run a synthesis with a progress bar, write its audio (atomically) and report."""
+    from soundstorm_cli.audio import write_audio
+    from soundstorm_cli.progress import stage_progress
+
+    with stage_progress(quiet) as progress:
+        result = run(progress)
+    for warning in result.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    write_audio(output, result.audio, result.sample_rate)
+    if timings is not None:
+        from soundstorm_cli.subtitles import write_subtitles
+
+        write_subtitles(timings, result.turns)
+    summary = {
+        "output": str(output),
+        "duration_s": round(result.duration_s, 3),
+        "sample_rate": result.sample_rate,
+        "seed": result.seed,
+        "device": result.device,
+        "frontend": result.frontend,
+        "timings_s": result.timings,
+        "rtf": round(result.rtf, 4),
+        "peak_memory_mb": result.peak_memory_mb,
+        "forward_passes": result.forward_passes,
+        "turns": [
+            {"speaker": t.speaker, "text": t.text, "start_s": t.start_s, "end_s": t.end_s}
+            for t in result.turns
+        ],
+    }
+    if json_out:
+        print(json.dumps(summary))
+    elif not quiet:
+        print(
+            f"wrote {output}: {result.duration_s:.1f} s of audio in {result.timings['total']:.1f} s "
+            f"(RTF {result.rtf:.3f}; models loaded in {result.timings['load']:.1f} s)"
+        )
+
+
 @app.command()
 def say(
     text: Annotated[str, typer.Argument(help="The text to speak.")],
     output: OutputOpt = Path("say.wav"),
     prompt: Annotated[
         Path | None,
-        typer.Option("--prompt", help="Voice prompt audio (3-10 s used); a bundled voice otherwise."),
+        typer.Option(
+            "--prompt", help="Voice prompt audio (its first seconds are used); a bundled voice otherwise."
+        ),
     ] = None,
     prompt_text: Annotated[
         str | None, typer.Option("--prompt-text", help="Transcript of the prompt, so T2S continues it.")
     ] = None,
+    prompt_seconds: PromptSecondsOpt = 4.0,
+    frontend: FrontendOpt = "auto",
+    iterations: IterationsOpt = None,
+    temperature: TemperatureOpt = 1.0,
+    fp32: Fp32Opt = False,
+    timings: TimingsOpt = None,
     seed: SeedOpt = 0,
     device: DeviceOpt = Device.auto,
     checkpoint: CheckpointOpt = None,
@@ -153,15 +260,17 @@ def say(
     json_out: JsonOpt = False,
 ) -> None:
     """Speak TEXT in one voice."""
-    from soundstorm_cli.audio import check_output_path, read_audio
-
     if not text.strip():
         raise InputError("the text to say is empty")
-    check_output_path(output)
-    if prompt is not None:
-        read_audio(prompt)
-    _bundle(checkpoint).require("text", "t2s", "semantic", "soundstorm", "codec", command="`say`")
-    raise ModelNotAvailableError("`say` is not wired to the models yet (issue 6)")
+    options = _options(prompt_seconds, frontend, iterations, temperature, fp32)
+    synth = _preflight(output, timings, [prompt], checkpoint, device)
+    _render(
+        lambda progress: synth.say(text, prompt, prompt_text, seed, options, progress),
+        output,
+        timings,
+        quiet or json_out,
+        json_out,
+    )
 
 
 @app.command()
@@ -174,6 +283,12 @@ def dialogue(
         list[str] | None,
         typer.Option("--voice", help="NAME=path.wav: the voice of a speaker (overrides the script)."),
     ] = None,
+    prompt_seconds: PromptSecondsOpt = 4.0,
+    frontend: FrontendOpt = "auto",
+    iterations: IterationsOpt = None,
+    temperature: TemperatureOpt = 1.0,
+    fp32: Fp32Opt = False,
+    timings: TimingsOpt = None,
     seed: SeedOpt = 0,
     device: DeviceOpt = Device.auto,
     checkpoint: CheckpointOpt = None,
@@ -181,30 +296,20 @@ def dialogue(
     json_out: JsonOpt = False,
 ) -> None:
     """Render a whole dialogue SCRIPT in one pass."""
-    from soundstorm_cli.audio import check_output_path, read_audio
+    from soundstorm_cli.script import read_script
 
-    _read_script_text(script)
-    check_output_path(output)
-    for path in _parse_voices(voice or []).values():
-        read_audio(path)
-    _bundle(checkpoint).require("text", "t2s", "semantic", "soundstorm", "codec", command="`dialogue`")
-    raise ModelNotAvailableError("`dialogue` is not wired to the models yet (issue 6)")
-
-
-def _read_script_text(path: Path) -> str:
-    if not path.exists():
-        raise ScriptError(f"cannot read script '{path}': no such file")
-    if path.is_dir():
-        raise ScriptError(f"cannot read script '{path}': it is a directory")
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ScriptError(f"{path}: not UTF-8 text (byte {exc.start})") from exc
-    except OSError as exc:
-        raise ScriptError(f"cannot read script '{path}': {exc.strerror or exc}") from exc
-    if not text.strip():
-        raise ScriptError(f"{path}: the script is empty")
-    return text
+    parsed = read_script(script)
+    overrides = _parse_voices(voice or [])
+    options = _options(prompt_seconds, frontend, iterations, temperature, fp32)
+    prompts = [overrides.get(s) or parsed.voice_path(s) for s in parsed.speakers]
+    synth = _preflight(output, timings, prompts, checkpoint, device)
+    _render(
+        lambda progress: synth.dialogue(parsed, overrides, seed, options, progress),
+        output,
+        timings,
+        quiet or json_out,
+        json_out,
+    )
 
 
 def _parse_voices(pairs: list[str]) -> dict[str, Path]:

@@ -114,13 +114,15 @@ def decode(
     prompt_lengths=None,
     options: DecodingOptions = DecodingOptions(),
     seeds: list[int] | None = None,
+    on_level=None,
 ) -> DecodingResult:
     """Fill every non-prompt token of [B, Q, T].
 
     semantic, speakers: [B, T] at the codec frame rate; lengths [B]; prompt_codes
     [B, Q, T] holding the prompt in frames < prompt_lengths[b] (other frames ignored).
     Item b draws from its own generator seeded `seeds[b]` (default: options.seed + b),
-    so a batch decodes exactly as its items would one by one.
+    so a batch decodes exactly as its items would one by one. `on_level(q)` is
+    called when level q is done (progress reporting).
     """
     config = model.config
     options.check(config.levels)
@@ -161,6 +163,8 @@ def decode(
             codes[:, level] = torch.where(reveal, tokens, codes[:, level])
             masked = still_masked
         per_level.append(n)
+        if on_level is not None:
+            on_level(level)
     return DecodingResult(codes=codes, forward_passes=passes, per_level_passes=per_level)
 
 

@@ -64,3 +64,95 @@ def tiny_encodec():
 
     torch.manual_seed(0)
     return EncodecModel(tiny_encodec_config()).eval()
+
+
+def voice_like(seconds: float, rate: int, pitch: float, seed: int) -> np.ndarray:
+    """A buzzy, syllable-paced tone with harmonics (something a speaker encoder and a codec can take)."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * rate)) / rate
+    f0 = pitch * (1 + 0.05 * np.sin(2 * np.pi * 0.7 * t))
+    phase = 2 * np.pi * np.cumsum(f0) / rate
+    wave = sum(np.sin(k * phase) / k for k in range(1, 8))
+    envelope = 0.5 + 0.5 * np.sin(2 * np.pi * 4 * t) ** 2
+    return (0.2 * wave * envelope + 0.003 * rng.standard_normal(len(t))).astype(np.float32)
+
+
+def build_tiny_bundle(folder):
+    """A complete bundle of tiny random-init models (codec, semantic, text, t2s, soundstorm, voices)."""
+    import json
+    import shutil
+
+    import torch
+
+    from pipelines.bundle import write_bundle_folder
+    from pipelines.codec_train import save_codec
+    from pipelines.soundstorm_train import save_model
+    from soundstorm_cli.checkpoints import ASSETS
+    from soundstorm_cli.models.frame_codec import FrameCodec, FrameCodecConfig
+    from soundstorm_cli.models.soundstorm import SoundStorm, SoundStormConfig
+    from soundstorm_cli.models.t2s import T2S, T2SConfig
+    from soundstorm_cli.semantic import SemanticTokenizer
+    from soundstorm_cli.text import TextTokenizer
+
+    torch.manual_seed(0)
+    src = folder / "src"
+    codec_config = FrameCodecConfig(
+        width=16, encoder_layers=1, decoder_layers=1, levels=3, codebook_size=32, codebook_dim=4, n_mels=20
+    )
+    save_codec(FrameCodec(codec_config).eval(), src / "codec")
+    rng = np.random.default_rng(0)
+    (src / "semantic").mkdir(parents=True)
+    SemanticTokenizer(
+        mean=np.zeros(384, np.float32),
+        std=np.ones(384, np.float32),
+        centroids=rng.standard_normal((16, 384)).astype(np.float32),
+    ).save(src / "semantic" / "semantic.safetensors")
+    (src / "text").mkdir()
+    shutil.copyfile(ASSETS / "tiny" / "text" / "spm.model", src / "text" / "spm.model")
+    vocab = TextTokenizer(str(src / "text" / "spm.model")).vocab_size
+    t2s_config = T2SConfig(
+        text_vocab=vocab,
+        semantic_vocab=16,
+        d_model=32,
+        d_ff=64,
+        heads=2,
+        encoder_layers=1,
+        decoder_layers=1,
+        max_frames_per_piece=3.0,
+    )
+    t2s = T2S.random_init(t2s_config)
+    t2s.model.save_pretrained(src / "t2s", safe_serialization=True)
+    (src / "t2s" / "t2s.json").write_text(json.dumps(t2s_config.to_dict()))
+    storm = SoundStorm(
+        SoundStormConfig(
+            levels=2,
+            codebook_size=32,
+            semantic_vocab=16,
+            dim=32,
+            layers=1,
+            heads=2,
+            conv_kernel=5,
+            window=300,
+        )
+    )
+    save_model(storm.eval(), src / "soundstorm")
+    (src / "voices").mkdir()
+    entries = []
+    for n, pitch in enumerate((110.0, 220.0)):
+        sf.write(src / "voices" / f"v{n}.wav", voice_like(3.0, 16000, pitch, n), 16000)
+        entries.append({"name": f"v{n}", "file": f"v{n}.wav", "text": "a test voice"})
+    (src / "voices" / "voices.json").write_text(json.dumps(entries))
+    facts = {
+        "sample_rate": 16000,
+        "codec_frame_rate": 50,
+        "semantic_rate": 25,
+        "levels": 3,
+        "codebook_size": 32,
+    }
+    components = {k: src / k for k in ("codec", "semantic", "text", "t2s", "soundstorm", "voices")}
+    return write_bundle_folder(folder / "bundle", "tiny-test", facts, components)
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tmp_path_factory):
+    return build_tiny_bundle(tmp_path_factory.mktemp("tiny_bundle"))

@@ -34,6 +34,7 @@ class SoundStormConfig:
     conv_kernel: int = 15
     ff_mult: int = 4
     dropout: float = 0.1
+    window: int = 1000  # frames of the longest training example; longer inputs decode in windows
 
     @property
     def mask_id(self) -> int:

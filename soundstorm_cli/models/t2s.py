@@ -183,3 +183,23 @@ class T2S:
             else:
                 semantic.append(token - FIRST_SEMANTIC)
         return T2SOutput(semantic=semantic, turn_starts=starts, capped=capped)
+
+
+def load_t2s(folder, device: str = "cpu") -> T2S:
+    """Build from `t2s.json` + the Hugging Face folder (safetensors only, never pickle), eval mode."""
+    import json
+    from pathlib import Path
+
+    from transformers import T5ForConditionalGeneration
+
+    from soundstorm_cli.checkpoints import ensure_safetensors
+    from soundstorm_cli.errors import CheckpointError
+
+    folder = Path(folder)
+    try:
+        config = T2SConfig(**json.loads((folder / "t2s.json").read_text()))
+        ensure_safetensors(folder / "model.safetensors")
+        model = T5ForConditionalGeneration.from_pretrained(str(folder), use_safetensors=True)
+    except (OSError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"cannot load the T2S model in '{folder}': {str(exc).splitlines()[0]}") from exc
+    return T2S(model.to(device), config)

@@ -1,0 +1,57 @@
+"""Subtitles of a rendered dialogue's turns: SubRip (.srt) or WebVTT (.vtt), written atomically."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from soundstorm_cli.errors import OutputError
+
+FORMATS = (".srt", ".vtt")
+
+
+def _stamp(seconds: float, separator: str) -> str:
+    millis = int(round(max(0.0, seconds) * 1000))
+    hours, rest = divmod(millis, 3_600_000)
+    minutes, rest = divmod(rest, 60_000)
+    secs, millis = divmod(rest, 1000)
+    return f"{hours:02d}:{minutes:02d}:{secs:02d}{separator}{millis:03d}"
+
+
+def format_subtitles(turns, kind: str) -> str:
+    """`turns`: objects with speaker, text, start_s, end_s; kind '.srt' or '.vtt'."""
+    sep = "," if kind == ".srt" else "."
+    blocks = []
+    for n, turn in enumerate(turns, start=1):
+        cue = f"{_stamp(turn.start_s, sep)} --> {_stamp(turn.end_s, sep)}"
+        body = f"{turn.speaker}: {turn.text}" if kind == ".srt" else f"<v {turn.speaker}>{turn.text}"
+        blocks.append(f"{n}\n{cue}\n{body}\n")
+    head = "WEBVTT\n\n" if kind == ".vtt" else ""
+    return head + "\n".join(blocks)
+
+
+def check_subtitle_path(path: str | os.PathLike) -> Path:
+    path = Path(path)
+    if path.suffix.lower() not in FORMATS:
+        raise OutputError(f"cannot write timings '{path}': use a .srt or .vtt file")
+    if path.is_dir():
+        raise OutputError(f"cannot write timings '{path}': it is a directory")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir() or not os.access(parent, os.W_OK):
+        raise OutputError(f"cannot write timings '{path}': folder '{parent}' is missing or not writable")
+    return path
+
+
+def write_subtitles(path: str | os.PathLike, turns) -> Path:
+    path = check_subtitle_path(path)
+    text = format_subtitles(turns, path.suffix.lower())
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise OutputError(f"cannot write timings '{path}': {exc.strerror or exc}") from exc
+    return path

@@ -1,0 +1,512 @@
+"""The chain, as a library: text or a dialogue script -> semantic tokens -> SoundStorm -> codec -> audio.
+
+    synth = Synthesizer.from_checkpoint("tiny")
+    result = synth.dialogue(read_script("examples/dialogue.txt"))
+    write_audio("out.wav", result.audio, result.sample_rate)
+
+The semantic tokens (25 Hz) come from a *front end*: the bundle's T5 text-to-semantic
+model (`t2s`), or `espeak`, which renders the text with espeak-ng and tokenizes that
+audio with the same Whisper k-means tokenizer the models were trained on (the
+tokens carry the words, not the voice, so SoundStorm re-voices them with the
+prompt). SoundStorm then fills the codec tokens of the whole dialogue in one pass,
+every frame tagged with its speaker, the voice prompts as the unmasked prefix;
+inputs longer than its trained window are decoded window by window
+(`decoding.decode_long`). The CLI calls only this module.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import resource
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from soundstorm_cli.errors import InputError, ModelNotAvailableError, ScriptError
+from soundstorm_cli.script import Pause, Script, Turn
+from soundstorm_cli.voices import (
+    BundledVoice,
+    VoicePrompt,
+    bundled_voices,
+    check_prompt_seconds,
+    load_prompt_audio,
+)
+
+FRONTENDS = ("auto", "t2s", "espeak")
+ESPEAK_GUIDE_VOICE = "en-us"
+MAX_TEXT_CHARS = 20000  # about 20 minutes of speech: beyond this, split the script
+
+
+@dataclass(frozen=True)
+class SynthesisOptions:
+    """Per-call settings; None means the bundle's default."""
+
+    prompt_seconds: float = 4.0  # the first seconds of speech of each voice prompt (1-10)
+    frontend: str = "auto"  # auto: the bundle's choice; t2s; espeak
+    iterations: tuple[int, ...] | None = None  # SoundStorm passes per level (paper: 16, 1, 1, ...)
+    temperature: float = 1.0  # SoundStorm sampling temperature, annealed to 0 within a level
+    t2s_temperature: float = 0.8
+    t2s_top_k: int = 50
+    bf16: bool = True  # bf16 autocast for SoundStorm (CPU with AVX512-BF16/AMX, CUDA)
+    overlap_s: float = 2.0  # windowed decoding: frames of the previous window given as prompt
+
+    def check(self) -> SynthesisOptions:
+        check_prompt_seconds(self.prompt_seconds)
+        if self.frontend not in FRONTENDS:
+            raise InputError(f"front end '{self.frontend}': use one of {', '.join(FRONTENDS)}")
+        if not 0 <= self.temperature <= 5 or not 0 <= self.t2s_temperature <= 5:
+            raise InputError("temperatures must be in [0, 5]")
+        if self.t2s_top_k < 1:
+            raise InputError("top-k must be >= 1")
+        if self.iterations is not None and (
+            not self.iterations or any(not 1 <= n <= 256 for n in self.iterations)
+        ):
+            raise InputError("iterations: each level needs 1-256 passes")
+        if not 0 <= self.overlap_s <= 10:
+            raise InputError("overlap must be in [0, 10] seconds")
+        return self
+
+
+@dataclass(frozen=True)
+class TurnTiming:
+    speaker: str
+    text: str
+    start_s: float
+    end_s: float
+
+
+@dataclass
+class Synthesis:
+    """What `say` and `dialogue` return."""
+
+    audio: np.ndarray  # mono float32 [S]
+    sample_rate: int
+    turns: list[TurnTiming]
+    timings: dict[str, float]
+    seed: int
+    device: str
+    frontend: str
+    forward_passes: int = 0
+    peak_memory_mb: float = 0.0
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def duration_s(self) -> float:
+        return len(self.audio) / self.sample_rate
+
+    @property
+    def rtf(self) -> float:
+        """Wall time of the synthesis (models already loaded) over the audio's duration."""
+        return self.timings["total"] / max(self.duration_s, 1e-9)
+
+
+@dataclass(frozen=True)
+class _Segment:
+    """A stretch of one turn between pauses; the unit the front ends render."""
+
+    turn: int
+    speaker: str
+    text: str
+    pause_after_s: float
+
+
+def _segments(turns: list[Turn]) -> list[_Segment]:
+    out: list[_Segment] = []
+    for index, turn in enumerate(turns):
+        pending_pause = 0.0
+        for part in turn.parts:
+            if isinstance(part, Pause):
+                if out and out[-1].turn == index:
+                    out[-1] = dataclasses.replace(out[-1], pause_after_s=out[-1].pause_after_s + part.seconds)
+                else:
+                    pending_pause += part.seconds
+            else:
+                if pending_pause and out:  # a pause opening a turn lengthens the gap before it
+                    out[-1] = dataclasses.replace(
+                        out[-1], pause_after_s=out[-1].pause_after_s + pending_pause
+                    )
+                pending_pause = 0.0
+                out.append(_Segment(index, turn.speaker, part, 0.0))
+    return out
+
+
+Progress = Callable[[str, int, int], None]  # (stage, done, total)
+
+
+class Synthesizer:
+    """The loaded chain of one bundle on one device."""
+
+    def __init__(self, bundle, codec, semantic, text_tokenizer, t2s, soundstorm, voices, device, load_s=0.0):
+        self.bundle, self.codec, self.semantic = bundle, codec, semantic
+        self.text_tokenizer, self.t2s, self.soundstorm = text_tokenizer, t2s, soundstorm
+        self.voices: list[BundledVoice] = voices
+        self.device, self.load_s = device, load_s
+        self.ratio = codec.frame_rate // int(bundle.facts.get("semantic_rate", 25))
+        self._silence_token: int | None = None
+        self._warnings: list[str] = []
+
+    @classmethod
+    def from_checkpoint(cls, name_or_path: str | None = None, device: str = "auto") -> Synthesizer:
+        """Load a bundle (hash-checked, safetensors only) onto a device."""
+        import torch
+
+        from soundstorm_cli.checkpoints import component_path, load_registry
+        from soundstorm_cli.codec import load_codec
+        from soundstorm_cli.models.soundstorm import load_soundstorm
+        from soundstorm_cli.runtime import resolve_device
+        from soundstorm_cli.semantic import SemanticTokenizer, WhisperEncoder
+        from soundstorm_cli.text import TextTokenizer
+
+        started = time.perf_counter()
+        target = resolve_device(device)
+        bundle = load_registry().get(name_or_path)
+        bundle.require("codec", "semantic", "soundstorm", command="synthesis")
+        torch.set_num_threads(max(1, torch.get_num_threads()))
+        codec = load_codec(component_path(bundle, "codec"), device=str(target))
+        semantic = SemanticTokenizer.load(
+            component_path(bundle, "semantic") / "semantic.safetensors", WhisperEncoder(threads=2)
+        )
+        soundstorm = load_soundstorm(component_path(bundle, "soundstorm"), device=str(target))
+        text_tokenizer = t2s = None
+        if "t2s" in bundle.components and "text" in bundle.components:
+            from soundstorm_cli.models.t2s import load_t2s
+
+            text_tokenizer = TextTokenizer(str(component_path(bundle, "text") / "spm.model"))
+            t2s = load_t2s(component_path(bundle, "t2s"), device=str(target))
+        voices = bundled_voices(component_path(bundle, "voices") if "voices" in bundle.components else None)
+        return cls(
+            bundle,
+            codec,
+            semantic,
+            text_tokenizer,
+            t2s,
+            soundstorm,
+            voices,
+            target,
+            time.perf_counter() - started,
+        )
+
+    # -- voices -------------------------------------------------------------------------------
+
+    def prompt(
+        self, source: str | Path | BundledVoice, seconds: float, text: str | None = None
+    ) -> VoicePrompt:
+        """A voice prompt from an audio file or a bundled voice."""
+        import torch
+
+        if isinstance(source, BundledVoice):
+            name, path = source.name, source.path
+        else:
+            name, path = Path(source).stem, Path(source)
+        rate = self.codec.sample_rate
+        speech = load_prompt_audio(path, rate)
+        samples = speech[: int(seconds * rate)]
+        if text and len(speech) > len(samples):
+            # T2S continues the prompt's tokens from where its transcript ends: both must cover the same audio.
+            self._warnings.append(
+                f"prompt transcript ignored: '{path}' holds {len(speech) / rate:.1f} s of speech, more than the "
+                f"{seconds:g} s used (raise --prompt-seconds or cut the file)"
+            )
+            text = None
+        codes = self.codec.encode(torch.from_numpy(samples))[: self.soundstorm.config.levels]  # [Q, P]
+        semantic = self.semantic.tokenize([self._at_16k(samples)])[0]
+        return VoicePrompt(name=name, samples=samples, codes=codes.cpu(), semantic=semantic, text=text)
+
+    def _at_16k(self, samples: np.ndarray) -> np.ndarray:
+        from soundstorm_cli.audio import resample
+
+        return resample(samples, self.codec.sample_rate, 16000)
+
+    def voice_for(self, index: int) -> BundledVoice:
+        if not self.voices:
+            raise ModelNotAvailableError(
+                f"bundle '{self.bundle.name}' ships no voices: give one with --prompt or --voice NAME=path"
+            )
+        return self.voices[index % len(self.voices)]
+
+    # -- the two doors --------------------------------------------------------------------------
+
+    def say(
+        self,
+        text: str,
+        prompt: str | Path | None = None,
+        prompt_text: str | None = None,
+        seed: int = 0,
+        options: SynthesisOptions = SynthesisOptions(),
+        progress: Progress | None = None,
+    ) -> Synthesis:
+        """Speak `text` in one voice: a prompt file, or the bundle's first voice."""
+        if not text.strip():
+            raise InputError("the text to say is empty")
+        if len(text) > MAX_TEXT_CHARS:
+            raise InputError(f"the text has {len(text)} characters; split it (at most {MAX_TEXT_CHARS})")
+        options = options.check()
+        self._warnings = []
+        started = time.perf_counter()
+        source = prompt if prompt is not None else self.voice_for(0)
+        voice = self.prompt(source, options.prompt_seconds, prompt_text)
+        prompt_s = time.perf_counter() - started
+        turns = [Turn("S1", (" ".join(text.split()),))]
+        return self._render(turns, {"S1": voice}, seed, options, progress, prompt_s, self._warnings)
+
+    def dialogue(
+        self,
+        script: Script,
+        voices: dict[str, str | Path] | None = None,
+        seed: int = 0,
+        options: SynthesisOptions = SynthesisOptions(),
+        progress: Progress | None = None,
+    ) -> Synthesis:
+        """Render a whole script in one pass; `voices` (speaker -> audio) override the script's."""
+        options = options.check()
+        voices = dict(voices or {})
+        unknown = sorted(set(voices) - set(script.speakers))
+        if unknown:
+            raise ScriptError(
+                f"--voice given for {', '.join(unknown)}, who has no turn (speakers: {', '.join(script.speakers)})"
+            )
+        if len(script.speakers) > self.soundstorm.config.max_speakers:
+            raise ScriptError(
+                f"{len(script.speakers)} speakers; this model renders at most {self.soundstorm.config.max_speakers}"
+            )
+        if sum(len(t.text) for t in script.turns) > MAX_TEXT_CHARS:
+            raise ScriptError(
+                f"the script is too long for one render (over {MAX_TEXT_CHARS} characters); split it"
+            )
+        started = time.perf_counter()
+        self._warnings = warnings = []
+        prompts, spare = {}, 0
+        given = {s: voices.get(s) or script.voice_path(s) for s in script.speakers}
+        taken = {Path(p).stem for p in given.values() if p is not None}
+        for speaker in script.speakers:
+            if given[speaker] is not None:
+                prompts[speaker] = self.prompt(given[speaker], options.prompt_seconds)
+                continue
+            while self.voices and self.voice_for(spare).name in taken and spare < len(self.voices):
+                spare += 1
+            voice = self.voice_for(spare)
+            spare += 1
+            warnings.append(f"speaker {speaker} has no voice: using the bundled voice '{voice.name}'")
+            prompts[speaker] = self.prompt(voice, options.prompt_seconds)
+        prompt_s = time.perf_counter() - started
+        return self._render(list(script.turns), prompts, seed, options, progress, prompt_s, warnings)
+
+    # -- the chain --------------------------------------------------------------------------------
+
+    def frontend(self, options: SynthesisOptions) -> str:
+        choice = options.frontend
+        if choice == "auto":
+            choice = self.bundle.facts.get("frontend") or ("t2s" if self.t2s is not None else "espeak")
+        if choice == "t2s" and self.t2s is None:
+            raise ModelNotAvailableError(
+                f"bundle '{self.bundle.name}' has no t2s model; use --frontend espeak"
+            )
+        if choice == "espeak" and shutil.which("espeak-ng") is None:
+            raise ModelNotAvailableError("the espeak front end needs espeak-ng: apt-get install espeak-ng")
+        return choice
+
+    def _render(self, turns, prompts, seed, options, progress, prompt_s, warnings) -> Synthesis:
+        import torch
+
+        from soundstorm_cli.runtime import seed_everything
+
+        seed_everything(seed)
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        timings = {"load": round(self.load_s, 3), "prompt": prompt_s}
+        frontend = self.frontend(options)
+        segments = _segments(turns)
+        started = time.perf_counter()
+        report = progress or (lambda *_: None)
+        report("text to semantic", 0, len(segments))
+        if frontend == "t2s":
+            tokens = self._t2s_tokens(segments, prompts, seed, options)
+        else:
+            tokens = self._espeak_tokens(segments)
+        report("text to semantic", len(segments), len(segments))
+        timings["t2s"] = time.perf_counter() - started
+
+        started = time.perf_counter()
+        speakers = list(prompts)
+        codes, spans, passes = self._acoustic(segments, tokens, prompts, speakers, seed, options, report)
+        timings["acoustic"] = time.perf_counter() - started
+
+        started = time.perf_counter()
+        report("codec decode", 0, 1)
+        audio = self.codec.decode(codes).float().cpu().numpy()
+        report("codec decode", 1, 1)
+        timings["decode"] = time.perf_counter() - started
+        timings["total"] = sum(v for k, v in timings.items() if k != "load")
+        timings = {k: round(v, 3) for k, v in timings.items()}
+        rate = self.codec.frame_rate
+        turn_timings = []
+        for index, turn in enumerate(turns):
+            own = [spans[i] for i, s in enumerate(segments) if s.turn == index]
+            turn_timings.append(
+                TurnTiming(turn.speaker, turn.text, round(own[0][0] / rate, 3), round(own[-1][1] / rate, 3))
+            )
+        return Synthesis(
+            audio=audio,
+            sample_rate=self.codec.sample_rate,
+            turns=turn_timings,
+            timings=timings,
+            seed=seed,
+            device=str(self.device),
+            frontend=frontend,
+            forward_passes=passes,
+            peak_memory_mb=_peak_memory_mb(self.device),
+            warnings=warnings,
+        )
+
+    def _t2s_tokens(self, segments, prompts, seed, options) -> list[np.ndarray]:
+        from soundstorm_cli.text import SEPARATOR, normalize
+
+        sep = self.text_tokenizer.control_ids[SEPARATOR]
+        out = []
+        for i, segment in enumerate(segments):
+            voice = prompts[segment.speaker]
+            pieces = self.text_tokenizer.encode(normalize(segment.text))
+            prefix = None
+            if voice.text:  # the prompt's transcript and tokens: T2S continues the prompt
+                pieces = self.text_tokenizer.encode(normalize(voice.text)) + [sep] + pieces
+                prefix = [int(t) for t in voice.semantic]
+            (result,) = self.t2s.generate(
+                [pieces],
+                prompt_semantic=prefix,
+                temperature=options.t2s_temperature,
+                top_k=options.t2s_top_k,
+                seed=seed + i,
+            )
+            out.append(np.asarray(result.semantic or [self.silence_token()], dtype=np.int64))
+        return out
+
+    def _espeak_tokens(self, segments) -> list[np.ndarray]:
+        from soundstorm_cli.text import normalize
+        from soundstorm_cli.voices import trim_silence
+
+        clips = []
+        for segment in segments:
+            clip = trim_silence(espeak_render(normalize(segment.text)), 16000)
+            clips.append(clip if len(clip) else np.zeros(1600, dtype=np.float32))
+        return self.semantic.tokenize(clips)
+
+    def silence_token(self) -> int:
+        """The semantic token of silence (pauses are made of it)."""
+        if self._silence_token is None:
+            tokens = self.semantic.tokenize([np.zeros(16000, dtype=np.float32)])[0]
+            self._silence_token = int(np.bincount(tokens).argmax())
+        return self._silence_token
+
+    def _acoustic(self, segments, tokens, prompts, speakers, seed, options, report):
+        """SoundStorm over [prompts | dialogue]: codes [Q, T] of the dialogue and each segment's frame span."""
+        import torch
+
+        from soundstorm_cli.decoding import DecodingOptions, decode, decode_long
+        from soundstorm_cli.semantic import semantic_to_codec
+
+        config = self.soundstorm.config
+        label = {s: n + 1 for n, s in enumerate(speakers)}
+        semantic, track, spans, at = [], [], [], 0
+        for segment, seg_tokens in zip(segments, tokens, strict=True):
+            pause = int(round(segment.pause_after_s * 25))
+            seg = np.concatenate([seg_tokens, np.full(pause, self.silence_token(), dtype=np.int64)])
+            frames = semantic_to_codec(torch.as_tensor(seg), self.ratio)
+            spans.append((at, at + len(seg_tokens) * self.ratio))
+            semantic.append(frames)
+            track.append(torch.full((len(frames),), label[segment.speaker], dtype=torch.long))
+            at += len(frames)
+        semantic, track = torch.cat(semantic), torch.cat(track)
+        p_codes = torch.cat([prompts[s].codes for s in speakers], dim=1)  # [Q, P]
+        p_sem = torch.cat(
+            [
+                semantic_to_codec(torch.as_tensor(prompts[s].semantic), self.ratio, prompts[s].codes.shape[1])
+                for s in speakers
+            ]
+        )
+        p_track = torch.cat([torch.full((prompts[s].codes.shape[1],), label[s]) for s in speakers])
+        iterations = tuple(options.iterations or ((16,) + (1,) * (config.levels - 1)))
+        iterations = (iterations + (iterations[-1],) * config.levels)[: config.levels]
+        decoding = DecodingOptions(iterations=iterations, temperature=options.temperature, seed=seed)
+        P, T = p_codes.shape[1], semantic.shape[0]
+        device = self.device
+        report("SoundStorm", 0, config.levels)
+        with torch.autocast(
+            device.type, dtype=torch.bfloat16, enabled=options.bf16 and device.type in ("cpu", "cuda")
+        ):
+            if P + T <= config.window:
+                result = decode(
+                    self.soundstorm,
+                    torch.cat([p_sem, semantic])[None].to(device),
+                    torch.cat([p_track, track])[None].to(device),
+                    torch.tensor([P + T], device=device),
+                    torch.cat([p_codes, torch.zeros(config.levels, T, dtype=torch.long)], dim=1)[None].to(
+                        device
+                    ),
+                    torch.tensor([P], device=device),
+                    decoding,
+                    on_level=lambda level: report("SoundStorm", level + 1, config.levels),
+                )
+                codes = result.codes[0, :, P:]
+            else:
+                # Each window holds [prompts | tail of the previous window | new frames]: keep the prompts
+                # to half the window (cut evenly across speakers) and the overlap to a quarter.
+                keep = (config.window // 2) // len(speakers)
+                if P > config.window // 2:
+                    parts = [(prompts[s].codes[:, :keep], label[s]) for s in speakers]
+                    p_sem = torch.cat(
+                        [
+                            p_sem[sum(prompts[x].codes.shape[1] for x in speakers[:i]) :][:keep]
+                            for i in range(len(speakers))
+                        ]
+                    )
+                    p_codes = torch.cat([c for c, _ in parts], dim=1)
+                    p_track = torch.cat([torch.full((c.shape[1],), n) for c, n in parts])
+                overlap = min(int(options.overlap_s * self.codec.frame_rate), config.window // 4)
+                result = decode_long(
+                    self.soundstorm,
+                    semantic.to(device),
+                    track.to(device),
+                    p_codes.to(device),
+                    p_sem.to(device),
+                    p_track.to(device),
+                    config.window,
+                    overlap,
+                    decoding,
+                )
+                codes = result.codes
+        report("SoundStorm", config.levels, config.levels)
+        return codes.cpu(), spans, result.forward_passes
+
+
+def espeak_render(text: str, voice: str = ESPEAK_GUIDE_VOICE) -> np.ndarray:
+    """espeak-ng's rendering of `text` as 16 kHz float32 samples (the espeak front end's guide)."""
+    import io
+
+    import soundfile as sf
+
+    from soundstorm_cli.audio import resample
+
+    try:
+        done = subprocess.run(
+            ["espeak-ng", "-v", voice, "--stdout", "--stdin"],
+            input=text.encode(),
+            capture_output=True,
+            check=True,
+        )
+        data, rate = sf.read(io.BytesIO(done.stdout), dtype="float32")
+    except (OSError, subprocess.CalledProcessError, RuntimeError) as exc:
+        raise ModelNotAvailableError(f"espeak-ng could not render the text: {exc}") from exc
+    return resample(data.reshape(-1), rate, 16000)
+
+
+def _peak_memory_mb(device) -> float:
+    import torch
+
+    if device.type == "cuda":
+        return round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # Linux: KiB

@@ -1,0 +1,87 @@
+"""Voice prompts: any readable audio, trimmed of silence, cut to its first seconds, tokenized.
+
+A prompt gives SoundStorm its unmasked prefix (codec codes and semantic tokens, as
+in training) and, with its transcript, gives T2S a prefix to continue. Bundled
+voices are clips of the corpus's held-out speakers shipped with a bundle
+(`voices/voices.json`: name -> file and transcript).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from soundstorm_cli.audio import read_audio
+from soundstorm_cli.errors import AudioError, InputError
+
+MIN_PROMPT_S = 1.0
+MAX_PROMPT_S = 10.0
+_FRAME_S = 0.02
+_SILENCE_DB = -40.0  # frames this far below the loudest frame count as silence
+
+
+@dataclass
+class VoicePrompt:
+    """A voice: its audio (cut), codec codes [Q, P] at the codec rate, 25 Hz semantic tokens."""
+
+    name: str
+    samples: np.ndarray
+    codes: object  # torch.LongTensor [Q, P]
+    semantic: np.ndarray  # [P25]
+    text: str | None = None
+
+
+def trim_silence(samples: np.ndarray, sample_rate: int) -> np.ndarray:
+    """Drop leading and trailing silence (frames 40 dB under the loudest), keeping 50 ms margins."""
+    hop = max(1, int(_FRAME_S * sample_rate))
+    frames = len(samples) // hop
+    if frames == 0:
+        return samples[:0]
+    rms = np.sqrt((samples[: frames * hop].reshape(frames, hop) ** 2).mean(axis=1) + 1e-12)
+    loudest = rms.max()
+    if loudest < 1e-4:  # about -80 dBFS: nothing there
+        return samples[:0]
+    voiced = np.flatnonzero(20 * np.log10(rms / loudest) > _SILENCE_DB)
+    margin = int(0.05 * sample_rate)
+    start = max(0, voiced[0] * hop - margin)
+    end = min(len(samples), (voiced[-1] + 1) * hop + margin)
+    return samples[start:end]
+
+
+def check_prompt_seconds(seconds: float) -> float:
+    if not MIN_PROMPT_S <= seconds <= MAX_PROMPT_S:
+        raise InputError(
+            f"prompt length {seconds:g} s: must be in [{MIN_PROMPT_S:g}, {MAX_PROMPT_S:g}] seconds"
+        )
+    return seconds
+
+
+def load_prompt_audio(path: str | Path, sample_rate: int, seconds: float | None = None) -> np.ndarray:
+    """The speech of an audio file (its first `seconds`, if given) at `sample_rate`; errors say what is wrong."""
+    audio = read_audio(path, sample_rate=sample_rate)
+    speech = trim_silence(audio.samples, sample_rate)
+    if len(speech) == 0:
+        raise AudioError(f"voice prompt '{path}' is silent")
+    if len(speech) < MIN_PROMPT_S * sample_rate:
+        raise AudioError(
+            f"voice prompt '{path}' holds {len(speech) / sample_rate:.2f} s of speech; at least {MIN_PROMPT_S:g} s is needed"
+        )
+    return speech if seconds is None else speech[: int(seconds * sample_rate)]
+
+
+@dataclass(frozen=True)
+class BundledVoice:
+    name: str
+    path: Path
+    text: str | None
+
+
+def bundled_voices(folder: Path | None) -> list[BundledVoice]:
+    """The voices a bundle ships (`voices.json` in its voices component), in their listed order."""
+    if folder is None or not (folder / "voices.json").is_file():
+        return []
+    entries = json.loads((folder / "voices.json").read_text())
+    return [BundledVoice(e["name"], folder / e["file"], e.get("text")) for e in entries]

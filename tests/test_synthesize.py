@@ -1,0 +1,160 @@
+"""synthesize.py: the whole chain on a bundle of tiny random-init models (tests/conftest.py)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+from conftest import voice_like
+
+from soundstorm_cli.errors import AudioError, InputError, ScriptError
+from soundstorm_cli.script import parse_script
+from soundstorm_cli.synthesize import SynthesisOptions, Synthesizer, _segments
+from soundstorm_cli.voices import trim_silence
+
+ESPEAK = SynthesisOptions(frontend="espeak")
+
+
+@pytest.fixture(scope="module")
+def synth(tiny_bundle):
+    return Synthesizer.from_checkpoint(str(tiny_bundle), device="cpu")
+
+
+def test_say_returns_audio_and_one_turn(synth):
+    result = synth.say("Hello there, how are you?", seed=3)
+    assert result.sample_rate == 16000 and result.audio.dtype == np.float32
+    assert result.duration_s > 0 and np.isfinite(result.audio).all()
+    (turn,) = result.turns
+    assert turn.start_s == 0 and 0 < turn.end_s <= result.duration_s + 1e-6
+    assert set(result.timings) >= {"load", "t2s", "acoustic", "decode", "total"}
+    assert result.forward_passes == 16 + 1  # two levels: 16 passes, then 1
+
+
+@pytest.mark.parametrize("options", [SynthesisOptions(), ESPEAK], ids=["t2s", "espeak"])
+def test_same_seed_same_audio(synth, options):
+    a = synth.say("Same seed, same audio.", seed=7, options=options)
+    b = synth.say("Same seed, same audio.", seed=7, options=options)
+    c = synth.say("Same seed, same audio.", seed=8, options=options)
+    assert np.array_equal(a.audio, b.audio)
+    assert len(a.audio) != len(c.audio) or not np.array_equal(a.audio, c.audio)
+
+
+def test_dialogue_turns_are_ordered_and_voices_assigned(synth):
+    script = parse_script("[A] Hello there. [B] Fine, thanks! [A] Good to hear.\n[B] Bye.")
+    result = synth.dialogue(script, seed=1, options=ESPEAK)
+    assert [t.speaker for t in result.turns] == ["A", "B", "A", "B"]
+    starts = [t.start_s for t in result.turns]
+    assert starts == sorted(starts) and starts[0] == 0
+    assert all(t.end_s > t.start_s for t in result.turns)
+    assert result.turns[-1].end_s <= result.duration_s + 1e-6
+    # Two speakers without voices get two distinct bundled voices, each with a warning.
+    assert len(result.warnings) == 2 and "'v0'" in result.warnings[0] and "'v1'" in result.warnings[1]
+
+
+def test_pauses_lengthen_the_audio(synth):
+    plain = synth.dialogue(parse_script("[A] One two. [A] Three four."), seed=0, options=ESPEAK)
+    paused = synth.dialogue(parse_script("[A] One two. (pause 1.5) [A] Three four."), seed=0, options=ESPEAK)
+    assert paused.duration_s - plain.duration_s == pytest.approx(1.5, abs=0.1)
+
+
+def test_long_dialogue_decodes_in_windows(synth):
+    # The tiny model's window is 300 frames (6 s); this script is longer and must be decoded window by window.
+    text = " ".join(
+        f"[{'A' if i % 2 == 0 else 'B'}] This is sentence number {i}, spoken slowly." for i in range(6)
+    )
+    result = synth.dialogue(parse_script(text), seed=0, options=ESPEAK)
+    assert result.duration_s > 8
+    assert len(result.turns) == 6 and np.isfinite(result.audio).all()
+
+
+def test_voice_files_override_bundled_voices(synth, tmp_path):
+    path = tmp_path / "mine.wav"
+    sf.write(path, voice_like(2.5, 22050, 150.0, 5), 22050)  # another sample rate: resampled
+    result = synth.dialogue(parse_script("[A] Hi. [B] Hello."), voices={"A": path}, seed=0, options=ESPEAK)
+    assert len(result.warnings) == 1 and "speaker B" in result.warnings[0]
+
+
+def test_voice_for_a_speaker_without_turns_is_refused(synth, tmp_path):
+    with pytest.raises(ScriptError, match="C, who has no turn"):
+        synth.dialogue(parse_script("[A] Hi."), voices={"C": tmp_path / "x.wav"})
+
+
+def test_silent_and_short_prompts_are_refused(synth, tmp_path):
+    silent, short = tmp_path / "silent.wav", tmp_path / "short.wav"
+    sf.write(silent, np.zeros(32000, np.float32), 16000)
+    sf.write(short, np.concatenate([np.zeros(8000), voice_like(0.5, 16000, 120.0, 0), np.zeros(8000)]), 16000)
+    with pytest.raises(AudioError, match="silent"):
+        synth.say("Hello.", prompt=silent)
+    with pytest.raises(AudioError, match="at least 1 s"):
+        synth.say("Hello.", prompt=short)
+
+
+def test_absurd_options_are_refused(synth):
+    for options in (
+        SynthesisOptions(prompt_seconds=0.2),
+        SynthesisOptions(frontend="festival"),
+        SynthesisOptions(temperature=-1),
+        SynthesisOptions(iterations=(0, 1)),
+    ):
+        with pytest.raises(InputError):
+            synth.say("Hello.", options=options)
+
+
+def test_trim_silence_keeps_the_speech():
+    speech = voice_like(1.0, 16000, 200.0, 0)
+    padded = np.concatenate([np.zeros(16000, np.float32), speech, np.zeros(8000, np.float32)])
+    trimmed = trim_silence(padded, 16000)
+    assert abs(len(trimmed) - len(speech)) < 0.15 * 16000
+
+
+def test_segments_split_turns_at_pauses():
+    script = parse_script("[A] one (pause 0.5) two [B] (pause 1) three (pause 0.25)")
+    segments = _segments(list(script.turns))
+    assert [(s.turn, s.text, s.pause_after_s) for s in segments] == [
+        (0, "one", 0.5),
+        (0, "two", 1.0),  # B's opening pause is the gap before B
+        (1, "three", 0.25),
+    ]
+
+
+# Through the CLI, with the same tiny bundle.
+
+
+def test_cli_dialogue_writes_audio_json_and_subtitles(cli, tiny_bundle, tmp_path):
+    script = tmp_path / "d.txt"
+    script.write_text("[A] Hello there.\n[B] Hi! (pause 0.2) How are you?\n")
+    out, srt = tmp_path / "out.flac", tmp_path / "out.srt"
+    code, stdout, stderr = cli(
+        "dialogue",
+        script,
+        "-o",
+        out,
+        "--checkpoint",
+        tiny_bundle,
+        "--json",
+        "--timings",
+        srt,
+        "--frontend",
+        "espeak",
+    )
+    assert code == 0, stderr
+    summary = json.loads(stdout)
+    data, rate = sf.read(out)
+    assert rate == summary["sample_rate"] == 16000
+    assert len(data) / rate == pytest.approx(summary["duration_s"], abs=0.01)
+    assert [t["speaker"] for t in summary["turns"]] == ["A", "B"]
+    assert summary["rtf"] > 0 and summary["peak_memory_mb"] > 0
+    assert set(summary["timings_s"]) >= {"load", "t2s", "acoustic", "decode", "total"}
+    assert "warning: speaker A has no voice" in stderr
+    assert srt.read_text().startswith("1\n00:00:00,000 --> ")
+
+
+def test_cli_say_replaces_an_existing_output_only_when_done(cli, tiny_bundle, tmp_path):
+    out = tmp_path / "keep.wav"
+    out.write_bytes(b"precious")
+    code, _, stderr = cli("say", "Hello.", "-o", out, "--checkpoint", tiny_bundle, "--iterations", "0,1")
+    assert code == 2 and stderr.startswith("error: iterations") and out.read_bytes() == b"precious"
+    code, stdout, stderr = cli("say", "Hello.", "-o", out, "--checkpoint", tiny_bundle, "--quiet")
+    assert code == 0 and stdout == "" and sf.info(out).samplerate == 16000
