@@ -27,10 +27,11 @@ from rich.progress import (
 from pipelines.config import load_config
 
 STAGES = ("corpus", "text-tokenizer", "semantic", "codec", "shards")  # `all`: the data set
-TRAINING = ("soundstorm", "t2s")
+TRAINING = ("soundstorm", "t2s", "ar")
 MODULES = {
     "soundstorm": "soundstorm_train",
     "t2s": "t2s_train",
+    "ar": "ar_train",
     "corpus": "corpus",
     "text-tokenizer": "text_tokenizer",
     "semantic": "semantic_stage",

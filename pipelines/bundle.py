@@ -23,7 +23,33 @@ SOURCES = {
     "semantic": ("semantic", ("semantic.safetensors",)),
     "text": ("text_tokenizer", ("spm.model",)),
     "soundstorm": ("soundstorm", ("config.json", "model.safetensors")),
+    "t2s": ("t2s", ("config.json", "generation_config.json", "model.safetensors", "t2s.json")),
 }
+VOICE_SECONDS = (3.0, 6.0)  # a bundled voice: one whole held-out utterance of this length
+
+
+def bundle_voices(out_dir: Path, target: Path, per_speaker: int = 1) -> list[dict]:
+    """Copy one short single utterance of each held-out speaker (the test split) as a bundled voice.
+
+    Held-out voices were never trained on, so they show how the model follows a voice it has not met.
+    """
+    from pipelines.corpus import read_manifest
+
+    target.mkdir(parents=True, exist_ok=True)
+    chosen: dict[str, list[dict]] = {}
+    for row in read_manifest(out_dir, "test"):
+        speaker = row["speakers"][0]
+        if row["kind"] == "single" and VOICE_SECONDS[0] <= row["duration_s"] <= VOICE_SECONDS[1]:
+            if len(chosen.setdefault(speaker, [])) < per_speaker:
+                chosen[speaker].append(row)
+    entries = []
+    for speaker in sorted(chosen):
+        for row in chosen[speaker]:
+            name = speaker
+            shutil.copyfile(row["path"], target / f"{name}.wav")
+            entries.append({"name": name, "file": f"{name}.wav", "text": row["text"]})
+    (target / "voices.json").write_text(json.dumps(entries, indent=1))
+    return entries
 
 
 def assemble(out_dir: Path, name: str, only: list[str] | None = None) -> dict:
@@ -43,6 +69,15 @@ def assemble(out_dir: Path, name: str, only: list[str] | None = None) -> dict:
             "package": f"{name}/{component}",
             "files": {f: sha256_file(dst / f) for f in files},
         }
+    if not only or "voices" in only:
+        voices = target / "voices"
+        entries = bundle_voices(out_dir, voices)
+        if entries:
+            files = ["voices.json"] + [e["file"] for e in entries]
+            components["voices"] = {
+                "package": f"{name}/voices",
+                "files": {f: sha256_file(voices / f) for f in files},
+            }
     return components
 
 

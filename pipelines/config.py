@@ -99,6 +99,15 @@ class T2STrainConfig:
 
 
 @dataclass
+class ARTrainConfig:
+    """The AR baseline shares SoundStorm's sizes, levels and optimizer; these set its own budget."""
+
+    steps: int = 4000
+    frames_per_batch: int = 2000  # T x Q tokens per frame make its sequences Q times longer
+    threads: int = 2
+
+
+@dataclass
 class DataConfig:
     """Everything `pipelines/` needs to build one data set."""
 
@@ -111,6 +120,7 @@ class DataConfig:
     codec: CodecConfig = field(default_factory=CodecConfig)
     soundstorm: SoundStormTrainConfig = field(default_factory=SoundStormTrainConfig)
     t2s: T2STrainConfig = field(default_factory=T2STrainConfig)
+    ar: ARTrainConfig = field(default_factory=ARTrainConfig)
 
 
 def _build(cls, raw: dict):

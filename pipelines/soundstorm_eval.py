@@ -23,18 +23,19 @@ from pipelines.config import load_config
 from pipelines.shards import TokenShards
 from pipelines.soundstorm_train import speaker_track
 from soundstorm_cli.codec import load_codec
-from soundstorm_cli.decoding import DecodingOptions, decode
+from soundstorm_cli.decoding import DecodingOptions, decode, decode_long
 from soundstorm_cli.evaluate import Transcriber, VoiceSimilarity, cer
 from soundstorm_cli.models.soundstorm import load_soundstorm
 from soundstorm_cli.semantic import semantic_to_codec
 
 PROMPT_S = 3.0
+ITERATIONS = (16,) + (1,) * 31  # the paper's schedule
 
 
-def _prompt_for(shards: TokenShards, speaker: int, exclude: str, rng, frames: int, ratio: int):
+def _prompt_for(shards: TokenShards, speaker: int, exclude: str, rng, frames: int, ratio: int, levels: int):
     choices = [i for i in shards.singles_by_speaker[speaker] if shards.items[i]["id"] != exclude]
     item = shards[int(rng.choice(choices))]
-    codes = torch.from_numpy(item["codes"][:, :frames])
+    codes = torch.from_numpy(item["codes"][:levels, :frames])
     semantic = semantic_to_codec(torch.from_numpy(item["semantic_tokens"]), ratio, item["codes"].shape[1])[
         :frames
     ]
@@ -53,6 +54,19 @@ def generate(model, prompts, target_codes_len, target_semantic, target_speakers,
         ]
     )[None]
     T = P + target_codes_len
+    if T > model.config.window:  # longer than training: window by window, as `soundstorm dialogue` does
+        result = decode_long(
+            model,
+            semantic[0, P:],
+            speakers[0, P:],
+            codes,
+            semantic[0, :P],
+            speakers[0, :P],
+            model.config.window,
+            model.config.window // 10,
+            DecodingOptions(iterations=ITERATIONS[: model.config.levels], seed=seed),
+        )
+        return result.codes
     prompt_codes = torch.zeros(1, model.config.levels, T, dtype=torch.long)
     prompt_codes[0, :, :P] = codes
     result = decode(
@@ -62,7 +76,7 @@ def generate(model, prompts, target_codes_len, target_semantic, target_speakers,
         torch.tensor([T]),
         prompt_codes,
         torch.tensor([P]),
-        DecodingOptions(iterations=(16,) + (1,) * (model.config.levels - 1), seed=seed),
+        DecodingOptions(iterations=ITERATIONS[: model.config.levels], seed=seed),
     )
     return result.codes[0, :, P:]
 
@@ -82,6 +96,7 @@ def main(argv=None) -> int:
     shards = TokenShards(config.out_dir / "shards", "test")
     rng = np.random.default_rng(config.seed)
     frames, ratio = int(PROMPT_S * codec.frame_rate), model.config.semantic_ratio
+    levels = model.config.levels
     started = time.time()
     singles = [i for i, r in enumerate(shards.items) if r["kind"] == "single"]
     rows = []
@@ -89,9 +104,10 @@ def main(argv=None) -> int:
         sorted(rng.choice(singles, size=min(args.utterances, len(singles)), replace=False))
     ):
         item = shards[int(i)]
-        gt = torch.from_numpy(item["codes"])
+        full = torch.from_numpy(item["codes"])
+        gt = full[:levels]
         semantic = semantic_to_codec(torch.from_numpy(item["semantic_tokens"]), ratio, gt.shape[1])
-        prompt = _prompt_for(shards, item["speakers"][0], item["id"], rng, frames, ratio)
+        prompt = _prompt_for(shards, item["speakers"][0], item["id"], rng, frames, ratio, levels)
         codes = generate(
             model, [prompt], gt.shape[1], semantic, torch.ones(gt.shape[1], dtype=torch.long), seed=n
         )
@@ -102,21 +118,25 @@ def main(argv=None) -> int:
                 "id": item["id"],
                 "cer_soundstorm": cer(item["text"], asr(generated)),
                 "cer_resynthesis": cer(item["text"], asr(resynth)),
+                "cer_resynthesis_all_levels": cer(item["text"], asr(codec.decode(full).numpy())),
                 "similarity_soundstorm": sim(generated, prompt_audio),
                 "similarity_resynthesis": sim(resynth, prompt_audio),
             }
         )
     summary = {k: round(float(np.mean([r[k] for r in rows])), 4) for k in rows[0] if k != "id"}
     dialogues = []
-    for n, i in enumerate(
-        [i for i, r in enumerate(shards.items) if r["kind"] == "dialogue"][: args.dialogues]
-    ):
+    # The longest held-out dialogues (up to 30 s), each rendered in one call.
+    longest = sorted(
+        (i for i, r in enumerate(shards.items) if r["kind"] == "dialogue"),
+        key=lambda i: -shards.items[i]["duration_s"],
+    )
+    for n, i in enumerate(longest[: args.dialogues]):
         item = shards[i]
-        gt = torch.from_numpy(item["codes"])
+        gt = torch.from_numpy(item["codes"][:levels])
         semantic = semantic_to_codec(torch.from_numpy(item["semantic_tokens"]), ratio, gt.shape[1])
         labels = {s: k + 1 for k, s in enumerate(item["speakers"])}
         track = speaker_track(item, gt.shape[1])
-        prompts = [_prompt_for(shards, s, item["id"], rng, frames, ratio) for s in item["speakers"]]
+        prompts = [_prompt_for(shards, s, item["id"], rng, frames, ratio, levels) for s in item["speakers"]]
         codes = generate(model, prompts, gt.shape[1], semantic, track, seed=1000 + n)
         audio = codec.decode(codes).numpy()
         prompt_audio = [codec.decode(p[0]).numpy() for p in prompts]
@@ -128,6 +148,7 @@ def main(argv=None) -> int:
             dialogues.append(
                 {
                     "dialogue": item["id"],
+                    "duration_s": item["duration_s"],
                     "own": scores[own],
                     "other": scores[1 - own],
                     "right": scores[own] > scores[1 - own],

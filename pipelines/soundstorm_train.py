@@ -91,6 +91,7 @@ class ExampleSampler:
             )
         parts = [*prompts, (codes, semantic, track)]
         return {
+            "prompt_frames": sum(p[0].shape[1] for p in prompts),
             "codes": torch.cat([p[0] for p in parts], dim=1),
             "semantic": torch.cat([p[1] for p in parts]),
             "speakers": torch.cat([p[2] for p in parts]),
@@ -107,7 +108,14 @@ def collate(examples: list[dict], levels: int) -> dict:
     for b, e in enumerate(examples):
         n = e["codes"].shape[1]
         codes[b, :, :n], semantic[b, :n], speakers[b, :n] = e["codes"], e["semantic"], e["speakers"]
-    return {"codes": codes, "semantic": semantic, "speakers": speakers, "lengths": lengths}
+    prompt_lengths = torch.tensor([e.get("prompt_frames", 0) for e in examples])
+    return {
+        "codes": codes,
+        "semantic": semantic,
+        "speakers": speakers,
+        "lengths": lengths,
+        "prompt_lengths": prompt_lengths,
+    }
 
 
 def batches(sampler: ExampleSampler, frames_per_batch: int, levels: int):

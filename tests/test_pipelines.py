@@ -94,7 +94,7 @@ def test_all_stages_at_toy_size(tmp_path):
     # The training stages run on the toy shards and leave loadable models.
     from soundstorm_cli.models.soundstorm import load_soundstorm
 
-    for stage in ("soundstorm", "t2s"):
+    for stage in ("soundstorm", "t2s", "ar"):
         assert (
             pipelines_main(
                 [stage, "--config", "pipelines/configs/toy.yaml", "--out-dir", str(out), "--quiet"]
@@ -103,6 +103,11 @@ def test_all_stages_at_toy_size(tmp_path):
         )
     assert load_soundstorm(out / "soundstorm").config.levels == 2
     assert (out / "t2s" / "model.safetensors").is_file()
+    from soundstorm_cli.models.ar_baseline import load_ar_baseline
+    from soundstorm_cli.models.t2s import load_t2s
+
+    assert load_ar_baseline(out / "ar_baseline").config.levels == 2
+    assert load_t2s(out / "t2s").config.semantic_vocab > 0
 
     # The same stage under torchrun, 2 processes on CPU (gloo): the ranks' weights stay identical.
     import subprocess

@@ -1,0 +1,110 @@
+"""Train the autoregressive baseline: `python -m pipelines ar --config pipelines/configs/tiny.yaml`.
+
+The same examples as SoundStorm (`soundstorm_train.ExampleSampler`: voice prompt
+of the same speaker, dialogues with a prompt per speaker, windows, bucketing) and
+the same width, depth and levels (`soundstorm:` section of the config), so the two
+are compared like with like; `ar.steps` sets its step budget. Teacher forcing on
+the flattened tokens after the prompt (`ar_loss`). Resumable `train_state.pt`
+(weights_only), DDP under torchrun, bf16 autocast; shipped as config.json +
+model.safetensors.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict
+
+import numpy as np
+import torch
+
+from pipelines.config import DataConfig
+from pipelines.shards import TokenShards
+from pipelines.soundstorm_train import ExampleSampler, batches, model_levels
+from pipelines.training import cosine_lr, ddp_setup, load_state, optimizer_step, save_state
+from soundstorm_cli.models.ar_baseline import ARBaseline, ARConfig, ar_loss
+
+
+def model_config(config: DataConfig, meta: dict) -> ARConfig:
+    c = config.soundstorm
+    return ARConfig(
+        levels=model_levels(config, meta),
+        codebook_size=meta["codebook_size"],
+        semantic_vocab=config.semantic.clusters,
+        dim=c.dim,
+        layers=c.layers,
+        heads=c.heads,
+        dropout=c.dropout,
+    )
+
+
+def save_model(model: ARBaseline, folder) -> None:
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().to(torch.bfloat16).contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(folder / "model.safetensors.tmp"))
+    os.replace(folder / "model.safetensors.tmp", folder / "model.safetensors")
+    (folder / "config.json").write_text(
+        json.dumps({"model_type": "ar_baseline", **asdict(model.config)}, indent=1)
+    )
+
+
+def run(config: DataConfig, progress=None) -> dict:
+    c, a = config.soundstorm, config.ar
+    out = config.out_dir / "ar_baseline"
+    rank, world = ddp_setup()
+    torch.set_num_threads(max(1, a.threads))
+    torch.manual_seed(config.seed)
+    train = TokenShards(config.out_dir / "shards", "train")
+    model = ARBaseline(model_config(config, train.meta))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=c.lr, betas=(0.9, 0.98), weight_decay=c.weight_decay)
+    state_path = out / "train_state.pt"
+    step, log = load_state(state_path, model, optimizer)
+    trained = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    sampler = ExampleSampler(train, config, np.random.default_rng([config.seed, rank, step, 7]))
+    train_batches = batches(sampler, a.frames_per_batch, model.config.levels)
+    started, window = time.time(), []
+    model.train()
+    while step < a.steps:
+        batch = next(train_batches)
+        lr = cosine_lr(step, a.steps, c.lr, c.warmup)
+        with torch.autocast(
+            "cuda" if torch.cuda.is_available() else "cpu", dtype=torch.bfloat16, enabled=c.autocast_bf16
+        ):
+            logits_loss = ar_loss(
+                trained if world > 1 else model,
+                batch["codes"],
+                batch["semantic"],
+                batch["speakers"],
+                batch["lengths"],
+                batch["prompt_lengths"],
+            )
+        optimizer_step(model, optimizer, logits_loss, lr)
+        step += 1
+        window.append(logits_loss.item())
+        if rank == 0 and (step % c.log_every == 0 or step == a.steps):
+            log.append(
+                {
+                    "step": step,
+                    "loss": round(float(np.mean(window)), 4),
+                    "elapsed_s": round(time.time() - started, 1),
+                }
+            )
+            window = []
+            print(json.dumps(log[-1]), flush=True)
+        if rank == 0 and (step % c.save_every == 0 or step == a.steps):
+            save_state(state_path, model, optimizer, step, log)
+        if progress:
+            progress(step, a.steps)
+    if rank == 0:
+        save_model(model, out)
+    if world > 1:
+        torch.distributed.destroy_process_group()
+    return {
+        "steps": step,
+        "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 2),
+        "final_loss": log[-1]["loss"] if log else None,
+        "world_size": world,
+    }
