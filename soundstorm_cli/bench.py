@@ -1,0 +1,238 @@
+"""`soundstorm bench`: SoundStorm against the autoregressive baseline, same input, same machine.
+
+For each duration, both acoustic generators get the same input (a bundled voice's
+3 s prompt, and semantic tokens of that length) and fill the same number of codec
+levels; SoundStorm in the sum of its per-level iterations (16, 1, 1, ...), the AR
+baseline one token per forward pass (T x Q passes, with a KV cache). T2S and the
+codec decoder are timed on the same duration. One warm-up, then the median of
+`runs` runs. The measurements are of the generators' arithmetic: an AR baseline
+without trained weights in the bundle is random-initialised at the same size and
+said so in the report (its speed does not depend on its weights; its quality does).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from soundstorm_cli.errors import InputError
+
+PROMPT_S = 3.0
+
+
+@dataclass
+class BenchPoint:
+    duration_s: float
+    soundstorm_s: float
+    ar_s: float
+    ratio: float  # AR time / SoundStorm time
+    t2s_s: float | None
+    decode_s: float
+    soundstorm_passes: int
+    ar_steps: int
+    soundstorm_rtf: float
+    ar_rtf: float
+
+
+@dataclass
+class BenchReport:
+    device: str
+    dtype: str
+    threads: int
+    cpu: str
+    ar_weights: str
+    runs: int
+    results: list[BenchPoint] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _median_time(fn, runs: int) -> tuple[float, object]:
+    times, out = [], None
+    for _ in range(runs):
+        started = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times), out
+
+
+def _sync(device) -> None:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def run_bench(
+    synth,
+    ar_model,
+    ar_weights: str,
+    durations: list[float],
+    runs: int = 3,
+    bf16: bool = True,
+    seed: int = 0,
+    progress=None,
+) -> BenchReport:
+    """Time T2S, SoundStorm, the AR baseline and the codec decoder at each duration."""
+    import torch
+
+    from soundstorm_cli.decoding import DecodingOptions, decode
+    from soundstorm_cli.semantic import semantic_to_codec
+
+    if runs < 1 or not durations:
+        raise InputError("bench needs at least one duration and one run")
+    storm, codec, device = synth.soundstorm, synth.codec, synth.device
+    levels = storm.config.levels
+    voice = synth.prompt(synth.voice_for(0), PROMPT_S)
+    P = voice.codes.shape[1]
+    p_sem = semantic_to_codec(torch.as_tensor(voice.semantic), synth.ratio, P)
+    iterations = (16,) + (1,) * (levels - 1)
+    autocast = torch.autocast(
+        device.type, dtype=torch.bfloat16, enabled=bf16 and device.type in ("cpu", "cuda")
+    )
+    report = BenchReport(
+        device=str(device),
+        dtype="bf16" if bf16 else "fp32",
+        threads=torch.get_num_threads(),
+        cpu=platform.processor() or platform.machine(),
+        ar_weights=ar_weights,
+        runs=runs,
+    )
+    for n, seconds in enumerate([min(durations), *durations]):  # the first is a warm-up
+        T = int(round(seconds * codec.frame_rate))
+        reps = int(np.ceil(T / max(1, P)))
+        semantic = torch.cat([p_sem, p_sem.repeat(reps)[:T]]).to(device)
+        speakers = torch.ones(P + T, dtype=torch.long, device=device)
+        codes = torch.zeros(1, levels, P + T, dtype=torch.long)
+        codes[0, :, :P] = voice.codes
+
+        def soundstorm(semantic=semantic, speakers=speakers, codes=codes, T=T):
+            with autocast:
+                result = decode(
+                    storm,
+                    semantic[None],
+                    speakers[None],
+                    torch.tensor([P + T], device=device),
+                    codes.to(device),
+                    torch.tensor([P], device=device),
+                    DecodingOptions(iterations=iterations, seed=seed),
+                )
+            _sync(device)
+            return result
+
+        def ar(semantic=semantic, speakers=speakers):
+            with autocast:
+                out = ar_model.generate(semantic, speakers, voice.codes.to(device), seed=seed)
+            _sync(device)
+            return out
+
+        storm_s, result = _median_time(soundstorm, runs if n else 1)
+        ar_s, (_, ar_steps) = _median_time(ar, runs if n else 1)
+        decode_s, _ = _median_time(lambda r=result: codec.decode(r.codes[0, :, P:]), runs if n else 1)
+        t2s_s = _time_t2s(synth, int(round(seconds * 25)), runs if n else 1, seed)
+        if n == 0:
+            continue
+        report.results.append(
+            BenchPoint(
+                duration_s=seconds,
+                soundstorm_s=round(storm_s, 4),
+                ar_s=round(ar_s, 4),
+                ratio=round(ar_s / storm_s, 2),
+                t2s_s=None if t2s_s is None else round(t2s_s, 4),
+                decode_s=round(decode_s, 4),
+                soundstorm_passes=result.forward_passes,
+                ar_steps=ar_steps,
+                soundstorm_rtf=round(storm_s / seconds, 4),
+                ar_rtf=round(ar_s / seconds, 4),
+            )
+        )
+        if progress:
+            progress("bench", len(report.results), len(durations))
+    return report
+
+
+def _time_t2s(synth, tokens: int, runs: int, seed: int) -> float | None:
+    """T2S producing exactly `tokens` semantic tokens (forced length: timing, not content)."""
+    import torch
+
+    if synth.t2s is None:
+        return None
+    model = synth.t2s.model
+    text = synth.text_tokenizer.encode("the quick brown fox jumps over the lazy dog " * 8)
+    ids = torch.tensor([synth.t2s.input_ids(text)], device=next(model.parameters()).device)
+
+    def run():
+        torch.manual_seed(seed)
+        return model.generate(
+            input_ids=ids,
+            max_new_tokens=tokens,
+            min_new_tokens=tokens,
+            do_sample=True,
+            top_k=50,
+            use_cache=True,
+        )
+
+    return _median_time(run, runs)[0]
+
+
+def random_ar_baseline(soundstorm_config, seed: int = 0):
+    """An AR baseline of SoundStorm's size with random weights (timing only)."""
+    import torch
+
+    from soundstorm_cli.models.ar_baseline import ARBaseline, ARConfig
+
+    c = soundstorm_config
+    torch.manual_seed(seed)
+    config = ARConfig(
+        levels=c.levels,
+        codebook_size=c.codebook_size,
+        semantic_vocab=c.semantic_vocab,
+        dim=c.dim,
+        layers=c.layers,
+        heads=c.heads,
+    )
+    return ARBaseline(config).eval()
+
+
+def plot_bench(report: BenchReport, path) -> None:
+    """Time vs duration, both generators, log scale (needs matplotlib: the `eval` extra)."""
+    from soundstorm_cli.errors import OutputError
+
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as exc:
+        raise OutputError("--plot needs matplotlib: pip install 'soundstorm[eval]'") from exc
+    xs = [p.duration_s for p in report.results]
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    ax.plot(xs, [p.soundstorm_s for p in report.results], "o-", label="SoundStorm")
+    ax.plot(xs, [p.ar_s for p in report.results], "s-", label=f"AR baseline ({report.ar_weights})")
+    ax.set_yscale("log")
+    ax.set_xlabel("audio duration (s)")
+    ax.set_ylabel("acoustic generation (s)")
+    ax.set_title(f"{report.device}, {report.dtype}, {report.threads} threads")
+    ax.legend()
+    fig.tight_layout()
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{path.name}.", suffix=".png", dir=path.parent if str(path.parent) else "."
+    )
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=120)
+        os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise OutputError(f"cannot write '{path}': {exc.strerror or exc}") from exc
+    finally:
+        plt.close(fig)
