@@ -52,6 +52,30 @@ def bundle_voices(out_dir: Path, target: Path, per_speaker: int = 1) -> list[dic
     return entries
 
 
+TESTSET_SECONDS = (5.0, 10.0)
+
+
+def bundle_testset(out_dir: Path, target: Path, per_speaker: int = 2) -> list[str]:
+    """`soundstorm eval`'s default test set: 5-10 s single utterances of each held-out speaker (wav + txt)."""
+    from pipelines.corpus import read_manifest
+
+    target.mkdir(parents=True, exist_ok=True)
+    counts: dict[str, int] = {}
+    names = []
+    for row in read_manifest(out_dir, "test"):
+        speaker = row["speakers"][0]
+        if row["kind"] != "single" or not TESTSET_SECONDS[0] <= row["duration_s"] <= TESTSET_SECONDS[1]:
+            continue
+        if counts.get(speaker, 0) >= per_speaker:
+            continue
+        counts[speaker] = counts.get(speaker, 0) + 1
+        name = f"{speaker}-{counts[speaker]}"
+        shutil.copyfile(row["path"], target / f"{name}.wav")
+        (target / f"{name}.txt").write_text(row["text"] + "\n")
+        names.append(name)
+    return names
+
+
 def assemble(out_dir: Path, name: str, only: list[str] | None = None) -> dict:
     target = ASSETS / name
     components = {}
@@ -69,6 +93,14 @@ def assemble(out_dir: Path, name: str, only: list[str] | None = None) -> dict:
             "package": f"{name}/{component}",
             "files": {f: sha256_file(dst / f) for f in files},
         }
+    if not only or "testset" in only:
+        folder = target / "testset"
+        picked = bundle_testset(out_dir, folder)
+        if picked:
+            components["testset"] = {
+                "package": f"{name}/testset",
+                "files": {p.name: sha256_file(p) for p in sorted(folder.iterdir())},
+            }
     if not only or "voices" in only:
         voices = target / "voices"
         entries = bundle_voices(out_dir, voices)

@@ -31,7 +31,7 @@ import yaml
 
 from soundstorm_cli.errors import CheckpointError, ModelNotAvailableError
 
-COMPONENT_KINDS = ("codec", "semantic", "text", "t2s", "soundstorm", "ar_baseline", "voices")
+COMPONENT_KINDS = ("codec", "semantic", "text", "t2s", "soundstorm", "ar_baseline", "voices", "testset")
 PACKAGE_ROOT = Path(__file__).resolve().parent
 ASSETS = PACKAGE_ROOT / "assets"
 ENV_CHECKPOINT = "SOUNDSTORM_CHECKPOINT"

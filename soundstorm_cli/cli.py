@@ -412,9 +412,17 @@ def bench(
 def evaluate(
     test_set: Annotated[
         Path | None,
-        typer.Option("--test-set", help="Folder of wav + txt pairs; the held-out corpus split otherwise."),
+        typer.Option(
+            "--test-set", help="Folder of NAME.wav + NAME.txt pairs; the bundle's held-out set otherwise."
+        ),
     ] = None,
-    csv: Annotated[Path | None, typer.Option("--csv", help="Write one row per utterance.")] = None,
+    csv: Annotated[Path | None, typer.Option("--csv", help="Write one row per utterance and system.")] = None,
+    limit: Annotated[
+        int | None, typer.Option("--limit", min=1, help="Evaluate the first N utterances.")
+    ] = None,
+    asr_model: Annotated[
+        str | None, typer.Option("--asr-model", help="faster-whisper model name or folder (default tiny.en).")
+    ] = None,
     seed: SeedOpt = 0,
     device: DeviceOpt = Device.auto,
     checkpoint: CheckpointOpt = None,
@@ -422,10 +430,55 @@ def evaluate(
     json_out: JsonOpt = False,
 ) -> None:
     """The paper's quality table: intelligibility, voice similarity, consistency."""
+    from soundstorm_cli.bench import random_ar_baseline
+    from soundstorm_cli.checkpoints import component_path
+    from soundstorm_cli.progress import stage_progress
+    from soundstorm_cli.quality import evaluate as run_eval
+    from soundstorm_cli.quality import read_test_set, write_csv
+    from soundstorm_cli.synthesize import Synthesizer
+
     if test_set is not None and not test_set.is_dir():
         raise InputError(f"--test-set '{test_set}' is not a folder")
-    _bundle(checkpoint).require("soundstorm", "ar_baseline", "codec", "semantic", command="`eval`")
-    raise ModelNotAvailableError("`eval` is not implemented yet (issue 7)")
+    if csv is not None and (csv.is_dir() or not (csv.parent if str(csv.parent) else Path(".")).is_dir()):
+        raise InputError(f"--csv '{csv}': not a file in an existing folder")
+    synth = Synthesizer.from_checkpoint(checkpoint, device.value)
+    if test_set is None:
+        synth.bundle.require("testset", command="`eval` without --test-set")
+        test_set = component_path(synth.bundle, "testset")
+    items = read_test_set(test_set, limit)
+    if "ar_baseline" in synth.bundle.components:
+        from soundstorm_cli.models.ar_baseline import load_ar_baseline
+
+        ar_model, weights = load_ar_baseline(component_path(synth.bundle, "ar_baseline")), "trained"
+    else:
+        ar_model, weights = random_ar_baseline(synth.soundstorm.config), "random-init"
+        print(
+            f"warning: bundle '{synth.bundle.name}' has no trained AR baseline: its row is of a random-init one",
+            file=sys.stderr,
+        )
+    with stage_progress(quiet or json_out) as progress:
+        report = run_eval(synth, ar_model, weights, items, seed, asr_model, progress)
+    if csv is not None:
+        write_csv(report, csv)
+    if json_out:
+        print(json.dumps(report.to_dict()))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(
+        title=f"{report.utterances} utterances, {PROMPT_LABEL} prompt, ground-truth semantic tokens"
+    )
+    for column in ("system", "CER", "WER", "voice similarity", "consistency"):
+        table.add_column(column, justify="right")
+    for system, m in report.summary.items():
+        table.add_row(
+            system, f"{m['cer']:.3f}", f"{m['wer']:.3f}", f"{m['similarity']:.3f}", f"{m['consistency']:.3f}"
+        )
+    Console().print(table)
+
+
+PROMPT_LABEL = "3 s"
 
 
 @app.command()

@@ -142,6 +142,10 @@ def build_tiny_bundle(folder):
         sf.write(src / "voices" / f"v{n}.wav", voice_like(3.0, 16000, pitch, n), 16000)
         entries.append({"name": f"v{n}", "file": f"v{n}.wav", "text": "a test voice"})
     (src / "voices" / "voices.json").write_text(json.dumps(entries))
+    (src / "testset").mkdir()
+    for n, pitch in enumerate((130.0, 180.0)):
+        sf.write(src / "testset" / f"u{n}.wav", voice_like(4.5, 16000, pitch, 10 + n), 16000)
+        (src / "testset" / f"u{n}.txt").write_text("a buzzing test sentence\n")
     facts = {
         "sample_rate": 16000,
         "codec_frame_rate": 50,
@@ -149,7 +153,7 @@ def build_tiny_bundle(folder):
         "levels": 3,
         "codebook_size": 32,
     }
-    components = {k: src / k for k in ("codec", "semantic", "text", "t2s", "soundstorm", "voices")}
+    components = {k: src / k for k in ("codec", "semantic", "text", "t2s", "soundstorm", "voices", "testset")}
     return write_bundle_folder(folder / "bundle", "tiny-test", facts, components)
 
 

@@ -1,0 +1,159 @@
+"""`soundstorm eval`: the paper's Table 1 on a test set, for original, codec, SoundStorm and AR baseline.
+
+Each test utterance (a wav with a .txt transcript beside it) gives its first
+PROMPT_S seconds as the voice prompt and its own semantic tokens (ground truth,
+from the same tokenizer) as the content of the rest; the generators fill the
+codec tokens after the prompt. For each system, on the whole utterance
+(prompt + continuation, as in the paper):
+
+- CER / WER: Whisper tiny.en (or any faster-whisper model) against the transcript;
+- voice similarity: resemblyzer cosine between the continuation and the prompt;
+- consistency: the same, between the continuation's last PROMPT_S seconds and the prompt
+  (does the voice drift over time?).
+
+The default test set is the bundle's `testset` component (held-out speakers).
+"""
+
+from __future__ import annotations
+
+import csv
+import statistics
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from soundstorm_cli.errors import InputError
+
+PROMPT_S = 3.0
+SYSTEMS = ("original", "codec", "soundstorm", "ar_baseline")
+
+
+@dataclass
+class Row:
+    utterance: str
+    system: str
+    cer: float
+    wer: float
+    similarity: float
+    consistency: float
+    transcript: str
+
+
+@dataclass
+class QualityReport:
+    utterances: int
+    ar_weights: str
+    summary: dict[str, dict[str, float]] = field(default_factory=dict)
+    rows: list[Row] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {"utterances": self.utterances, "ar_weights": self.ar_weights, "summary": self.summary}
+
+
+def read_test_set(folder: Path, limit: int | None = None) -> list[tuple[str, Path, str]]:
+    """(name, wav, transcript) of every NAME.wav with a NAME.txt beside it, sorted."""
+    if not folder.is_dir():
+        raise InputError(f"test set '{folder}' is not a folder")
+    items = []
+    for wav in sorted(folder.glob("*.wav")):
+        txt = wav.with_suffix(".txt")
+        if txt.is_file() and txt.read_text(encoding="utf-8", errors="replace").strip():
+            items.append((wav.stem, wav, txt.read_text(encoding="utf-8", errors="replace").strip()))
+    if not items:
+        raise InputError(f"test set '{folder}' holds no NAME.wav with a NAME.txt transcript")
+    return items[:limit] if limit else items
+
+
+def evaluate(
+    synth, ar_model, ar_weights: str, items, seed: int = 0, asr_model=None, progress=None
+) -> QualityReport:
+    import torch
+
+    from soundstorm_cli.audio import read_audio
+    from soundstorm_cli.decoding import DecodingOptions, decode
+    from soundstorm_cli.evaluate import Transcriber, VoiceSimilarity, cer, wer
+    from soundstorm_cli.semantic import semantic_to_codec
+
+    asr, sim = Transcriber(asr_model), VoiceSimilarity()
+    codec, storm = synth.codec, synth.soundstorm
+    rate, levels = codec.sample_rate, storm.config.levels
+    P = int(PROMPT_S * codec.frame_rate)
+    report = QualityReport(utterances=0, ar_weights=ar_weights)
+    for n, (name, path, text) in enumerate(items):
+        samples = read_audio(path, sample_rate=rate).samples
+        codes = codec.encode(torch.from_numpy(samples))[:levels]  # [Q, T]
+        T = codes.shape[1]
+        if T < P + codec.frame_rate:  # at least 1 s to generate after the prompt
+            continue
+        semantic = semantic_to_codec(
+            torch.as_tensor(synth.semantic.tokenize([synth._at_16k(samples)])[0]), synth.ratio, T
+        )
+        speakers = torch.ones(T, dtype=torch.long)
+        given = torch.zeros(1, levels, T, dtype=torch.long)
+        given[0, :, :P] = codes[:, :P]
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            storm_codes = decode(
+                storm,
+                semantic[None],
+                speakers[None],
+                torch.tensor([T]),
+                given,
+                torch.tensor([P]),
+                DecodingOptions(iterations=(16,) + (1,) * (levels - 1), seed=seed + n),
+            ).codes[0]
+            ar_codes, _ = ar_model.generate(semantic, speakers, codes[:, :P], seed=seed + n)
+        outputs = {
+            "original": samples,
+            "codec": codec.decode(codes).numpy(),
+            "soundstorm": codec.decode(storm_codes).numpy(),
+            "ar_baseline": codec.decode(torch.cat([codes[:, :P], ar_codes], dim=1)).numpy(),
+        }
+        cut = P * codec.hop_length
+        prompt_audio = samples[:cut]
+        for system, audio in outputs.items():
+            heard = asr(audio, rate)
+            rest = audio[cut:]
+            report.rows.append(
+                Row(
+                    name,
+                    system,
+                    round(cer(text, heard), 4),
+                    round(wer(text, heard), 4),
+                    round(sim(rest, prompt_audio, rate), 4),
+                    round(sim(rest[-cut:], prompt_audio, rate), 4),
+                    heard,
+                )
+            )
+        report.utterances += 1
+        if progress:
+            progress("eval", n + 1, len(items))
+    if not report.rows:
+        raise InputError(f"no test utterance is longer than {PROMPT_S + 1:g} s")
+    for system in SYSTEMS:
+        mine = [r for r in report.rows if r.system == system]
+        report.summary[system] = {
+            k: round(statistics.mean(getattr(r, k) for r in mine), 4)
+            for k in ("cer", "wer", "similarity", "consistency")
+        }
+    return report
+
+
+def write_csv(report: QualityReport, path: Path) -> None:
+    """One row per utterance and system (written atomically)."""
+    import os
+    import tempfile
+
+    from soundstorm_cli.errors import OutputError
+
+    parent = path.parent if str(path.parent) else Path(".")
+    if path.is_dir() or not parent.is_dir():
+        raise OutputError(f"cannot write '{path}': not a file in an existing folder")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
+    try:
+        with os.fdopen(fd, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(asdict(report.rows[0])))
+            writer.writeheader()
+            writer.writerows(asdict(r) for r in report.rows)
+        os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise OutputError(f"cannot write '{path}': {exc.strerror or exc}") from exc

@@ -1,0 +1,30 @@
+"""`soundstorm eval` at toy size: four systems, the paper's measures, a CSV per utterance."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from soundstorm_cli.errors import InputError
+from soundstorm_cli.quality import read_test_set
+
+
+def test_eval_four_rows_and_csv(cli, tiny_bundle, tmp_path):
+    out = tmp_path / "rows.csv"
+    code, stdout, stderr = cli("eval", "--checkpoint", tiny_bundle, "--json", "--csv", out, "--device", "cpu")
+    assert code == 0, stderr
+    report = json.loads(stdout)
+    assert report["utterances"] == 2 and report["ar_weights"] == "random-init"
+    assert list(report["summary"]) == ["original", "codec", "soundstorm", "ar_baseline"]
+    for measures in report["summary"].values():
+        assert 0 <= measures["cer"] and -1 <= measures["similarity"] <= 1
+    rows = list(csv.DictReader(out.open()))
+    assert len(rows) == 2 * 4 and {r["system"] for r in rows} == set(report["summary"])
+
+
+def test_test_set_needs_pairs(tmp_path):
+    (tmp_path / "a.wav").write_bytes(b"")
+    with pytest.raises(InputError, match="no NAME.wav with a NAME.txt"):
+        read_test_set(tmp_path)
