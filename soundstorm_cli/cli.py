@@ -23,7 +23,7 @@ import typer
 from typer.core import TyperGroup
 
 from soundstorm_cli import __version__
-from soundstorm_cli.errors import InputError, ModelNotAvailableError, SoundstormError
+from soundstorm_cli.errors import InputError, SoundstormError
 
 _debug = os.environ.get("SOUNDSTORM_DEBUG", "") not in ("", "0")
 
@@ -483,16 +483,18 @@ PROMPT_LABEL = "3 s"
 
 @app.command()
 def voices(checkpoint: CheckpointOpt = None, json_out: JsonOpt = False) -> None:
-    """List the bundled voices."""
+    """List the bundled voices (use a name's file with --prompt or --voice)."""
+    from soundstorm_cli.checkpoints import component_path
+    from soundstorm_cli.voices import bundled_voices
+
     bundle = _bundle(checkpoint)
-    found = bundle.facts.get("voices") or {}
-    if not found:
-        raise ModelNotAvailableError(f"bundle '{bundle.name}' ships no voices yet (issue 6)")
+    bundle.require("voices", command="`voices`")
+    found = bundled_voices(component_path(bundle, "voices"))
     if json_out:
-        print(json.dumps(found))
+        print(json.dumps([{"name": v.name, "path": str(v.path), "text": v.text} for v in found]))
         return
-    for name, path in found.items():
-        print(f"{name}\t{path}")
+    for v in found:
+        print(f"{v.name}\t{v.path}")
 
 
 @checkpoints_app.command("list")
