@@ -106,7 +106,7 @@ class Synthesis:
 
 
 @dataclass(frozen=True)
-class _Segment:
+class Segment:
     """A stretch of one turn between pauses; the unit the front ends render."""
 
     turn: int
@@ -115,8 +115,8 @@ class _Segment:
     pause_after_s: float
 
 
-def _segments(turns: list[Turn]) -> list[_Segment]:
-    out: list[_Segment] = []
+def segments_of(turns: list[Turn]) -> list[Segment]:
+    out: list[Segment] = []
     for index, turn in enumerate(turns):
         pending_pause = 0.0
         for part in turn.parts:
@@ -131,7 +131,7 @@ def _segments(turns: list[Turn]) -> list[_Segment]:
                         out[-1], pause_after_s=out[-1].pause_after_s + pending_pause
                     )
                 pending_pause = 0.0
-                out.append(_Segment(index, turn.speaker, part, 0.0))
+                out.append(Segment(index, turn.speaker, part, 0.0))
     return out
 
 
@@ -320,20 +320,20 @@ class Synthesizer:
             torch.cuda.reset_peak_memory_stats()
         timings = {"load": round(self.load_s, 3), "prompt": prompt_s}
         frontend = self.frontend(options)
-        segments = _segments(turns)
+        segments = segments_of(turns)
         started = time.perf_counter()
         report = progress or (lambda *_: None)
         report("text to semantic", 0, len(segments))
         if frontend == "t2s":
-            tokens = self._t2s_tokens(segments, prompts, seed, options)
+            tokens = self.t2s_tokens(segments, prompts, seed, options)
         else:
-            tokens = self._espeak_tokens(segments)
+            tokens = self.espeak_tokens(segments)
         report("text to semantic", len(segments), len(segments))
         timings["t2s"] = time.perf_counter() - started
 
         started = time.perf_counter()
         speakers = list(prompts)
-        codes, spans, passes = self._acoustic(segments, tokens, prompts, speakers, seed, options, report)
+        codes, spans, passes = self.acoustic(segments, tokens, prompts, speakers, seed, options, report)
         timings["acoustic"] = time.perf_counter() - started
 
         started = time.perf_counter()
@@ -363,7 +363,7 @@ class Synthesizer:
             warnings=warnings,
         )
 
-    def _t2s_tokens(self, segments, prompts, seed, options) -> list[np.ndarray]:
+    def t2s_tokens(self, segments, prompts, seed, options) -> list[np.ndarray]:
         from soundstorm_cli.text import SEPARATOR, normalize
 
         sep = self.text_tokenizer.control_ids[SEPARATOR]
@@ -385,7 +385,7 @@ class Synthesizer:
             out.append(np.asarray(result.semantic or [self.silence_token()], dtype=np.int64))
         return out
 
-    def _espeak_tokens(self, segments) -> list[np.ndarray]:
+    def espeak_tokens(self, segments) -> list[np.ndarray]:
         from soundstorm_cli.text import normalize
         from soundstorm_cli.voices import trim_silence
 
@@ -402,7 +402,7 @@ class Synthesizer:
             self._silence_token = int(np.bincount(tokens).argmax())
         return self._silence_token
 
-    def _acoustic(self, segments, tokens, prompts, speakers, seed, options, report):
+    def acoustic(self, segments, tokens, prompts, speakers, seed, options, report):
         """SoundStorm over [prompts | dialogue]: codes [Q, T] of the dialogue and each segment's frame span."""
         import torch
 

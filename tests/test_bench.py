@@ -9,7 +9,16 @@ import pytest
 
 def test_bench_json_at_toy_size(cli, tiny_bundle, tmp_path):
     code, stdout, stderr = cli(
-        "bench", "--durations", "0.5,1", "--runs", "1", "--checkpoint", tiny_bundle, "--json", "--device", "cpu"
+        "bench",
+        "--durations",
+        "0.5,1",
+        "--runs",
+        "1",
+        "--checkpoint",
+        tiny_bundle,
+        "--json",
+        "--device",
+        "cpu",
     )
     assert code == 0, stderr
     report = json.loads(stdout)

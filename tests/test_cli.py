@@ -46,7 +46,9 @@ def test_commands_without_models_say_so_and_fail(tmp_path, cli, args):
     outputs = ["-o", tmp_path / "x.wav"] if args[0] in ("say", "dialogue") else []
     code, stdout, stderr = cli(*args, *outputs, "--checkpoint", "encodec-24khz")
     assert code == 4
-    assert stderr.startswith("error: bundle 'encodec-24khz' has no ") and len(stderr.strip().splitlines()) == 1
+    assert (
+        stderr.startswith("error: bundle 'encodec-24khz' has no ") and len(stderr.strip().splitlines()) == 1
+    )
     assert "yet" in stderr
     assert not (tmp_path / "x.wav").exists()
 

@@ -11,7 +11,7 @@ from conftest import voice_like
 
 from soundstorm_cli.errors import AudioError, InputError, ScriptError
 from soundstorm_cli.script import parse_script
-from soundstorm_cli.synthesize import SynthesisOptions, Synthesizer, _segments
+from soundstorm_cli.synthesize import SynthesisOptions, Synthesizer, segments_of
 from soundstorm_cli.voices import trim_silence
 
 ESPEAK = SynthesisOptions(frontend="espeak")
@@ -111,7 +111,7 @@ def test_trim_silence_keeps_the_speech():
 
 def test_segments_split_turns_at_pauses():
     script = parse_script("[A] one (pause 0.5) two [B] (pause 1) three (pause 0.25)")
-    segments = _segments(list(script.turns))
+    segments = segments_of(list(script.turns))
     assert [(s.turn, s.text, s.pause_after_s) for s in segments] == [
         (0, "one", 0.5),
         (0, "two", 1.0),  # B's opening pause is the gap before B
