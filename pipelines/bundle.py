@@ -154,6 +154,79 @@ def _read(path: Path) -> dict:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
+def _soundstorm_section(train: dict, result: dict) -> list[str]:
+    if not train:
+        return []
+    parts = [
+        "## SoundStorm",
+        "",
+        f"{train.get('params_m')} M parameters, {train.get('steps')} steps, {round(train.get('wall_s', 0) / 60)} min of "
+        "training on this CPU (settings in the config's `soundstorm:` section); final valid loss "
+        f"{train.get('valid_loss')}, masked-token accuracy per level (valid split, the paper's mask) "
+        f"{train.get('valid_accuracy')}.",
+        "",
+    ]
+    if result:
+        single = result["single"]
+        parts += [
+            f"{len(result['single_rows'])} held-out utterances of the 10 held-out speakers, their ground-truth semantic "
+            "tokens, a 3 s prompt from another utterance of the same speaker, 16/1/1/1 iterations; Whisper tiny.en CER, "
+            "resemblyzer similarity to the prompt:",
+            "",
+            _table(
+                [
+                    ["SoundStorm", single["cer_soundstorm"], single["similarity_soundstorm"]],
+                    [
+                        "codec resynthesis (same levels)",
+                        single["cer_resynthesis"],
+                        single["similarity_resynthesis"],
+                    ],
+                    ["codec resynthesis (8 levels)", single.get("cer_resynthesis_all_levels", "-"), "-"],
+                ],
+                ["audio", "Whisper CER", "similarity to the prompt"],
+            ),
+            "",
+            f"Held-out two-speaker dialogues ({result.get('turns')} turns, the longest, each rendered in one call with "
+            f"a 3 s prompt per speaker): {result.get('turns_right')} of the turns are closer in voice to their own "
+            "speaker's prompt than to the other's.",
+            "",
+        ]
+    return parts
+
+
+def _t2s_section(train: dict, result: dict) -> list[str]:
+    if not train:
+        return []
+    parts = [
+        "## Text to semantic (T5)",
+        "",
+        f"{train.get('params_m')} M parameters, {train.get('steps')} steps, {round(train.get('wall_s', 0) / 60)} min on "
+        f"this CPU; final training loss {train.get('final_loss')}.",
+        "",
+    ]
+    if result:
+        m = result["summary"]
+        parts += [
+            f"{result['utterances']} held-out utterances; a prompt from another utterance of the same held-out "
+            "speaker; the semantic tokens of three sources through the same SoundStorm and codec:",
+            "",
+            _table(
+                [
+                    ["ground truth", m["cer_ground_truth"], m["seconds_ground_truth"]],
+                    ["T2S (T5)", m["cer_t2s"], m["seconds_t2s"]],
+                    ["espeak front end", m["cer_espeak"], m["seconds_espeak"]],
+                ],
+                ["semantic tokens", "Whisper CER", "mean seconds"],
+            ),
+            "",
+            f"T2S duration / original: {m['duration_ratio_t2s']} on average. Dialogue mode: the number of turn "
+            f"boundaries equals the script's turns in {result['dialogues_turns_match']} of {result['dialogues']} "
+            "held-out dialogues (the guards make this hold for any weights).",
+            "",
+        ]
+    return parts
+
+
 def model_card(out_dir: Path, config_path: Path, name: str, notes: str = "") -> str:
     """The bundle's model card, from the numbers the stages recorded."""
     stages = _read(out_dir / "stages.json")
@@ -169,8 +242,9 @@ def model_card(out_dir: Path, config_path: Path, name: str, notes: str = "") -> 
         "```bash",
         f"python -m pipelines all --config {config_path}        # corpus, tokenizers, codec, shards",
         f"python -m pipelines.codec_eval --config {config_path}   # codec figures below",
-        f"python -m pipelines soundstorm --config {config_path}   # SoundStorm",
-        f"python -m pipelines.soundstorm_eval --config {config_path}",
+        f"python -m pipelines soundstorm --config {config_path} & python -m pipelines t2s --config {config_path}",
+        f"python -m pipelines.soundstorm_eval --config {config_path}   # SoundStorm figures below",
+        f"python -m pipelines.t2s_eval --config {config_path}          # T2S and front-end figures below",
         f"python -m pipelines.bundle --config {config_path} --name {name}",
         "```",
         "",
@@ -232,31 +306,8 @@ def model_card(out_dir: Path, config_path: Path, name: str, notes: str = "") -> 
             _table(rows, ["audio", "CER", "WER", "similarity to original", "mel distance"]),
             "",
         ]
-    storm_train = stages.get("soundstorm", {})
-    if storm_eval:
-        single = storm_eval["single"]
-        parts += [
-            "## SoundStorm (trained and measured; shipped only once it is intelligible)",
-            "",
-            f"{storm_train.get('params_m')} M parameters (`pipelines/configs/tiny.yaml`), {storm_train.get('steps')} "
-            f"steps, {round(storm_train.get('wall_s', 0) / 60)} min on 2 CPU cores; final valid loss "
-            f"{storm_train.get('valid_loss')}, masked-token accuracy per level {storm_train.get('valid_accuracy')}.",
-            "",
-            f"{len(storm_eval['single_rows'])} held-out utterances, ground-truth semantic tokens, a 3 s prompt of the "
-            "same held-out voice (another utterance), 16/1/1/... iterations:",
-            "",
-            _table(
-                [
-                    ["SoundStorm", single["cer_soundstorm"], single["similarity_soundstorm"]],
-                    ["codec resynthesis", single["cer_resynthesis"], single["similarity_resynthesis"]],
-                ],
-                ["audio", "Whisper CER", "similarity to the prompt"],
-            ),
-            "",
-            f"Held-out dialogues in one pass, one 3 s prompt per speaker: {storm_eval.get('turns_right')} of "
-            f"{storm_eval.get('turns')} turns closer in voice to their own speaker's prompt.",
-            "",
-        ]
+    parts += _soundstorm_section(stages.get("soundstorm", {}), storm_eval)
+    parts += _t2s_section(stages.get("t2s", {}), _read(out_dir / "t2s" / "eval.json"))
     if notes:
         parts += ["## Notes", "", notes, ""]
     return "\n".join(parts)
