@@ -301,6 +301,11 @@ def dialogue(
     parsed = read_script(script)
     overrides = _parse_voices(voice or [])
     options = _options(prompt_seconds, frontend, iterations, temperature, fp32)
+    unknown = sorted(set(overrides) - set(parsed.speakers))
+    if unknown:
+        raise InputError(
+            f"--voice given for {', '.join(unknown)}, who has no turn (speakers: {', '.join(parsed.speakers)})"
+        )
     prompts = [overrides.get(s) or parsed.voice_path(s) for s in parsed.speakers]
     synth = _preflight(output, timings, prompts, checkpoint, device)
     _render(

@@ -158,3 +158,67 @@ def test_cli_say_replaces_an_existing_output_only_when_done(cli, tiny_bundle, tm
     assert code == 2 and stderr.startswith("error: iterations") and out.read_bytes() == b"precious"
     code, stdout, stderr = cli("say", "Hello.", "-o", out, "--checkpoint", tiny_bundle, "--quiet")
     assert code == 0 and stdout == "" and sf.info(out).samplerate == 16000
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (("say", "Hi.", "--prompt", "{tmp}/corrupt.wav"), "not a readable audio file"),
+        (("say", "Hi.", "--prompt", "{tmp}"), "directory"),
+        (("say", "Hi.", "--prompt", "{tmp}/silent.wav"), "silent"),
+        (("say", "Hi.", "--prompt-seconds", "60"), "prompt length"),
+        (("say", "Hi.", "--temperature", "-2"), "temperatures"),
+        (("say", "Hi.", "--frontend", "festival"), "front end"),
+        (("say", "Hi.", "--timings", "{tmp}/t.txt"), ".srt or .vtt"),
+        (("dialogue", "{tmp}/bad.txt"), "bad.txt:1:9: unknown directive"),
+        (("dialogue", "{tmp}/ok.txt", "--voice", "S1={tmp}/corrupt.wav"), "not a readable audio file"),
+        (("dialogue", "{tmp}/ok.txt", "--voice", "S9={tmp}/v.wav"), "S9, who has no turn"),
+        (("dialogue", "{tmp}/front.txt"), "missing.wav': no such file"),
+    ],
+)
+def test_cli_bad_inputs_fail_in_one_line_and_touch_nothing(cli, tiny_bundle, tmp_path, args, words):
+    (tmp_path / "corrupt.wav").write_bytes(b"RIFF\x00\x00garbage" * 10)
+    sf.write(tmp_path / "silent.wav", np.zeros(32000, np.float32), 16000)
+    sf.write(tmp_path / "v.wav", voice_like(2.0, 16000, 140.0, 1), 16000)
+    (tmp_path / "bad.txt").write_text("[S1] Hi (laugh) there.\n")
+    (tmp_path / "ok.txt").write_text("[S1] Hi there.\n")
+    (tmp_path / "front.txt").write_text("---\nvoices:\n  S1: missing.wav\n---\n[S1] Hi.\n")
+    out = tmp_path / "out.wav"
+    out.write_bytes(b"precious")
+    code, stdout, stderr = cli(
+        *[a.format(tmp=tmp_path) for a in args], "-o", out, "--checkpoint", tiny_bundle
+    )
+    assert code != 0 and "Traceback" not in stdout + stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and words in lines[0], stderr
+    assert out.read_bytes() == b"precious"
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no temp file left
+
+
+def test_cli_refuses_a_bundle_whose_hash_does_not_match(cli, tiny_bundle, tmp_path):
+    import shutil
+
+    copy = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, copy)
+    weights = copy / "soundstorm" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-4] + b"\x00\x00\x00\x01")
+    code, _, stderr = cli("say", "Hi.", "-o", tmp_path / "o.wav", "--checkpoint", copy)
+    assert code == 4 and "does not match its sha256" in stderr and not (tmp_path / "o.wav").exists()
+
+
+def test_cli_accepts_stereo_prompts_at_any_rate(cli, tiny_bundle, tmp_path):
+    stereo = np.stack([voice_like(2.5, 44100, 150.0, 2), voice_like(2.5, 44100, 150.0, 3)], axis=1)
+    sf.write(tmp_path / "stereo.flac", stereo, 44100)
+    code, _, stderr = cli(
+        "say",
+        "Hi.",
+        "--prompt",
+        tmp_path / "stereo.flac",
+        "-o",
+        tmp_path / "o.ogg",
+        "--checkpoint",
+        tiny_bundle,
+        "-q",
+    )
+    assert code == 0, stderr
+    assert sf.info(tmp_path / "o.ogg").samplerate == 16000

@@ -191,8 +191,11 @@ def load_t2s(folder, device: str = "cpu") -> T2S:
     from pathlib import Path
 
     from transformers import T5ForConditionalGeneration
+    from transformers.utils import logging as hf_logging
 
     from soundstorm_cli.checkpoints import ensure_safetensors
+
+    hf_logging.disable_progress_bar()  # our progress is ours to show: stderr stays one line per problem
     from soundstorm_cli.errors import CheckpointError
 
     folder = Path(folder)
