@@ -588,6 +588,30 @@ def checkpoints_fetch(
         print(f"{kind}: {component_path(bundle, kind, command='fetch')}")
 
 
+@checkpoints_app.command("import-encodec")
+def checkpoints_import_encodec(
+    path: Annotated[
+        Path, typer.Argument(help="The original EnCodec checkpoint, e.g. encodec_24khz-d7cc33bc.th.")
+    ],
+    bundle: Annotated[str, typer.Option("--bundle", help="Bundle whose codec it becomes.")] = "encodec-24khz",
+    out: Annotated[Path | None, typer.Option("--out", help="Write the converted model here instead.")] = None,
+    sha256: Annotated[
+        str | None, typer.Option("--sha256", help="Expected sha256 (else the name's prefix).")
+    ] = None,
+) -> None:
+    """Convert the `encodec` package's checkpoint (.th) into the Hugging Face form the bundle loads."""
+    from soundstorm_cli.checkpoints import load_registry
+    from soundstorm_cli.encodec_import import import_encodec
+
+    target = out
+    if target is None:
+        chosen = load_registry().get(bundle)
+        chosen.require("codec", command="import-encodec")
+        target = chosen.components["codec"].folder
+    folder = import_encodec(path, target, sha256=sha256)
+    print(f"imported {path} -> {folder}")
+
+
 def main() -> None:
     """Console-script entry point."""
     app()
