@@ -7,8 +7,8 @@ import re
 
 import pytest
 import torch
-
 from conftest import tiny_encodec_config
+
 from soundstorm_cli.encodec_import import hf_key, import_encodec
 from soundstorm_cli.errors import CheckpointError
 
