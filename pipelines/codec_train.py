@@ -118,6 +118,8 @@ def save_codec(model: FrameCodec, folder: Path) -> None:
 
 def run(config: DataConfig, progress=None) -> dict:
     c = config.codec
+    if c.pretrained:  # a pretrained codec (e.g. EnCodec 24 kHz): nothing to train
+        return {"pretrained": c.pretrained}
     out = config.out_dir / "codec"
     out.mkdir(parents=True, exist_ok=True)
     done_marker = out / "train_stats.json"

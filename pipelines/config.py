@@ -18,6 +18,9 @@ class CorpusConfig:
     test_sentence_fraction: float = 0.05  # sentences kept for the held-out speakers only
     workers: int = 2
     speakers: str = "all"  # "all", or "toy" (a handful, for tests)
+    source: str = "synthetic"  # synthetic (flite, espeak-ng), libritts, or folder (wav + txt): real_corpus.py
+    root: str | None = None  # the real corpus's folder
+    held_out_speakers: int = 10  # real corpora: speakers kept for the test split
 
 
 @dataclass
@@ -35,6 +38,7 @@ class SemanticConfig:
 
 @dataclass
 class CodecConfig:
+    pretrained: str | None = None  # a bundle whose codec to use instead of training one (e.g. encodec-24khz)
     steps: int = 6000
     batch_size: int = 8
     segment_s: float = 1.0

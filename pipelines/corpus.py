@@ -188,6 +188,10 @@ def render_item(job: tuple[Item, str, int, dict[str, Voice]]) -> dict:
 
 def run(config: DataConfig, progress=None) -> dict:
     """Build (or finish) the corpus; returns its statistics."""
+    if config.corpus.source != "synthetic":
+        from pipelines import real_corpus
+
+        return real_corpus.run(config, progress)
     out_dir = config.out_dir / "corpus"
     manifest = out_dir / "manifest.jsonl"
     started = time.time()

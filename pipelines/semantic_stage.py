@@ -17,13 +17,16 @@ import soundfile as sf
 
 from pipelines.config import DataConfig
 from pipelines.corpus import read_manifest
+from soundstorm_cli.audio import resample
 from soundstorm_cli.semantic import SemanticTokenizer, WhisperEncoder, fit_kmeans, pool_to_semantic_rate
 
 PART_SIZE = 256
 
 
 def _read(path: str) -> np.ndarray:
-    return sf.read(path, dtype="float32")[0]
+    """A corpus file at Whisper's 16 kHz, whatever the corpus's rate."""
+    data, rate = sf.read(path, dtype="float32")
+    return resample(data, rate, 16000)
 
 
 def fit(config: DataConfig, encoder: WhisperEncoder) -> dict:

@@ -92,6 +92,15 @@ def _build_shard(
     return index
 
 
+def codec_folder(config: DataConfig) -> Path:
+    """The trained codec under out_dir, or the pretrained one a bundle names (`codec.pretrained`)."""
+    if not config.codec.pretrained:
+        return config.out_dir / "codec"
+    from soundstorm_cli.checkpoints import component_path, load_registry
+
+    return component_path(load_registry().get(config.codec.pretrained), "codec", command="the shards stage")
+
+
 def _load_semantic(folder: Path) -> dict:
     from safetensors.numpy import load_file
 
@@ -106,7 +115,7 @@ def run(config: DataConfig, progress=None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     started = time.time()
     torch.set_num_threads(max(1, config.codec.threads))
-    codec = load_codec(config.out_dir / "codec")
+    codec = load_codec(codec_folder(config))
     tokenizer = TextTokenizer(str(config.out_dir / "text_tokenizer" / "spm.model"))
     semantic = _load_semantic(config.out_dir / "semantic")
     rows = read_manifest(config.out_dir)
