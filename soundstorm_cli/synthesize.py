@@ -54,6 +54,7 @@ class SynthesisOptions:
     t2s_top_k: int = 50
     bf16: bool = True  # bf16 autocast for SoundStorm (CPU with AVX512-BF16/AMX, CUDA)
     overlap_s: float = 2.0  # windowed decoding: frames of the previous window given as prompt
+    turn_gap_s: float = 0.3  # silence between two turns (the corpus's dialogues have 0.15-0.6 s)
 
     def check(self) -> SynthesisOptions:
         check_prompt_seconds(self.prompt_seconds)
@@ -67,6 +68,8 @@ class SynthesisOptions:
             not self.iterations or any(not 1 <= n <= 256 for n in self.iterations)
         ):
             raise InputError("iterations: each level needs 1-256 passes")
+        if not 0 <= self.turn_gap_s <= 5:
+            raise InputError("the gap between turns must be in [0, 5] seconds")
         if not 0 <= self.overlap_s <= 10:
             raise InputError("overlap must be in [0, 10] seconds")
         return self
@@ -115,7 +118,8 @@ class Segment:
     pause_after_s: float
 
 
-def segments_of(turns: list[Turn]) -> list[Segment]:
+def segments_of(turns: list[Turn], turn_gap_s: float = 0.0) -> list[Segment]:
+    """The segments of a script's turns; `turn_gap_s` of silence closes every turn but the last."""
     out: list[Segment] = []
     for index, turn in enumerate(turns):
         pending_pause = 0.0
@@ -132,6 +136,8 @@ def segments_of(turns: list[Turn]) -> list[Segment]:
                     )
                 pending_pause = 0.0
                 out.append(Segment(index, turn.speaker, part, 0.0))
+        if turn_gap_s and index + 1 < len(turns) and out and out[-1].turn == index:
+            out[-1] = dataclasses.replace(out[-1], pause_after_s=out[-1].pause_after_s + turn_gap_s)
     return out
 
 
@@ -320,7 +326,7 @@ class Synthesizer:
             torch.cuda.reset_peak_memory_stats()
         timings = {"load": round(self.load_s, 3), "prompt": prompt_s}
         frontend = self.frontend(options)
-        segments = segments_of(turns)
+        segments = segments_of(turns, options.turn_gap_s)
         started = time.perf_counter()
         report = progress or (lambda *_: None)
         report("text to semantic", 0, len(segments))

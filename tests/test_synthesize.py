@@ -54,8 +54,13 @@ def test_dialogue_turns_are_ordered_and_voices_assigned(synth):
 
 
 def test_pauses_lengthen_the_audio(synth):
-    plain = synth.dialogue(parse_script("[A] One two. [A] Three four."), seed=0, options=ESPEAK)
-    paused = synth.dialogue(parse_script("[A] One two. (pause 1.5) [A] Three four."), seed=0, options=ESPEAK)
+    options = SynthesisOptions(frontend="espeak", turn_gap_s=0.0)
+    plain = synth.dialogue(parse_script("[A] One two. [A] Three four."), seed=0, options=options)
+    paused = synth.dialogue(parse_script("[A] One two. (pause 1.5) [A] Three four."), seed=0, options=options)
+    gapped = synth.dialogue(parse_script("[A] One two. [A] Three four."), seed=0, options=ESPEAK)
+    assert gapped.duration_s - plain.duration_s == pytest.approx(
+        0.3, abs=0.05
+    )  # the default gap between turns
     assert paused.duration_s - plain.duration_s == pytest.approx(1.5, abs=0.1)
 
 
@@ -117,6 +122,8 @@ def test_segments_split_turns_at_pauses():
         (0, "two", 1.0),  # B's opening pause is the gap before B
         (1, "three", 0.25),
     ]
+    gapped = segments_of(list(script.turns), turn_gap_s=0.3)
+    assert [s.pause_after_s for s in gapped] == [0.5, 1.3, 0.25]  # not after the last turn
 
 
 # Through the CLI, with the same tiny bundle.
