@@ -427,14 +427,17 @@ class Synthesizer:
             track.append(torch.full((len(frames),), label[segment.speaker], dtype=torch.long))
             at += len(frames)
         semantic, track = torch.cat(semantic), torch.cat(track)
-        p_codes = torch.cat([prompts[s].codes for s in speakers], dim=1)  # [Q, P]
-        p_sem = torch.cat(
-            [
-                semantic_to_codec(torch.as_tensor(prompts[s].semantic), self.ratio, prompts[s].codes.shape[1])
-                for s in speakers
-            ]
-        )
-        p_track = torch.cat([torch.full((prompts[s].codes.shape[1],), label[s]) for s in speakers])
+        windowed = sum(prompts[s].codes.shape[1] for s in speakers) + semantic.shape[0] > config.window
+        # A window holds [prompts | tail of the previous window | new frames]: past one window, the prompts
+        # are kept to half of it, cut evenly across speakers.
+        keep = (config.window // 2) // len(speakers) if windowed else None
+        p_codes, p_sem, p_track = [], [], []
+        for s in speakers:
+            codes = prompts[s].codes[:, :keep]  # [Q, P_s]
+            p_codes.append(codes)
+            p_sem.append(semantic_to_codec(torch.as_tensor(prompts[s].semantic), self.ratio, codes.shape[1]))
+            p_track.append(torch.full((codes.shape[1],), label[s], dtype=torch.long))
+        p_codes, p_sem, p_track = torch.cat(p_codes, dim=1), torch.cat(p_sem), torch.cat(p_track)
         iterations = tuple(options.iterations or ((16,) + (1,) * (config.levels - 1)))
         iterations = (iterations + (iterations[-1],) * config.levels)[: config.levels]
         decoding = DecodingOptions(iterations=iterations, temperature=options.temperature, seed=seed)
@@ -444,7 +447,7 @@ class Synthesizer:
         with torch.autocast(
             device.type, dtype=torch.bfloat16, enabled=options.bf16 and device.type in ("cpu", "cuda")
         ):
-            if P + T <= config.window:
+            if not windowed:
                 result = decode(
                     self.soundstorm,
                     torch.cat([p_sem, semantic])[None].to(device),
@@ -459,19 +462,6 @@ class Synthesizer:
                 )
                 codes = result.codes[0, :, P:]
             else:
-                # Each window holds [prompts | tail of the previous window | new frames]: keep the prompts
-                # to half the window (cut evenly across speakers) and the overlap to a quarter.
-                keep = (config.window // 2) // len(speakers)
-                if P > config.window // 2:
-                    parts = [(prompts[s].codes[:, :keep], label[s]) for s in speakers]
-                    p_sem = torch.cat(
-                        [
-                            p_sem[sum(prompts[x].codes.shape[1] for x in speakers[:i]) :][:keep]
-                            for i in range(len(speakers))
-                        ]
-                    )
-                    p_codes = torch.cat([c for c, _ in parts], dim=1)
-                    p_track = torch.cat([torch.full((c.shape[1],), n) for c, n in parts])
                 overlap = min(int(options.overlap_s * self.codec.frame_rate), config.window // 4)
                 result = decode_long(
                     self.soundstorm,
