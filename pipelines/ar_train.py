@@ -22,7 +22,7 @@ import torch
 from pipelines.config import DataConfig
 from pipelines.shards import TokenShards
 from pipelines.soundstorm_train import ExampleSampler, batches, model_levels
-from pipelines.training import cosine_lr, ddp_setup, load_state, optimizer_step, save_state
+from pipelines.training import accumulated_step, cosine_lr, ddp_setup, load_state, save_state
 from soundstorm_cli.models.ar_baseline import ARBaseline, ARConfig, ar_loss
 
 
@@ -68,22 +68,31 @@ def run(config: DataConfig, progress=None) -> dict:
     started, window = time.time(), []
     model.train()
     while step < a.steps:
-        batch = next(train_batches)
         lr = cosine_lr(step, a.steps, c.lr, c.warmup)
-        with torch.autocast(
-            "cuda" if torch.cuda.is_available() else "cpu", dtype=torch.bfloat16, enabled=c.autocast_bf16
-        ):
-            logits_loss = ar_loss(
-                trained if world > 1 else model,
-                batch["codes"],
-                batch["semantic"],
-                batch["speakers"],
-                batch["lengths"],
-                batch["prompt_lengths"],
-            )
-        optimizer_step(model, optimizer, logits_loss, lr)
+
+        def micro(batch=None):
+            with torch.autocast(
+                "cuda" if torch.cuda.is_available() else "cpu", dtype=torch.bfloat16, enabled=c.autocast_bf16
+            ):
+                return ar_loss(
+                    trained,
+                    batch["codes"],
+                    batch["semantic"],
+                    batch["speakers"],
+                    batch["lengths"],
+                    batch["prompt_lengths"],
+                )
+
+        micro_batches = [next(train_batches) for _ in range(a.accumulate)]
+        loss = accumulated_step(
+            model,
+            optimizer,
+            lr,
+            [lambda b=b: micro(b) for b in micro_batches],
+            trained if world > 1 else None,
+        )
         step += 1
-        window.append(logits_loss.item())
+        window.append(loss)
         if rank == 0 and (step % c.log_every == 0 or step == a.steps):
             log.append(
                 {

@@ -60,6 +60,7 @@ class CodecConfig:
 class SoundStormTrainConfig:
     steps: int = 4000
     levels: int | None = None  # model the codec's first N levels (None: all); fewer learn faster on a CPU
+    accumulate: int = 1  # micro-batches per optimizer step (gradient accumulation)
     frames_per_batch: int = 6000  # padded frames per step (token-budget batching)
     max_seconds: float = 20.0  # longest training window (paper: up to 30 s)
     prompt_seconds: tuple = (2.0, 4.0)  # a voice prompt from another utterance of the same speaker
@@ -87,6 +88,7 @@ class SoundStormTrainConfig:
 @dataclass
 class T2STrainConfig:
     steps: int = 3000
+    accumulate: int = 1  # micro-batches per optimizer step
     batch_size: int = 16
     max_target: int = 900  # decoder tokens (prompt included): 36 s at 25 Hz
     prompt_probability: float = 0.8
@@ -107,6 +109,7 @@ class ARTrainConfig:
     """The AR baseline shares SoundStorm's sizes, levels and optimizer; these set its own budget."""
 
     steps: int = 4000
+    accumulate: int = 1  # micro-batches per optimizer step
     frames_per_batch: int = 2000  # T x Q tokens per frame make its sequences Q times longer
     threads: int = 2
 

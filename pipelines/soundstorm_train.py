@@ -29,7 +29,7 @@ import torch
 
 from pipelines.config import DataConfig
 from pipelines.shards import TokenShards
-from pipelines.training import cosine_lr, ddp_setup, load_state, optimizer_step, save_state
+from pipelines.training import accumulated_step, cosine_lr, ddp_setup, load_state, save_state
 from soundstorm_cli.models.soundstorm import SoundStorm, SoundStormConfig, level_targets, soundstorm_loss
 from soundstorm_cli.semantic import semantic_to_codec
 
@@ -231,15 +231,24 @@ def run(config: DataConfig, progress=None) -> dict:
     started, window = time.time(), []
     model.train()
     while step < c.steps:
-        batch = next(train_batches)
         lr = cosine_lr(step, c.steps, c.lr, c.warmup)
-        with torch.autocast(
-            "cuda" if torch.cuda.is_available() else "cpu", dtype=torch.bfloat16, enabled=c.autocast_bf16
-        ):
-            loss, _, _ = soundstorm_loss(model, batch, forward=trained)
-        optimizer_step(model, optimizer, loss, lr)
+
+        def micro(batch=None):
+            with torch.autocast(
+                "cuda" if torch.cuda.is_available() else "cpu", dtype=torch.bfloat16, enabled=c.autocast_bf16
+            ):
+                return soundstorm_loss(model, batch, forward=trained)[0]
+
+        micro_batches = [next(train_batches) for _ in range(c.accumulate)]
+        loss = accumulated_step(
+            model,
+            optimizer,
+            lr,
+            [lambda b=b: micro(b) for b in micro_batches],
+            trained if world > 1 else None,
+        )
         step += 1
-        window.append(loss.item())
+        window.append(loss)
         if rank == 0 and (step % c.log_every == 0 or step == c.steps):
             entry = {
                 "step": step,

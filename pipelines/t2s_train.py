@@ -24,7 +24,7 @@ import torch
 
 from pipelines.config import DataConfig
 from pipelines.shards import TokenShards
-from pipelines.training import cosine_lr, ddp_setup, load_state, optimizer_step, save_state
+from pipelines.training import accumulated_step, cosine_lr, ddp_setup, load_state, save_state
 from soundstorm_cli.models.t2s import END, FIRST_SEMANTIC, T2S, TURN, T2SConfig
 from soundstorm_cli.text import SEPARATOR, TextTokenizer
 
@@ -134,15 +134,26 @@ def run(config: DataConfig, progress=None) -> dict:
     )
     started, window = time.time(), []
     while step < c.steps:
-        batch = collate([examples.example() for _ in range(c.batch_size)])
         lr = cosine_lr(step, c.steps, c.lr, c.warmup)
-        with torch.autocast(
-            "cuda" if torch.cuda.is_available() else "cpu", dtype=torch.bfloat16, enabled=c.autocast_bf16
-        ):
-            loss = trained(**batch).loss
-        optimizer_step(model, optimizer, loss, lr)
+
+        def micro(batch=None):
+            with torch.autocast(
+                "cuda" if torch.cuda.is_available() else "cpu", dtype=torch.bfloat16, enabled=c.autocast_bf16
+            ):
+                return trained(**batch).loss
+
+        micro_batches = [
+            collate([examples.example() for _ in range(c.batch_size)]) for _ in range(c.accumulate)
+        ]
+        loss = accumulated_step(
+            model,
+            optimizer,
+            lr,
+            [lambda b=b: micro(b) for b in micro_batches],
+            trained if world > 1 else None,
+        )
         step += 1
-        window.append(loss.item())
+        window.append(loss)
         if rank == 0 and (step % c.log_every == 0 or step == c.steps):
             log.append(
                 {

@@ -17,6 +17,29 @@ def cosine_lr(step: int, total: int, peak: float, warmup: int) -> float:
     return peak * 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
 
 
+def accumulated_step(model, optimizer, lr: float, micro_losses, ddp=None, clip: float = 1.0) -> float:
+    """One optimizer step over several micro-batches: `micro_losses` are callables giving each loss.
+
+    Gradients are averaged over them; under DDP (`ddp` the wrapper) they are all-reduced once, on
+    the last micro-batch (`no_sync` before it). Returns the mean loss.
+    """
+    import contextlib
+
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    optimizer.zero_grad(set_to_none=True)
+    total, n = 0.0, len(micro_losses)
+    for i, compute in enumerate(micro_losses):
+        sync = ddp is None or i == n - 1
+        with contextlib.nullcontext() if sync else ddp.no_sync():
+            loss = compute()
+            (loss / n).backward()
+        total += loss.item()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+    optimizer.step()
+    return total / n
+
+
 def optimizer_step(model, optimizer, loss, lr: float, clip: float = 1.0) -> None:
     for group in optimizer.param_groups:
         group["lr"] = lr

@@ -30,3 +30,23 @@ def test_state_round_trip_resumes_exactly(tmp_path):
     assert torch.equal(fresh.weight, model.weight)
     assert torch.equal(torch.rand(2), expected)  # the RNG continues where it was saved
     assert load_state(tmp_path / "missing.pt", fresh, fresh_opt) == (0, [])
+
+
+def test_accumulating_identical_micro_batches_equals_one_step():
+    import torch
+
+    from pipelines.training import accumulated_step
+
+    def make():
+        torch.manual_seed(0)
+        model = torch.nn.Linear(4, 2)
+        return model, torch.optim.AdamW(model.parameters(), lr=0.1)
+
+    x, y = torch.randn(8, 4), torch.randn(8, 2)
+    one, opt_one = make()
+    two, opt_two = make()
+    loss_one = accumulated_step(one, opt_one, 0.1, [lambda: ((one(x) - y) ** 2).mean()])
+    loss_two = accumulated_step(two, opt_two, 0.1, [lambda: ((two(x) - y) ** 2).mean()] * 2)
+    assert loss_one == loss_two
+    for a, b in zip(one.parameters(), two.parameters(), strict=True):
+        assert torch.allclose(a, b)
