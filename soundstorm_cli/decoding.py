@@ -136,6 +136,7 @@ def decode(
     if prompt_lengths is None:
         prompt_lengths = torch.zeros(B, dtype=torch.long, device=device)
     in_prompt = frames < torch.as_tensor(prompt_lengths, device=device)[:, None]
+    key_mask = None if bool(valid.all()) else valid  # no padding: attention without a mask is faster
     codes = torch.full((B, config.levels, T), config.mask_id, dtype=torch.long, device=device)
     if prompt_codes is not None:
         codes = torch.where(in_prompt[:, None, :], prompt_codes.to(device), codes)
@@ -148,7 +149,7 @@ def decode(
             progress, last = i / n, i + 1 == n
             temperature = 0.0 if last else options.temperature * (1 - progress)
             noise = 0.0 if last else options.confidence_noise * (1 - progress)
-            logits = model.level_logits(model.hidden(codes, semantic, speakers, valid), level)  # [B, T, K]
+            logits = model.level_logits(model.hidden(codes, semantic, speakers, key_mask), level)  # [B, T, K]
             passes += 1
             picks = [
                 _choose(logits[b], masked[b], int(lengths[b]), temperature, noise, options, generators[b])

@@ -122,10 +122,9 @@ class ARBaseline(nn.Module):
             x = block(x, cos, sin)
         return self.logits(x, positions)
 
-    def _run(self, ids, positions, semantic, speakers, caches, total: int):
+    def _run(self, ids, positions, semantic, speakers, caches, tables):
         x = self.embed(ids, positions, semantic, speakers)
-        cos, sin = rotary_tables(total, x.shape[-1] // self.config.heads, x.device)
-        cos, sin = cos[positions], sin[positions]
+        cos, sin = tables[0][positions], tables[1][positions]
         for block, cache in zip(self.blocks, caches, strict=True):
             x = block(x, cos, sin, cache)
         return self.logits(x[:, -1:], positions[-1:])[:, 0]  # [B, K]
@@ -156,13 +155,14 @@ class ARBaseline(nn.Module):
         )[0]  # [N]: inputs[n] = token n - 1 (BOS first); right up to the prompt's end, filled as we go
         total, first = T * Q, P * Q
         caches = [{} for _ in self.blocks] if use_cache else [None] * len(self.blocks)
+        tables = rotary_tables(total, self.config.dim // self.config.heads, device)  # once, not per token
         out = []
         for n in range(first, total):  # position n predicts token n (level n % Q of frame n // Q)
             start = 0 if (n == first or not use_cache) else n
             fresh = torch.arange(start, n + 1, device=device)
             if not use_cache:
                 caches = [None] * len(self.blocks)
-            logits = self._run(inputs[fresh][None], fresh, semantic, speakers, caches, total)
+            logits = self._run(inputs[fresh][None], fresh, semantic, speakers, caches, tables)
             code = _sample(logits[0].float(), temperature, top_k, generator)
             out.append(code)
             if n + 1 < total:
