@@ -43,7 +43,8 @@ def bundle_voices(out_dir: Path, target: Path, per_speaker: int = 1) -> list[dic
             if len(chosen.setdefault(speaker, [])) < per_speaker:
                 chosen[speaker].append(row)
     entries = []
-    for speaker in sorted(chosen):
+    # flite-derived voices first (the most natural): `say` without --prompt takes the first.
+    for speaker in sorted(chosen, key=lambda s: (not s.startswith("flite"), s)):
         for row in chosen[speaker]:
             name = speaker
             shutil.copyfile(row["path"], target / f"{name}.wav")

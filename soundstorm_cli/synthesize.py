@@ -205,13 +205,16 @@ class Synthesizer:
         """A voice prompt from an audio file or a bundled voice."""
         import torch
 
-        if isinstance(source, BundledVoice):
-            name, path = source.name, source.path
+        bundled = isinstance(source, BundledVoice)
+        if bundled:
+            name, path, text = source.name, source.path, text or source.text
         else:
             name, path = Path(source).stem, Path(source)
         rate = self.codec.sample_rate
         speech = load_prompt_audio(path, rate)
         samples = speech[: int(seconds * rate)]
+        if text and len(speech) > len(samples) and bundled:
+            text = None  # a bundled voice longer than the prompt: its transcript does not apply
         if text and len(speech) > len(samples):
             # T2S continues the prompt's tokens from where its transcript ends: both must cover the same audio.
             self._warnings.append(
