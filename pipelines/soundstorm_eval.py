@@ -33,7 +33,9 @@ ITERATIONS = (16,) + (1,) * 31  # the paper's schedule
 
 
 def _prompt_for(shards: TokenShards, speaker: int, exclude: str, rng, frames: int, ratio: int, levels: int):
-    choices = [i for i in shards.singles_by_speaker[speaker] if shards.items[i]["id"] != exclude]
+    choices = [i for i in shards.singles_by_speaker.get(speaker, []) if shards.items[i]["id"] != exclude]
+    if not choices:
+        return None
     item = shards[int(rng.choice(choices))]
     codes = torch.from_numpy(item["codes"][:levels, :frames])
     semantic = semantic_to_codec(torch.from_numpy(item["semantic_tokens"]), ratio, item["codes"].shape[1])[
@@ -84,10 +86,11 @@ def generate(model, prompts, target_codes_len, target_semantic, target_speakers,
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", required=True, type=Path)
+    parser.add_argument("--out-dir", type=Path, help="override the config's out_dir")
     parser.add_argument("--utterances", type=int, default=30)
     parser.add_argument("--dialogues", type=int, default=5)
     args = parser.parse_args(argv)
-    config = load_config(args.config)
+    config = load_config(args.config, {"out_dir": str(args.out_dir)} if args.out_dir else None)
     torch.set_num_threads(2)
     out = config.out_dir / "soundstorm"
     model = load_soundstorm(out)
@@ -95,7 +98,8 @@ def main(argv=None) -> int:
     asr, sim = Transcriber(), VoiceSimilarity()
     shards = TokenShards(config.out_dir / "shards", "test")
     rng = np.random.default_rng(config.seed)
-    frames, ratio = int(PROMPT_S * codec.frame_rate), model.config.semantic_ratio
+    # 3 s prompts (a quarter of the window at most: a toy model's window is short)
+    frames, ratio = min(int(PROMPT_S * codec.frame_rate), model.config.window // 4), model.config.semantic_ratio
     levels = model.config.levels
     started = time.time()
     singles = [i for i, r in enumerate(shards.items) if r["kind"] == "single"]
@@ -108,6 +112,8 @@ def main(argv=None) -> int:
         gt = full[:levels]
         semantic = semantic_to_codec(torch.from_numpy(item["semantic_tokens"]), ratio, gt.shape[1])
         prompt = _prompt_for(shards, item["speakers"][0], item["id"], rng, frames, ratio, levels)
+        if prompt is None:  # no other utterance of this speaker to prompt with
+            continue
         codes = generate(
             model, [prompt], gt.shape[1], semantic, torch.ones(gt.shape[1], dtype=torch.long), seed=n
         )
@@ -137,6 +143,8 @@ def main(argv=None) -> int:
         labels = {s: k + 1 for k, s in enumerate(item["speakers"])}
         track = speaker_track(item, gt.shape[1])
         prompts = [_prompt_for(shards, s, item["id"], rng, frames, ratio, levels) for s in item["speakers"]]
+        if any(p is None for p in prompts):
+            continue
         codes = generate(model, prompts, gt.shape[1], semantic, track, seed=1000 + n)
         audio = codec.decode(codes).numpy()
         prompt_audio = [codec.decode(p[0]).numpy() for p in prompts]

@@ -60,10 +60,11 @@ def build_bundle(out_dir: Path, folder: Path) -> Path:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", required=True, type=Path)
+    parser.add_argument("--out-dir", type=Path, help="override the config's out_dir")
     parser.add_argument("--utterances", type=int, default=50)
     parser.add_argument("--dialogues", type=int, default=19)
     args = parser.parse_args(argv)
-    config = load_config(args.config)
+    config = load_config(args.config, {"out_dir": str(args.out_dir)} if args.out_dir else None)
     started = time.time()
     shards = TokenShards(config.out_dir / "shards", "test")
     rng = np.random.default_rng(config.seed)
@@ -78,6 +79,8 @@ def main(argv=None) -> int:
         ):
             item = shards[int(i)]
             others = [j for j in shards.singles_by_speaker[item["speakers"][0]] if j != i]
+            if not others:
+                continue
             other = shards[int(rng.choice(others))]
             wav = config.out_dir / "corpus" / "wavs" / f"{other['id']}.wav"
             voice = synth.prompt(
