@@ -77,6 +77,15 @@ def bundle_testset(out_dir: Path, target: Path, per_speaker: int = 2) -> list[st
     return names
 
 
+def _t2s_to_bf16(folder: Path) -> None:
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    weights = folder / "model.safetensors"
+    state = {k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in load_file(str(weights)).items()}
+    save_file(state, str(weights), metadata={"format": "pt"})
+
+
 def assemble(out_dir: Path, name: str, only: list[str] | None = None) -> dict:
     target = ASSETS / name
     components = {}
@@ -90,6 +99,8 @@ def assemble(out_dir: Path, name: str, only: list[str] | None = None) -> dict:
         dst.mkdir(parents=True, exist_ok=True)
         for f in files:
             shutil.copyfile(src / f, dst / f)
+        if component == "t2s":  # shipped in bf16 (half the size); loaded back in fp32
+            _t2s_to_bf16(dst)
         components[component] = {
             "package": f"{name}/{component}",
             "files": {f: sha256_file(dst / f) for f in files},

@@ -205,4 +205,4 @@ def load_t2s(folder, device: str = "cpu") -> T2S:
         model = T5ForConditionalGeneration.from_pretrained(str(folder), use_safetensors=True)
     except (OSError, TypeError, ValueError) as exc:
         raise CheckpointError(f"cannot load the T2S model in '{folder}': {str(exc).splitlines()[0]}") from exc
-    return T2S(model.to(device), config)
+    return T2S(model.float().to(device), config)  # shipped in bf16, computed in fp32
