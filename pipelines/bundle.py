@@ -82,7 +82,9 @@ def _t2s_to_bf16(folder: Path) -> None:
     from safetensors.torch import load_file, save_file
 
     weights = folder / "model.safetensors"
-    state = {k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in load_file(str(weights)).items()}
+    state = {
+        k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in load_file(str(weights)).items()
+    }
     save_file(state, str(weights), metadata={"format": "pt"})
 
 
@@ -232,25 +234,15 @@ def _t2s_section(train: dict, result: dict) -> list[str]:
             ),
             "",
             f"T2S duration / original: {m['duration_ratio_t2s']} on average. Dialogue mode: the number of turn "
-            f"boundaries equals the script's turns in {result['dialogues_turns_match']} of {result['dialogues']} "
-            "held-out dialogues (the guards make this hold for any weights).",
+            f"boundaries equals the script's turns in {round(result['dialogues_turns_match'] * result['dialogues'])} "
+            f"of {result['dialogues']} held-out dialogues (the guards make this hold for any weights).",
             "",
         ]
     return parts
 
 
-def model_card(out_dir: Path, config_path: Path, name: str, notes: str = "") -> str:
-    """The bundle's model card, from the numbers the stages recorded."""
-    stages = _read(out_dir / "stages.json")
-    corpus = _read(out_dir / "corpus" / "stats.json")
-    codec_eval = _read(out_dir / "codec" / "eval.json")
-    codec_train = _read(out_dir / "codec" / "train_stats.json")
-    storm_eval = _read(out_dir / "soundstorm" / "eval.json")
-    parts = [
-        f"# Model card: `{name}` bundle",
-        "",
-        "Everything here was made on a 2-core CPU machine from installed packages only, by:",
-        "",
+def _default_commands(config_path, name: str) -> list[str]:
+    return [
         "```bash",
         f"python -m pipelines all --config {config_path}        # corpus, tokenizers, codec, shards",
         f"python -m pipelines.codec_eval --config {config_path}   # codec figures below",
@@ -261,6 +253,28 @@ def model_card(out_dir: Path, config_path: Path, name: str, notes: str = "") -> 
         "```",
         "",
     ]
+
+
+def model_card(out_dir: Path, config_path: Path, name: str, notes: str = "") -> str:
+    """The bundle's model card, from the numbers the stages recorded."""
+    stages = _read(out_dir / "stages.json")
+    corpus = _read(out_dir / "corpus" / "stats.json")
+    codec_eval = _read(out_dir / "codec" / "eval.json")
+    codec_train = _read(out_dir / "codec" / "train_stats.json")
+    storm_eval = _read(out_dir / "soundstorm" / "eval.json")
+    commands_file = (
+        out_dir / "commands.txt"
+    )  # the exact commands of a run, when they differ from the defaults
+    parts = [
+        f"# Model card: `{name}` bundle",
+        "",
+        "Everything here was made on a 2-core CPU machine from installed packages only, by:",
+        "",
+    ]
+    if commands_file.exists():
+        parts += ["```bash", commands_file.read_text().strip(), "```", ""]
+    else:
+        parts += _default_commands(config_path, name)
     if corpus:
         parts += [
             "## Data",

@@ -99,7 +99,10 @@ def main(argv=None) -> int:
     shards = TokenShards(config.out_dir / "shards", "test")
     rng = np.random.default_rng(config.seed)
     # 3 s prompts (a quarter of the window at most: a toy model's window is short)
-    frames, ratio = min(int(PROMPT_S * codec.frame_rate), model.config.window // 4), model.config.semantic_ratio
+    frames, ratio = (
+        min(int(PROMPT_S * codec.frame_rate), model.config.window // 4),
+        model.config.semantic_ratio,
+    )
     levels = model.config.levels
     started = time.time()
     singles = [i for i, r in enumerate(shards.items) if r["kind"] == "single"]
