@@ -85,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hours", type=float, help="override corpus.hours")
     parser.add_argument("--steps", type=int, help="override codec.steps")
     parser.add_argument("--out-dir", type=Path, help="override out_dir")
+    parser.add_argument("--root", type=Path, help="override corpus.root (a real corpus's folder)")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
     overrides = {}
@@ -94,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
         overrides["codec.steps"] = args.steps
     if args.out_dir is not None:
         overrides["out_dir"] = str(args.out_dir)
+    if args.root is not None:
+        overrides["corpus.root"] = str(args.root)
     config = load_config(args.config, overrides)
     for stage in STAGES if args.stage == "all" else (args.stage,):
         stats = run_stage(stage, config, quiet=args.quiet)

@@ -46,10 +46,17 @@ def test_libritts_recipe_end_to_end(tmp_path):
     out = tmp_path / "out"
     config = tmp_path / "mini.yaml"
     toy = Path("pipelines/configs/toy.yaml").read_text()
-    config.write_text(
-        toy.replace("  speakers: toy\n", f"  source: libritts\n  root: {root}\n  held_out_speakers: 1\n")
-    )
-    assert pipelines_main(["all", "--config", str(config), "--out-dir", str(out), "--quiet"]) == 0
+    config.write_text(toy.replace("  speakers: toy\n", "  source: libritts\n  held_out_speakers: 1\n"))
+    args = [
+        "--config",
+        str(config),
+        "--out-dir",
+        str(out),
+        "--root",
+        str(root),
+        "--quiet",
+    ]  # as the README says
+    assert pipelines_main(["all", *args]) == 0
     rows = [json.loads(line) for line in (out / "corpus" / "manifest.jsonl").read_text().splitlines()]
     singles = [r for r in rows if r["kind"] == "single"]
     assert len(singles) == 12  # the broken file is skipped, not fatal
@@ -68,5 +75,5 @@ def test_libritts_recipe_end_to_end(tmp_path):
     assert len(shards) == len(rows) and shards[0]["codes"].shape[0] == 2
     # A rerun converts nothing again.
     stamp = (out / "corpus" / "wavs" / f"{singles[0]['id']}.wav").stat().st_mtime
-    assert pipelines_main(["corpus", "--config", str(config), "--out-dir", str(out), "--quiet"]) == 0
+    assert pipelines_main(["corpus", *args]) == 0
     assert (out / "corpus" / "wavs" / f"{singles[0]['id']}.wav").stat().st_mtime == stamp
