@@ -22,7 +22,7 @@ import torch
 from pipelines.config import DataConfig
 from pipelines.shards import TokenShards
 from pipelines.soundstorm_train import ExampleSampler, batches, model_levels
-from pipelines.training import accumulated_step, cosine_lr, ddp_setup, load_state, save_state
+from pipelines.training import accumulated_step, autocast, cosine_lr, ddp_setup, load_state, save_state
 from soundstorm_cli.models.ar_baseline import ARBaseline, ARConfig, ar_loss
 
 
@@ -71,9 +71,7 @@ def run(config: DataConfig, progress=None) -> dict:
         lr = cosine_lr(step, a.steps, c.lr, c.warmup)
 
         def micro(batch=None):
-            with torch.autocast(
-                "cuda" if torch.cuda.is_available() else "cpu", dtype=torch.bfloat16, enabled=c.autocast_bf16
-            ):
+            with autocast(c.autocast_bf16):
                 return ar_loss(
                     trained,
                     batch["codes"],

@@ -29,7 +29,7 @@ import torch
 
 from pipelines.config import DataConfig
 from pipelines.shards import TokenShards
-from pipelines.training import accumulated_step, cosine_lr, ddp_setup, load_state, save_state
+from pipelines.training import accumulated_step, autocast, cosine_lr, ddp_setup, load_state, save_state
 from soundstorm_cli.models.soundstorm import SoundStorm, SoundStormConfig, level_targets, soundstorm_loss
 from soundstorm_cli.semantic import semantic_to_codec
 
@@ -234,9 +234,7 @@ def run(config: DataConfig, progress=None) -> dict:
         lr = cosine_lr(step, c.steps, c.lr, c.warmup)
 
         def micro(batch=None):
-            with torch.autocast(
-                "cuda" if torch.cuda.is_available() else "cpu", dtype=torch.bfloat16, enabled=c.autocast_bf16
-            ):
+            with autocast(c.autocast_bf16):
                 return soundstorm_loss(model, batch, forward=trained)[0]
 
         micro_batches = [next(train_batches) for _ in range(c.accumulate)]

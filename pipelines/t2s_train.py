@@ -24,7 +24,7 @@ import torch
 
 from pipelines.config import DataConfig
 from pipelines.shards import TokenShards
-from pipelines.training import accumulated_step, cosine_lr, ddp_setup, load_state, save_state
+from pipelines.training import accumulated_step, autocast, cosine_lr, ddp_setup, load_state, save_state
 from soundstorm_cli.models.t2s import END, FIRST_SEMANTIC, T2S, TURN, T2SConfig
 from soundstorm_cli.text import SEPARATOR, TextTokenizer
 
@@ -137,9 +137,7 @@ def run(config: DataConfig, progress=None) -> dict:
         lr = cosine_lr(step, c.steps, c.lr, c.warmup)
 
         def micro(batch=None):
-            with torch.autocast(
-                "cuda" if torch.cuda.is_available() else "cpu", dtype=torch.bfloat16, enabled=c.autocast_bf16
-            ):
+            with autocast(c.autocast_bf16):
                 return trained(**batch).loss
 
         micro_batches = [

@@ -17,6 +17,13 @@ def cosine_lr(step: int, total: int, peak: float, warmup: int) -> float:
     return peak * 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
 
 
+def autocast(enabled: bool):
+    """bf16 autocast on the device training runs on (CUDA when present, else the CPU)."""
+    return torch.autocast(
+        "cuda" if torch.cuda.is_available() else "cpu", dtype=torch.bfloat16, enabled=enabled
+    )
+
+
 def accumulated_step(model, optimizer, lr: float, micro_losses, ddp=None, clip: float = 1.0) -> float:
     """One optimizer step over several micro-batches: `micro_losses` are callables giving each loss.
 

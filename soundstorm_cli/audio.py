@@ -8,6 +8,7 @@ file is complete, so an existing output is never replaced by a broken one.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from dataclasses import dataclass
@@ -155,6 +156,27 @@ def write_audio(path: str | os.PathLike, samples: np.ndarray, sample_rate: int) 
         _remove_quietly(tmp_name)
         raise
     return path
+
+
+@contextlib.contextmanager
+def replaced_atomically(path: str | os.PathLike, what: str = ""):
+    """Yield a temporary path beside `path`; when the block succeeds it replaces `path`, else it is removed.
+
+    The same habit as `write_audio`, for the other files a command writes (subtitles, CSV, plots).
+    """
+    path = Path(path)
+    parent = path.parent if str(path.parent) else Path(".")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except OSError as exc:
+        _remove_quietly(tmp)
+        raise OutputError(f"cannot write {what}'{path}': {exc.strerror or exc}") from exc
+    except BaseException:
+        _remove_quietly(tmp)
+        raise
 
 
 def _remove_quietly(name: str) -> None:

@@ -12,10 +12,8 @@ said so in the report (its speed does not depend on its weights; its quality doe
 
 from __future__ import annotations
 
-import os
 import platform
 import statistics
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -204,6 +202,7 @@ def random_ar_baseline(soundstorm_config, seed: int = 0):
 
 def plot_bench(report: BenchReport, path) -> None:
     """Time vs duration, both generators, log scale (needs matplotlib: the `eval` extra)."""
+    from soundstorm_cli.audio import replaced_atomically
     from soundstorm_cli.errors import OutputError
 
     try:
@@ -224,15 +223,8 @@ def plot_bench(report: BenchReport, path) -> None:
     ax.legend()
     fig.tight_layout()
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(
-        prefix=f".{path.name}.", suffix=".png", dir=path.parent if str(path.parent) else "."
-    )
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=120)
-        os.replace(tmp, path)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise OutputError(f"cannot write '{path}': {exc.strerror or exc}") from exc
+        with replaced_atomically(path) as tmp:
+            fig.savefig(tmp, dpi=120, format="png")
     finally:
         plt.close(fig)

@@ -337,6 +337,21 @@ def _parse_durations(value: str) -> list[float]:
     return durations
 
 
+def _ar_baseline(synth, fallback: str):
+    """(model, "trained") from the bundle, else a random-init one of SoundStorm's size, with a warning."""
+    from soundstorm_cli.bench import random_ar_baseline
+
+    if "ar_baseline" in synth.bundle.components:
+        from soundstorm_cli.checkpoints import component_path
+        from soundstorm_cli.models.ar_baseline import load_ar_baseline
+
+        return load_ar_baseline(
+            component_path(synth.bundle, "ar_baseline"), device=str(synth.device)
+        ), "trained"
+    print(f"warning: bundle '{synth.bundle.name}' has no trained AR baseline: {fallback}", file=sys.stderr)
+    return random_ar_baseline(synth.soundstorm.config).to(synth.device), "random-init"
+
+
 @app.command()
 def bench(
     durations: Annotated[
@@ -354,7 +369,7 @@ def bench(
     json_out: JsonOpt = False,
 ) -> None:
     """Time SoundStorm against the autoregressive baseline on the same input."""
-    from soundstorm_cli.bench import plot_bench, random_ar_baseline, run_bench
+    from soundstorm_cli.bench import plot_bench, run_bench
     from soundstorm_cli.progress import stage_progress
     from soundstorm_cli.synthesize import Synthesizer
 
@@ -362,19 +377,9 @@ def bench(
     if plot is not None and plot.suffix.lower() != ".png":
         raise InputError(f"--plot '{plot}': the plot is a .png file")
     synth = Synthesizer.from_checkpoint(checkpoint, device.value)
-    if "ar_baseline" in synth.bundle.components:
-        from soundstorm_cli.checkpoints import component_path
-        from soundstorm_cli.models.ar_baseline import load_ar_baseline
-
-        ar_model = load_ar_baseline(component_path(synth.bundle, "ar_baseline"), device=str(synth.device))
-        weights = "trained"
-    else:
-        ar_model = random_ar_baseline(synth.soundstorm.config).to(synth.device)
-        weights = "random-init, timing only"
-        print(
-            f"warning: bundle '{synth.bundle.name}' has no trained AR baseline: timing a random-init one of the same size",
-            file=sys.stderr,
-        )
+    ar_model, weights = _ar_baseline(synth, "timing a random-init one of the same size")
+    if weights != "trained":
+        weights += ", timing only"
     with stage_progress(quiet or json_out) as progress:
         report = run_bench(synth, ar_model, weights, seconds, runs, not fp32, seed, progress)
     if plot is not None:
@@ -435,7 +440,6 @@ def evaluate(
     json_out: JsonOpt = False,
 ) -> None:
     """The paper's quality table: intelligibility, voice similarity, consistency."""
-    from soundstorm_cli.bench import random_ar_baseline
     from soundstorm_cli.checkpoints import component_path
     from soundstorm_cli.progress import stage_progress
     from soundstorm_cli.quality import evaluate as run_eval
@@ -451,16 +455,7 @@ def evaluate(
         synth.bundle.require("testset", command="`eval` without --test-set")
         test_set = component_path(synth.bundle, "testset")
     items = read_test_set(test_set, limit)
-    if "ar_baseline" in synth.bundle.components:
-        from soundstorm_cli.models.ar_baseline import load_ar_baseline
-
-        ar_model, weights = load_ar_baseline(component_path(synth.bundle, "ar_baseline")), "trained"
-    else:
-        ar_model, weights = random_ar_baseline(synth.soundstorm.config), "random-init"
-        print(
-            f"warning: bundle '{synth.bundle.name}' has no trained AR baseline: its row is of a random-init one",
-            file=sys.stderr,
-        )
+    ar_model, weights = _ar_baseline(synth, "its row is of a random-init one")
     with stage_progress(quiet or json_out) as progress:
         report = run_eval(synth, ar_model, weights, items, seed, asr_model, progress)
     if csv is not None:

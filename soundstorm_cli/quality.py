@@ -77,6 +77,7 @@ def evaluate(
     codec, storm = synth.codec, synth.soundstorm
     rate, levels = codec.sample_rate, storm.config.levels
     P = int(PROMPT_S * codec.frame_rate)
+    device = synth.device
     report = QualityReport(utterances=0, ar_weights=ar_weights)
     for n, (name, path, text) in enumerate(items):
         samples = read_audio(path, sample_rate=rate).samples
@@ -85,27 +86,28 @@ def evaluate(
         if T < P + codec.frame_rate:  # at least 1 s to generate after the prompt
             continue
         semantic = semantic_to_codec(
-            torch.as_tensor(synth.semantic.tokenize([synth._at_16k(samples)])[0]), synth.ratio, T
+            torch.as_tensor(synth.semantic.tokenize([synth.to_16k(samples)])[0]), synth.ratio, T
         )
         speakers = torch.ones(T, dtype=torch.long)
         given = torch.zeros(1, levels, T, dtype=torch.long)
         given[0, :, :P] = codes[:, :P]
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        semantic, speakers, given = semantic.to(device), speakers.to(device), given.to(device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type in ("cpu", "cuda")):
             storm_codes = decode(
                 storm,
                 semantic[None],
                 speakers[None],
-                torch.tensor([T]),
+                torch.tensor([T], device=device),
                 given,
-                torch.tensor([P]),
+                torch.tensor([P], device=device),
                 DecodingOptions(iterations=(16,) + (1,) * (levels - 1), seed=seed + n),
             ).codes[0]
-            ar_codes, _ = ar_model.generate(semantic, speakers, codes[:, :P], seed=seed + n)
+            ar_codes, _ = ar_model.generate(semantic, speakers, codes[:, :P].to(device), seed=seed + n)
         outputs = {
             "original": samples,
-            "codec": codec.decode(codes).numpy(),
-            "soundstorm": codec.decode(storm_codes).numpy(),
-            "ar_baseline": codec.decode(torch.cat([codes[:, :P], ar_codes], dim=1)).numpy(),
+            "codec": codec.decode(codes).cpu().numpy(),
+            "soundstorm": codec.decode(storm_codes).cpu().numpy(),
+            "ar_baseline": codec.decode(torch.cat([codes[:, :P].to(device), ar_codes], dim=1)).cpu().numpy(),
         }
         cut = P * codec.hop_length
         prompt_audio = samples[:cut]
@@ -139,21 +141,13 @@ def evaluate(
 
 def write_csv(report: QualityReport, path: Path) -> None:
     """One row per utterance and system (written atomically)."""
-    import os
-    import tempfile
-
+    from soundstorm_cli.audio import replaced_atomically
     from soundstorm_cli.errors import OutputError
 
     parent = path.parent if str(path.parent) else Path(".")
     if path.is_dir() or not parent.is_dir():
         raise OutputError(f"cannot write '{path}': not a file in an existing folder")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(asdict(report.rows[0])))
-            writer.writeheader()
-            writer.writerows(asdict(r) for r in report.rows)
-        os.replace(tmp, path)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise OutputError(f"cannot write '{path}': {exc.strerror or exc}") from exc
+    with replaced_atomically(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(asdict(report.rows[0])))
+        writer.writeheader()
+        writer.writerows(asdict(r) for r in report.rows)

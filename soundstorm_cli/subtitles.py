@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
+from soundstorm_cli.audio import replaced_atomically
 from soundstorm_cli.errors import OutputError
 
 FORMATS = (".srt", ".vtt")
@@ -46,12 +46,6 @@ def check_subtitle_path(path: str | os.PathLike) -> Path:
 def write_subtitles(path: str | os.PathLike, turns) -> Path:
     path = check_subtitle_path(path)
     text = format_subtitles(turns, path.suffix.lower())
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise OutputError(f"cannot write timings '{path}': {exc.strerror or exc}") from exc
+    with replaced_atomically(path, "timings ") as tmp:
+        tmp.write_text(text, encoding="utf-8")
     return path

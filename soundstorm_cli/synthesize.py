@@ -223,10 +223,11 @@ class Synthesizer:
             )
             text = None
         codes = self.codec.encode(torch.from_numpy(samples))[: self.soundstorm.config.levels]  # [Q, P]
-        semantic = self.semantic.tokenize([self._at_16k(samples)])[0]
+        semantic = self.semantic.tokenize([self.to_16k(samples)])[0]
         return VoicePrompt(name=name, samples=samples, codes=codes.cpu(), semantic=semantic, text=text)
 
-    def _at_16k(self, samples: np.ndarray) -> np.ndarray:
+    def to_16k(self, samples: np.ndarray) -> np.ndarray:
+        """Codec-rate samples at the semantic tokenizer's 16 kHz."""
         from soundstorm_cli.audio import resample
 
         return resample(samples, self.codec.sample_rate, 16000)
@@ -423,7 +424,8 @@ class Synthesizer:
         semantic, track, spans, at = [], [], [], 0
         for segment, seg_tokens in zip(segments, tokens, strict=True):
             pause = int(round(segment.pause_after_s * 25))
-            seg = np.concatenate([seg_tokens, np.full(pause, self.silence_token(), dtype=np.int64)])
+            silence = np.full(pause, self.silence_token() if pause else 0, dtype=np.int64)
+            seg = np.concatenate([seg_tokens, silence])
             frames = semantic_to_codec(torch.as_tensor(seg), self.ratio)
             spans.append((at, at + len(seg_tokens) * self.ratio))
             semantic.append(frames)
