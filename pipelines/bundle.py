@@ -24,6 +24,7 @@ SOURCES = {
     "text": ("text_tokenizer", ("spm.model",)),
     "soundstorm": ("soundstorm", ("config.json", "model.safetensors")),
     "t2s": ("t2s", ("config.json", "generation_config.json", "model.safetensors", "t2s.json")),
+    "ar_baseline": ("ar_baseline", ("config.json", "model.safetensors")),
 }
 VOICE_SECONDS = (3.0, 6.0)  # a bundled voice: one whole held-out utterance of this length
 
@@ -147,12 +148,13 @@ def write_bundle_folder(folder: Path, name: str, facts: dict, components: dict[s
     return folder
 
 
-def update_registry(name: str, components: dict, card: str | None) -> None:
+def update_registry(name: str, components: dict, card: str | None, merge: bool = False) -> None:
+    """Write the bundle's components (all of them; with `merge`, only these, keeping the others)."""
     text = REGISTRY.read_text()
     header = "".join(line + "\n" for line in text.splitlines() if line.startswith("#"))
     registry = yaml.safe_load(text)
     bundle = registry["bundles"][name]
-    bundle["components"] = components
+    bundle["components"] = {**bundle["components"], **components} if merge else components
     if card:
         bundle["card"] = card
     REGISTRY.write_text(header + "\n" + yaml.safe_dump(registry, sort_keys=False, width=100))
@@ -236,6 +238,34 @@ def _t2s_section(train: dict, result: dict) -> list[str]:
             f"T2S duration / original: {m['duration_ratio_t2s']} on average. Dialogue mode: the number of turn "
             f"boundaries equals the script's turns in {round(result['dialogues_turns_match'] * result['dialogues'])} "
             f"of {result['dialogues']} held-out dialogues (the guards make this hold for any weights).",
+            "",
+        ]
+    return parts
+
+
+def _ar_section(train: dict, result: dict) -> list[str]:
+    if not train:
+        return []
+    parts = [
+        "## AR baseline",
+        "",
+        f"Decoder-only Transformer of SoundStorm's width and depth over the flattened tokens (frame by frame, level "
+        f"by level), {train.get('params_m')} M parameters, {train.get('steps')} steps (SoundStorm's step budget), "
+        f"{round((train.get('train_s') or train.get('wall_s', 0)) / 60)} min of training on this CPU (settings in the "
+        f"config's `ar:` section); final valid loss {train.get('valid_loss')}, teacher-forced next-token accuracy "
+        f"per level (valid split) {train.get('valid_accuracy')}.",
+        "",
+    ]
+    if result:
+        rows = [
+            [system, m["cer"], m["wer"], m["similarity"], m["consistency"]]
+            for system, m in result["summary"].items()
+        ]
+        parts += [
+            f"`soundstorm eval` ({result['utterances']} held-out utterances, their first 3 s as the prompt, "
+            "ground-truth semantic tokens, both generators sampling at temperature 1; the paper's Table 1):",
+            "",
+            _table(rows, ["system", "Whisper CER", "WER", "similarity to the prompt", "consistency"]),
             "",
         ]
     return parts
@@ -334,6 +364,7 @@ def model_card(out_dir: Path, config_path: Path, name: str, notes: str = "") -> 
         ]
     parts += _soundstorm_section(stages.get("soundstorm", {}), storm_eval)
     parts += _t2s_section(stages.get("t2s", {}), _read(out_dir / "t2s" / "eval.json"))
+    parts += _ar_section(stages.get("ar", {}), _read(out_dir / "ar_baseline" / "eval.json"))
     if notes:
         parts += ["## Notes", "", notes, ""]
     return "\n".join(parts)
@@ -353,7 +384,7 @@ def main(argv=None) -> int:
         model_card(config.out_dir, args.config, args.name, notes)
     )
     card = f"{args.name}/MODEL_CARD.md" if (ASSETS / args.name / "MODEL_CARD.md").exists() else None
-    update_registry(args.name, components, card)
+    update_registry(args.name, components, card, merge=bool(args.components))
     print(json.dumps({k: list(v["files"]) for k, v in components.items()}))
     return 0
 

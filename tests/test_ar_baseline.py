@@ -52,3 +52,14 @@ def test_loss_skips_prompt_and_padding():
     assert torch.allclose(
         loss, ar_loss(model, changed, semantic, speakers, torch.tensor([6, 4]), torch.tensor([2, 0]))
     )
+
+
+def test_each_position_is_read_by_its_own_levels_head():
+    # The per-level matmuls equal the definition: position n uses head n % Q, in any order of positions.
+    model = tiny()
+    hidden = torch.randn(2, 5, 32)
+    positions = torch.tensor([7, 2, 3, 0, 5])
+    expected = torch.stack(
+        [model.norm(hidden[:, i]) @ model.heads[int(p) % 2] for i, p in enumerate(positions)], dim=1
+    )
+    assert torch.allclose(model.logits(hidden, positions), expected, atol=1e-5)

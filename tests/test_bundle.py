@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import pytest
 import soundfile as sf
@@ -43,3 +44,31 @@ def test_shipped_codec_resynthesises_a_held_out_voice(tmp_path):
     # the held-out evaluation's mean is 0.27 (model card); silence or noise scores above 1.5
     assert log_mel_distance(wav, resynth) < 0.5
     assert log_mel_distance(wav, codec.decode(codes[:2], length=len(wav)).numpy()) < 0.6
+
+
+def test_model_card_reports_the_ar_baseline_from_what_its_stages_recorded(tmp_path):
+    import json
+
+    from pipelines.bundle import model_card
+
+    (tmp_path / "ar_baseline").mkdir()
+    (tmp_path / "stages.json").write_text(
+        json.dumps(
+            {
+                "ar": {
+                    "params_m": 7.1,
+                    "steps": 30,
+                    "train_s": 120.0,
+                    "valid_loss": 5.5,
+                    "valid_accuracy": [0.2],
+                }
+            }
+        )
+    )
+    summary = {
+        s: {"cer": 0.5, "wer": 0.6, "similarity": 0.7, "consistency": 0.8} for s in ("codec", "ar_baseline")
+    }
+    (tmp_path / "ar_baseline" / "eval.json").write_text(json.dumps({"utterances": 4, "summary": summary}))
+    card = model_card(tmp_path, Path("pipelines/configs/toy.yaml"), "toy")
+    assert "## AR baseline" in card and "30 steps" in card and "2 min" in card
+    assert "| ar_baseline | 0.5 | 0.6 | 0.7 | 0.8 |" in card and "4 held-out utterances" in card

@@ -107,6 +107,8 @@ def test_all_stages_at_toy_size(tmp_path):
     from soundstorm_cli.models.t2s import load_t2s
 
     assert load_ar_baseline(out / "ar_baseline").config.levels == 2
+    ar_stats = json.loads((out / "stages.json").read_text())["ar"]
+    assert len(ar_stats["valid_accuracy"]) == 2 and ar_stats["valid_loss"] > 0
     assert load_t2s(out / "t2s").config.semantic_vocab > 0
 
     # The same stage under torchrun, 2 processes on CPU (gloo): the ranks' weights stay identical.

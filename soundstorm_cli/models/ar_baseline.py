@@ -108,9 +108,19 @@ class ARBaseline(nn.Module):
         )
 
     def logits(self, hidden, positions):
-        """hidden [B, n, D] at `positions` [n] -> [B, n, K], each position with its level's head."""
-        weight = self.heads[positions % self.config.levels]  # [n, D, K]
-        return torch.einsum("bnd,ndk->bnk", self.norm(hidden), weight)
+        """hidden [B, n, D] at `positions` [n] -> [B, n, K], each position with its level's head.
+
+        One matmul per level over that level's positions: gathering a [D, K] head per position
+        would build an n x D x K tensor (gigabytes for a training batch).
+        """
+        hidden = self.norm(hidden)
+        levels = positions % self.config.levels
+        per_level = {q: hidden[:, levels == q] @ self.heads[q] for q in levels.unique().tolist()}
+        dtype = next(iter(per_level.values())).dtype  # bf16 under autocast
+        out = hidden.new_empty(*hidden.shape[:2], self.config.codebook_size, dtype=dtype)
+        for q, part in per_level.items():
+            out[:, levels == q] = part
+        return out
 
     def forward(self, codes, semantic, speakers):
         """Teacher forcing: logits [B, N, K] of every flattened token given the ones before it."""
@@ -182,13 +192,18 @@ def _sample(logits, temperature: float, top_k: int | None, generator) -> int:
     return int(torch.multinomial(probs, 1, generator=generator))
 
 
-def ar_loss(model: ARBaseline, codes, semantic, speakers, lengths, prompt_lengths):
-    """Cross-entropy on the flattened tokens after the prompt and before the padding."""
-    logits = model(codes, semantic, speakers)  # [B, N, K]
+def ar_targets(codes, lengths, prompt_lengths):
+    """Flattened targets [B, N] and the positions that count [B, N]: after the prompt, before the padding."""
     B, Q, T = codes.shape
     targets = codes.transpose(1, 2).reshape(B, T * Q)
     frames = torch.arange(T * Q, device=codes.device)[None] // Q
-    keep = (frames >= prompt_lengths[:, None]) & (frames < lengths[:, None])
+    return targets, (frames >= prompt_lengths[:, None]) & (frames < lengths[:, None])
+
+
+def ar_loss(model: ARBaseline, codes, semantic, speakers, lengths, prompt_lengths):
+    """Cross-entropy on the flattened tokens after the prompt and before the padding."""
+    logits = model(codes, semantic, speakers)  # [B, N, K]
+    targets, keep = ar_targets(codes, lengths, prompt_lengths)
     return F.cross_entropy(logits[keep].float(), targets[keep])
 
 
