@@ -21,6 +21,24 @@ def test_every_file_of_the_default_bundle_verifies():
     assert checks and all(c.status == "ok" for c in checks)
 
 
+def test_shipped_ar_baseline_matches_the_shipped_soundstorm_and_generates():
+    # The baseline bench and eval compare against: same levels, codebook, width and depth.
+    from soundstorm_cli.models.ar_baseline import load_ar_baseline
+    from soundstorm_cli.models.soundstorm import load_soundstorm
+
+    bundle = load_registry().get("tiny")
+    ar = load_ar_baseline(component_path(bundle, "ar_baseline"))
+    storm = load_soundstorm(component_path(bundle, "soundstorm"))
+    for key in ("levels", "codebook_size", "dim", "layers", "heads"):
+        assert getattr(ar.config, key) == getattr(storm.config, key), key
+    T, P = 6, 3
+    codes, passes = ar.generate(
+        torch.randint(0, 512, (T,)), torch.ones(T, dtype=torch.long), torch.randint(0, 1024, (4, P)), seed=1
+    )
+    assert codes.shape == (4, T - P) and passes == (T - P) * 4
+    assert int(codes.min()) >= 0 and int(codes.max()) < 1024
+
+
 def test_shipped_codec_resynthesises_a_held_out_voice(tmp_path):
     from pipelines.voices import select_voices
 
