@@ -22,7 +22,7 @@ import torch
 
 from pipelines.config import DataConfig
 from pipelines.shards import TokenShards
-from pipelines.soundstorm_train import ExampleSampler, batches, model_levels
+from pipelines.soundstorm_train import ExampleSampler, batches, model_levels, valid_batches
 from pipelines.training import accumulated_step, autocast, cosine_lr, ddp_setup, load_state, save_state
 from soundstorm_cli.models.ar_baseline import ARBaseline, ARConfig, ar_loss, ar_targets
 
@@ -125,11 +125,7 @@ def run(config: DataConfig, progress=None) -> dict:
                 "elapsed_s": round(resumed_at_s + time.time() - started, 1),
             }
             if step % (c.log_every * 4) == 0 or step == a.steps:
-                valid_iter = batches(
-                    ExampleSampler(valid, config, np.random.default_rng([config.seed, 99])),
-                    a.frames_per_batch,
-                    model.config.levels,
-                )
+                valid_iter = valid_batches(valid, config, a.frames_per_batch, model.config.levels)
                 entry |= validate(model, valid_iter, c.valid_batches)
             log.append(entry)
             window = []

@@ -293,9 +293,8 @@ def model_card(out_dir: Path, config_path: Path, name: str, notes: str = "") -> 
     codec_eval = _read(out_dir / "codec" / "eval.json")
     codec_train = _read(out_dir / "codec" / "train_stats.json")
     storm_eval = _read(out_dir / "soundstorm" / "eval.json")
-    commands_file = (
-        out_dir / "commands.txt"
-    )  # the exact commands of a run, when they differ from the defaults
+    # the exact commands of a run, when they differ from the defaults
+    commands_file = out_dir / "commands.txt"
     parts = [
         f"# Model card: `{name}` bundle",
         "",

@@ -111,9 +111,8 @@ class ARTrainConfig:
     steps: int = 4000
     accumulate: int = 1  # micro-batches per optimizer step
     frames_per_batch: int = 2000  # T x Q tokens per frame make its sequences Q times longer
-    max_seconds: float | None = (
-        None  # shorter windows than SoundStorm's (None: the same): causal attention over T x Q
-    )
+    # shorter windows than SoundStorm's (None: the same): its causal attention runs over T x Q
+    max_seconds: float | None = None
     threads: int = 2
 
 

@@ -98,6 +98,13 @@ class ExampleSampler:
         }
 
 
+def valid_batches(valid: TokenShards, config: DataConfig, frames_per_batch: int, levels: int):
+    """The same validation batches every time (fixed seed)."""
+    return batches(
+        ExampleSampler(valid, config, np.random.default_rng([config.seed, 99])), frames_per_batch, levels
+    )
+
+
 def collate(examples: list[dict], levels: int) -> dict:
     lengths = torch.tensor([e["codes"].shape[1] for e in examples])
     T = int(lengths.max())
@@ -255,11 +262,7 @@ def run(config: DataConfig, progress=None) -> dict:
                 "elapsed_s": round(time.time() - started, 1),
             }
             if step % (c.log_every * 4) == 0 or step == c.steps:
-                valid_iter = batches(
-                    ExampleSampler(valid, config, np.random.default_rng([config.seed, 99])),
-                    c.frames_per_batch,
-                    model.config.levels,
-                )
+                valid_iter = valid_batches(valid, config, c.frames_per_batch, model.config.levels)
                 entry |= validate(model, valid_iter, c.valid_batches, torch.Generator().manual_seed(0))
             log.append(entry)
             window = []

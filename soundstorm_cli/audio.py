@@ -141,20 +141,10 @@ def write_audio(path: str | os.PathLike, samples: np.ndarray, sample_rate: int) 
     path = check_output_path(path)
     fmt, subtype = output_format(path)
     samples = peak_safe(np.asarray(samples, dtype=np.float32).reshape(-1))
-    parent = path.parent if str(path.parent) else Path(".")
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            sf.write(handle, samples, sample_rate, format=fmt, subtype=subtype)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except OSError as exc:
-        _remove_quietly(tmp_name)
-        raise OutputError(f"cannot write '{path}': {exc.strerror or exc}") from exc
-    except BaseException:
-        _remove_quietly(tmp_name)
-        raise
+    with replaced_atomically(path) as tmp, tmp.open("wb") as handle:
+        sf.write(handle, samples, sample_rate, format=fmt, subtype=subtype)
+        handle.flush()
+        os.fsync(handle.fileno())
     return path
 
 
@@ -162,7 +152,7 @@ def write_audio(path: str | os.PathLike, samples: np.ndarray, sample_rate: int) 
 def replaced_atomically(path: str | os.PathLike, what: str = ""):
     """Yield a temporary path beside `path`; when the block succeeds it replaces `path`, else it is removed.
 
-    The same habit as `write_audio`, for the other files a command writes (subtitles, CSV, plots).
+    Every file a command writes goes through it (audio, subtitles, CSV, plots).
     """
     path = Path(path)
     parent = path.parent if str(path.parent) else Path(".")
