@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+import yaml
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -78,6 +79,17 @@ def run_stage(stage: str, config, quiet: bool = False) -> dict:
     return stats
 
 
+def set_overrides(items: list[str]) -> dict:
+    """`--set a.b=VALUE` items -> {"a.b": VALUE}, each VALUE read as YAML (numbers, booleans, lists)."""
+    overrides = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--set {item!r}: expected KEY=VALUE")
+        overrides[key.strip()] = yaml.safe_load(value)
+    return overrides
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipelines", description=__doc__.splitlines()[0])
     parser.add_argument("stage", choices=(*STAGES, "all", *TRAINING))
@@ -86,9 +98,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, help="override codec.steps")
     parser.add_argument("--out-dir", type=Path, help="override out_dir")
     parser.add_argument("--root", type=Path, help="override corpus.root (a real corpus's folder)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override any config key, dotted (soundstorm.steps=4000); the value is read as YAML",
+    )
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
-    overrides = {}
+    try:
+        overrides = set_overrides(args.set)
+    except ValueError as error:
+        parser.error(str(error))
     if args.hours is not None:
         overrides["corpus.hours"] = args.hours
     if args.steps is not None:
@@ -97,7 +119,10 @@ def main(argv: list[str] | None = None) -> int:
         overrides["out_dir"] = str(args.out_dir)
     if args.root is not None:
         overrides["corpus.root"] = str(args.root)
-    config = load_config(args.config, overrides)
+    try:
+        config = load_config(args.config, overrides)
+    except (OSError, ValueError, TypeError, yaml.YAMLError) as error:
+        parser.error(f"{args.config}: {error}")
     for stage in STAGES if args.stage == "all" else (args.stage,):
         stats = run_stage(stage, config, quiet=args.quiet)
         summary = {k: v for k, v in stats.items() if not isinstance(v, (dict, list))}

@@ -250,7 +250,7 @@ def _ar_section(train: dict, result: dict) -> list[str]:
         "## AR baseline",
         "",
         f"Decoder-only Transformer of SoundStorm's width and depth over the flattened tokens (frame by frame, level "
-        f"by level), {train.get('params_m')} M parameters, {train.get('steps')} steps (SoundStorm's step budget), "
+        f"by level), {train.get('params_m')} M parameters, {train.get('steps')} steps, "
         f"{round((train.get('train_s') or train.get('wall_s', 0)) / 60)} min of training on this CPU (settings in the "
         f"config's `ar:` section); final valid loss {train.get('valid_loss')}, teacher-forced next-token accuracy "
         f"per level (valid split) {train.get('valid_accuracy')}.",

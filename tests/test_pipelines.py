@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from pipelines.__main__ import main as pipelines_main
+from pipelines.__main__ import set_overrides
 from pipelines.config import load_config
 from pipelines.corpus import plan
 from pipelines.voices import HELD_OUT, select_voices
@@ -49,6 +50,24 @@ def test_plan_is_deterministic_and_grows_by_appending():
     bigger = load_config("pipelines/configs/toy.yaml", {"corpus.hours": 0.04})
     grown = {i.id: (i.id, i.split, [t.text for t in i.turns]) for i in plan(bigger)}
     assert all(grown[i[0]] == i for i in first)
+
+
+def test_set_overrides_any_key_read_as_yaml():
+    overrides = set_overrides(
+        ["soundstorm.steps=4000", "soundstorm.init_from=a/b", "t2s.autocast_bf16=false"]
+    )
+    assert overrides == {"soundstorm.steps": 4000, "soundstorm.init_from": "a/b", "t2s.autocast_bf16": False}
+    config = load_config("pipelines/configs/tiny.yaml", overrides)
+    assert config.soundstorm.steps == 4000 and config.soundstorm.init_from == "a/b"
+    assert config.t2s.autocast_bf16 is False
+
+
+@pytest.mark.parametrize("item", ["soundstorm.steps", "=3", "soundstorm.stepz=3"])
+def test_a_bad_set_is_one_usage_error(item, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        pipelines_main(["soundstorm", "--config", "pipelines/configs/tiny.yaml", "--set", item])
+    assert exit_info.value.code == 2
+    assert "error:" in capsys.readouterr().err
 
 
 def test_all_stages_at_toy_size(tmp_path):

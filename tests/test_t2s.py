@@ -1,10 +1,11 @@
-"""models/t2s.py with a tiny random-init T5: the cap, seeds, batching, turn boundaries."""
+"""models/t2s.py with a tiny random-init T5: the cap, the floor, seeds, batching, turn boundaries."""
 
 from __future__ import annotations
 
 import pytest
+import torch
 
-from soundstorm_cli.models.t2s import T2S, T2SConfig
+from soundstorm_cli.models.t2s import END, T2S, T2SConfig
 
 TINY = T2SConfig(
     text_vocab=40,
@@ -31,6 +32,31 @@ def test_generation_stops_at_the_cap(t2s):
     for text, out in zip(TEXTS, t2s.generate(TEXTS, temperature=1.0, seed=1), strict=True):
         assert len(out.semantic) + len(out.turn_starts) < t2s.cap(text) <= 3 * len(text) + 1
         assert all(0 <= s < TINY.semantic_vocab for s in out.semantic)
+
+
+def test_an_eager_end_waits_for_the_floor():
+    """A model that always wants `end` at once still speaks floor(text) tokens, and stops there."""
+    eager = T2S.random_init(TINY, seed=0)
+    head = eager.model.lm_head
+    biased = torch.nn.Linear(head.in_features, head.out_features, bias=True)
+    with torch.no_grad():
+        biased.weight.copy_(head.weight)
+        biased.bias.zero_()
+        biased.bias[END] = 1e4
+    eager.model.lm_head = biased
+    for text, out in zip(TEXTS, eager.generate(TEXTS, temperature=1.0, seed=1), strict=True):
+        assert len(out.semantic) == eager.floor(text) == int(TINY.min_frames_per_piece * len(text))
+        assert not out.capped
+    dialogue = eager.generate([TEXTS[2]], turns=[2], seed=1)[0]  # its turns come before any end
+    assert len(dialogue.turn_starts) == 2
+    assert len(dialogue.semantic) + 2 >= eager.floor(TEXTS[2], 2)
+
+
+def test_the_floor_stays_under_the_cap(t2s):
+    for pieces in range(0, 30):
+        text = list(range(5, 5 + pieces))
+        for turns in (0, 1, 3):
+            assert t2s.floor(text, turns) < t2s.cap(text, turns) - 1
 
 
 def test_same_seed_same_tokens(t2s):

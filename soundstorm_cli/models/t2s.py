@@ -36,6 +36,9 @@ class T2SConfig:
     max_frames_per_piece: float = (
         12.0  # the cap: semantic frames per text piece (measured ~4-6 on the corpus)
     )
+    min_frames_per_piece: float = (
+        2.0  # the floor: no `end` before this many frames per text piece (a small model may end at once)
+    )
 
     @property
     def text_offset(self) -> int:
@@ -78,10 +81,13 @@ class T2SOutput:
 
 
 class _Guards:
-    """A LogitsProcessor: only semantic/turn/end tokens; exactly `turns` turn tokens; the cap."""
+    """A LogitsProcessor: only semantic/turn/end tokens; exactly `turns` turn tokens; the floor and the cap."""
 
-    def __init__(self, config: T2SConfig, prefix_len: int, turns: list[int], caps: list[int]):
-        self.config, self.prefix_len, self.turns, self.caps = config, prefix_len, turns, caps
+    def __init__(
+        self, config: T2SConfig, prefix_len: int, turns: list[int], caps: list[int], floors: list[int]
+    ):
+        self.config, self.prefix_len, self.turns = config, prefix_len, turns
+        self.caps, self.floors = caps, floors
 
     def __call__(self, input_ids, scores):
         scores = scores.clone()
@@ -96,8 +102,8 @@ class _Guards:
                 continue
             if emitted >= n or after_turn:
                 scores[b, TURN] = float("-inf")  # no extra turn, no empty turn
-            if emitted < n or after_turn:
-                scores[b, END] = float("-inf")  # no end before every turn has begun and spoken
+            if emitted < n or after_turn or length < self.floors[b]:
+                scores[b, END] = float("-inf")  # no end before every turn has spoken, nor before the floor
             room = self.caps[b] - 1 - length  # positions left before the cap
             if emitted < n and not after_turn and room <= 2 * (n - emitted):
                 self._force(scores, b, TURN)  # the remaining turns must start now to fit under the cap
@@ -133,6 +139,13 @@ class T2S:
     def cap(self, text_pieces: list[int], turns: int = 0) -> int:
         return max(4, math.ceil(self.config.max_frames_per_piece * len(text_pieces))) + 2 * turns
 
+    def floor(self, text_pieces: list[int], turns: int = 0) -> int:
+        """Tokens generated before `end` may come: always below the cap, so the cap still ends it."""
+        return min(
+            math.floor(self.config.min_frames_per_piece * len(text_pieces)) + turns,
+            self.cap(text_pieces, turns) - 2,
+        )
+
     @torch.no_grad()
     def generate(
         self,
@@ -160,7 +173,7 @@ class T2S:
         from transformers import LogitsProcessorList
 
         cap = self.cap(text, n_turns)
-        guards = _Guards(self.config, len(prefix), [n_turns], [cap])
+        guards = _Guards(self.config, len(prefix), [n_turns], [cap], [self.floor(text, n_turns)])
         torch.manual_seed(seed)
         out = self.model.generate(
             input_ids=torch.tensor([self.input_ids(text)]),
