@@ -177,7 +177,8 @@ def _soundstorm_section(train: dict, result: dict) -> list[str]:
         "## SoundStorm",
         "",
         f"{train.get('params_m')} M parameters, {train.get('steps')} steps, {round(train.get('wall_s', 0) / 60)} min of "
-        "training on this CPU (settings in the config's `soundstorm:` section); final valid loss "
+        f"training on {train.get('trained_on', 'this CPU')} (settings in the config's `soundstorm:` section); "
+        "final valid loss "
         f"{train.get('valid_loss')}, masked-token accuracy per level (valid split, the paper's mask) "
         f"{train.get('valid_accuracy')}.",
         "",
@@ -217,7 +218,7 @@ def _t2s_section(train: dict, result: dict) -> list[str]:
         "## Text to semantic (T5)",
         "",
         f"{train.get('params_m')} M parameters, {train.get('steps')} steps, {round(train.get('wall_s', 0) / 60)} min on "
-        f"this CPU; final training loss {train.get('final_loss')}.",
+        f"{train.get('trained_on', 'this CPU')}; final training loss {train.get('final_loss')}.",
         "",
     ]
     if result:

@@ -83,6 +83,7 @@ class SoundStormTrainConfig:
     init_from: str | None = (
         None  # a shipped SoundStorm folder to start from (e.g. the bundle's), fresh optimizer
     )
+    time_budget_s: float | None = None  # fit the schedule to this many seconds (training.StepBudget)
 
 
 @dataclass
@@ -102,6 +103,7 @@ class T2STrainConfig:
     dropout: float = 0.1
     log_every: int = 25
     save_every: int = 250
+    time_budget_s: float | None = None  # fit the schedule to this many seconds (training.StepBudget)
 
 
 @dataclass

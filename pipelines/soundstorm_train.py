@@ -29,7 +29,17 @@ import torch
 
 from pipelines.config import DataConfig
 from pipelines.shards import TokenShards
-from pipelines.training import accumulated_step, autocast, cosine_lr, ddp_setup, load_state, save_state
+from pipelines.training import (
+    StepBudget,
+    accumulated_step,
+    autocast,
+    cosine_lr,
+    ddp_setup,
+    load_state,
+    save_state,
+    to_device,
+    train_device,
+)
 from soundstorm_cli.models.soundstorm import SoundStorm, SoundStormConfig, level_targets, soundstorm_loss
 from soundstorm_cli.semantic import semantic_to_codec
 
@@ -168,12 +178,13 @@ def model_config(config: DataConfig, meta: dict) -> SoundStormConfig:
 @torch.no_grad()
 def validate(model: SoundStorm, batches_iter, count: int, generator) -> dict:
     """Masked-token accuracy per level (the paper's mask, fixed seed) and loss."""
+    device = next(model.parameters()).device
     model.eval()
     hits = np.zeros(model.config.levels)
     totals = np.zeros(model.config.levels)
     losses = []
     for _ in range(count):
-        batch = next(batches_iter)
+        batch = to_device(next(batches_iter), device)
         loss, drawn, logits = soundstorm_loss(model, batch, generator)
         losses.append(loss.item())
         right = (logits.argmax(-1) == level_targets(batch["codes"], drawn.level)) & drawn.loss_mask
@@ -191,7 +202,7 @@ def save_model(model: SoundStorm, folder: Path) -> None:
     from safetensors.torch import save_file
 
     folder.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().to(torch.bfloat16).contiguous() for k, v in model.state_dict().items()}
+    state = {k: v.detach().to("cpu", torch.bfloat16).contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(folder / "model.safetensors.tmp"))
     os.replace(folder / "model.safetensors.tmp", folder / "model.safetensors")
     (folder / "config.json").write_text(
@@ -219,7 +230,8 @@ def run(config: DataConfig, progress=None) -> dict:
     torch.manual_seed(config.seed)
     train = TokenShards(config.out_dir / "shards", "train")
     valid = TokenShards(config.out_dir / "shards", "valid")
-    model = SoundStorm(model_config(config, train.meta))
+    device = train_device()
+    model = SoundStorm(model_config(config, train.meta)).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=c.lr, betas=(0.9, 0.98), weight_decay=c.weight_decay)
     state_path = out / "train_state.pt"
     step, log = load_state(state_path, model, optimizer)
@@ -229,22 +241,26 @@ def run(config: DataConfig, progress=None) -> dict:
         model.load_state_dict(load_soundstorm(c.init_from).state_dict())
     trained = model
     if world > 1:
-        trained = torch.nn.parallel.DistributedDataParallel(model)
+        trained = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
     train_batches = batches(
         ExampleSampler(train, config, np.random.default_rng([config.seed, rank, step])),
         c.frames_per_batch,
         model.config.levels,
     )
     started, window = time.time(), []
+    budget = StepBudget(c.steps, c.time_budget_s, c.warmup)
+    total = c.steps
     model.train()
-    while step < c.steps:
-        lr = cosine_lr(step, c.steps, c.lr, c.warmup)
+    while step < total:
+        lr = cosine_lr(step, total, c.lr, c.warmup)
 
         def micro(batch=None):
             with autocast(c.autocast_bf16):
                 return soundstorm_loss(model, batch, forward=trained)[0]
 
-        micro_batches = [next(train_batches) for _ in range(c.accumulate)]
+        micro_batches = [to_device(next(train_batches), device) for _ in range(c.accumulate)]
         loss = accumulated_step(
             model,
             optimizer,
@@ -253,24 +269,27 @@ def run(config: DataConfig, progress=None) -> dict:
             trained if world > 1 else None,
         )
         step += 1
+        total = budget.update(step, time.time())
         window.append(loss)
-        if rank == 0 and (step % c.log_every == 0 or step == c.steps):
+        if rank == 0 and (step % c.log_every == 0 or step == total):
             entry = {
                 "step": step,
                 "loss": round(float(np.mean(window)), 4),
                 "lr": round(lr, 6),
+                "planned_steps": total,
                 "elapsed_s": round(time.time() - started, 1),
             }
-            if step % (c.log_every * 4) == 0 or step == c.steps:
+            if step % (c.log_every * 4) == 0 or step == total:
                 valid_iter = valid_batches(valid, config, c.frames_per_batch, model.config.levels)
                 entry |= validate(model, valid_iter, c.valid_batches, torch.Generator().manual_seed(0))
             log.append(entry)
             window = []
             print(json.dumps(entry), flush=True)
-        if rank == 0 and (step % c.save_every == 0 or step == c.steps):
+        if rank == 0 and (step % c.save_every == 0 or step == total):
             save_state(state_path, model, optimizer, step, log)
+            save_model(model, out)  # the shipped form too, so an interrupted run leaves usable weights
         if progress:
-            progress(step, c.steps)
+            progress(step, total)
     if rank == 0:
         save_model(model, out)
     if world > 1:

@@ -24,7 +24,17 @@ import torch
 
 from pipelines.config import DataConfig
 from pipelines.shards import TokenShards
-from pipelines.training import accumulated_step, autocast, cosine_lr, ddp_setup, load_state, save_state
+from pipelines.training import (
+    StepBudget,
+    accumulated_step,
+    autocast,
+    cosine_lr,
+    ddp_setup,
+    load_state,
+    save_state,
+    to_device,
+    train_device,
+)
 from soundstorm_cli.models.t2s import END, FIRST_SEMANTIC, T2S, TURN, T2SConfig
 from soundstorm_cli.text import SEPARATOR, TextTokenizer
 
@@ -102,6 +112,12 @@ def collate(examples) -> dict:
     }
 
 
+def save_shipped(model, t2s_config: T2SConfig, out) -> None:
+    """The Hugging Face folder (safetensors) and t2s.json."""
+    model.save_pretrained(out, safe_serialization=True)
+    (out / "t2s.json").write_text(json.dumps(t2s_config.to_dict(), indent=1))
+
+
 def run(config: DataConfig, progress=None) -> dict:
     c = config.t2s
     out = config.out_dir / "t2s"
@@ -119,11 +135,16 @@ def run(config: DataConfig, progress=None) -> dict:
         dropout=c.dropout,
     )
     t2s = T2S.random_init(t2s_config, seed=config.seed)
-    model = t2s.model.train()
+    device = train_device()
+    model = t2s.model.to(device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=c.lr, weight_decay=0.01)
     state_path = out / "train_state.pt"
     step, log = load_state(state_path, model, optimizer)
-    trained = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    trained = model
+    if world > 1:
+        trained = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
     examples = T2SExamples(
         TokenShards(config.out_dir / "shards", "train"),
         t2s_config,
@@ -133,15 +154,18 @@ def run(config: DataConfig, progress=None) -> dict:
         c.max_target,
     )
     started, window = time.time(), []
-    while step < c.steps:
-        lr = cosine_lr(step, c.steps, c.lr, c.warmup)
+    budget = StepBudget(c.steps, c.time_budget_s, c.warmup)
+    total = c.steps
+    while step < total:
+        lr = cosine_lr(step, total, c.lr, c.warmup)
 
         def micro(batch=None):
             with autocast(c.autocast_bf16):
                 return trained(**batch).loss
 
         micro_batches = [
-            collate([examples.example() for _ in range(c.batch_size)]) for _ in range(c.accumulate)
+            to_device(collate([examples.example() for _ in range(c.batch_size)]), device)
+            for _ in range(c.accumulate)
         ]
         loss = accumulated_step(
             model,
@@ -151,24 +175,26 @@ def run(config: DataConfig, progress=None) -> dict:
             trained if world > 1 else None,
         )
         step += 1
+        total = budget.update(step, time.time())
         window.append(loss)
-        if rank == 0 and (step % c.log_every == 0 or step == c.steps):
+        if rank == 0 and (step % c.log_every == 0 or step == total):
             log.append(
                 {
                     "step": step,
                     "loss": round(float(np.mean(window)), 4),
+                    "planned_steps": total,
                     "elapsed_s": round(time.time() - started, 1),
                 }
             )
             window = []
             print(json.dumps(log[-1]), flush=True)
-        if rank == 0 and (step % c.save_every == 0 or step == c.steps):
+        if rank == 0 and (step % c.save_every == 0 or step == total):
             save_state(state_path, model, optimizer, step, log)
+            save_shipped(model, t2s_config, out)  # an interrupted run leaves usable weights
         if progress:
-            progress(step, c.steps)
+            progress(step, total)
     if rank == 0:
-        model.save_pretrained(out, safe_serialization=True)
-        (out / "t2s.json").write_text(json.dumps(t2s_config.to_dict(), indent=1))
+        save_shipped(model, t2s_config, out)
     return {
         "steps": step,
         "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 2),

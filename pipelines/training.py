@@ -17,6 +17,60 @@ def cosine_lr(step: int, total: int, peak: float, warmup: int) -> float:
     return peak * 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
 
 
+def train_device() -> torch.device:
+    """This process's device: its GPU under torchrun (LOCAL_RANK), the only GPU, or the CPU."""
+    if torch.cuda.is_available():
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+        return device
+    return torch.device("cpu")
+
+
+def to_device(batch: dict, device: torch.device) -> dict:
+    """A collated batch's tensors on `device` (non-blocking from pinned memory is not worth it here)."""
+    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+
+class StepBudget:
+    """Fit a run's cosine schedule to a wall-clock budget (`time_budget_s`), e.g. a lent GPU's minutes.
+
+    Timing starts after the first step (allocation, kernel choice). From `calibrate` steps on (inside
+    the warmup, whose lr does not depend on the total) the total is re-estimated after every step from
+    the mean step time so far, validation and checkpoints included, up or down (a version that only
+    lowered it let slow first steps fix too short a run), never above `steps`: the run ends about when
+    the budget does. Without a budget the total is `steps` throughout.
+    """
+
+    def __init__(self, steps: int, budget_s: float | None, warmup: int, calibrate: int = 30):
+        self.steps, self.total, self.budget_s = steps, steps, budget_s
+        self.calibrate = min(calibrate, max(1, warmup - 1))
+        self.started: float | None = None
+        self.first_step = 0
+
+    def update(self, step: int, now: float) -> int:
+        """Call after each step (`step` done so far); returns the total steps of the schedule."""
+        if self.budget_s is None:
+            return self.total
+        if self.started is None:
+            self.started, self.first_step = now, step
+        elif step - self.first_step >= self.calibrate:
+            per_step = (now - self.started) / (step - self.first_step)
+            left = max(0.0, self.budget_s - (now - self.started))
+            total = max(step, min(self.steps, step + int(left / per_step)))
+            if torch.distributed.is_initialized():  # every rank must stop at the same step
+                shared = torch.tensor([total], device=_collective_device())
+                torch.distributed.all_reduce(shared, op=torch.distributed.ReduceOp.MIN)
+                total = int(shared.item())
+            self.total = total
+        return self.total
+
+
+def _collective_device() -> torch.device:
+    if torch.distributed.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
 def autocast(enabled: bool):
     """bf16 autocast on the device training runs on (CUDA when present, else the CPU)."""
     return torch.autocast(
@@ -60,11 +114,11 @@ def load_state(path: Path, model, optimizer) -> tuple[int, list]:
     """Resume (step, log) from `path` if it exists; read with weights_only=True (no pickle)."""
     if not path.exists():
         return 0, []
-    state = torch.load(path, weights_only=True)
+    state = torch.load(path, weights_only=True, map_location="cpu")
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     if "rng" in state:
-        torch.set_rng_state(state["rng"])
+        torch.set_rng_state(state["rng"].cpu())
     return int(state["step"]), json.loads(state["log"])
 
 

@@ -50,3 +50,27 @@ def test_accumulating_identical_micro_batches_equals_one_step():
     assert loss_one == loss_two
     for a, b in zip(one.parameters(), two.parameters(), strict=True):
         assert torch.allclose(a, b)
+
+
+def test_step_budget_fits_the_schedule_to_the_clock():
+    from pipelines.training import StepBudget
+
+    assert StepBudget(500, None, warmup=50).update(10, now=123.0) == 500  # no budget: the steps
+
+    def run(budget_s, step_s, cap=10_000):
+        budget, clock, step, totals = StepBudget(cap, budget_s, warmup=50), 0.0, 0, []
+        while step < budget.total:
+            clock += step_s(step)
+            step += 1
+            totals.append(budget.update(step, clock))
+        return step, clock, totals
+
+    # 0.1 s a step, 10 s: about 100 steps after the first (timing starts there), never more
+    steps, clock, totals = run(10.0, lambda s: 0.1)
+    assert 95 <= steps <= 102 and clock <= 10.0 + 0.1 + 1e-9
+    assert totals[:30] == [10_000] * 30  # the total is fixed only once calibrated (inside the warmup)
+    # slow first steps (allocation) do not lock a pessimistic total in: the estimate recovers
+    steps, _, _ = run(10.0, lambda s: 1.0 if s < 5 else 0.05)
+    assert steps > 100
+    # the cap holds however fast the steps are
+    assert run(1e6, lambda s: 0.01, cap=300)[0] == 300

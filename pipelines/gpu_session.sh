@@ -1,0 +1,52 @@
+#!/bin/bash
+# A short lease of one GPU (run from the repository root on the GPU machine): SoundStorm continued and
+# the T5 text-to-semantic model trained from scratch, side by side, each schedule fitted to $BUDGET
+# seconds (`time_budget_s`, pipelines/training.py StepBudget); then the acoustic speed benchmark; the
+# results tarred and split into 15 MB pieces under $OUT. This is what trained the shipped `tiny`'s
+# GPU steps (its MODEL_CARD.md has the calls, budgets and figures).
+#
+# It reads .gpu/ (carried to the machine; not in git):
+#   .gpu/data/shards          data/tiny/shards with the codes cut to the first 4 levels (meta "levels": 4),
+#                             which halves them (the tiny SoundStorm models 4 levels):
+#                               codes = load_file(shard)["codes"][:4]; meta["levels"] = 4
+#   .gpu/data/text_tokenizer  data/tiny/text_tokenizer
+#   .gpu/soundstorm_init      the SoundStorm folder to continue from (config.json, model.safetensors)
+#   .whl/                     soundfile, cffi, pycparser wheels, if the machine lacks them
+export PYTHONUNBUFFERED=1
+BUDGET=${BUDGET:-360}
+PY=${PY:-python3}
+RES=${RES:-/tmp/res}
+mkdir -p $RES
+if [ -d .whl ]; then
+  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site:$PYTHONPATH
+fi
+export PYTHONPATH=.:$PYTHONPATH
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > $RES/gpu.txt 2>&1
+$PY -c "import torch, transformers; print(torch.__version__, transformers.__version__, torch.cuda.is_available())" >> $RES/gpu.txt 2>&1
+cat $RES/gpu.txt
+CFG="--config pipelines/configs/tiny.yaml --out-dir .gpu/data"
+S=soundstorm; T=t2s
+timeout $((BUDGET + 90)) $PY -m pipelines soundstorm $CFG --set $S.init_from=.gpu/soundstorm_init \
+  --set $S.steps=200000 --set $S.time_budget_s=$BUDGET --set $S.frames_per_batch=${FRAMES:-12000} \
+  --set $S.lr=${SLR:-0.0005} --set $S.warmup=${SWARM:-200} --set $S.dropout=0.1 --set $S.log_every=50 \
+  --set $S.save_every=500 --set $S.threads=4 > $RES/soundstorm.log 2>&1 &
+timeout $((BUDGET + 90)) $PY -m pipelines t2s $CFG --set $T.steps=200000 --set $T.time_budget_s=$BUDGET \
+  --set $T.batch_size=${T2S_BATCH:-64} --set $T.lr=0.001 --set $T.warmup=300 --set $T.dropout=0.1 \
+  --set $T.log_every=100 --set $T.save_every=1000 --set $T.threads=4 > $RES/t2s.log 2>&1 &
+wait
+tail -n 3 $RES/soundstorm.log $RES/t2s.log
+cp .gpu/data/stages.json $RES/ 2>/dev/null
+$PY - <<'PY'
+import torch
+from safetensors.torch import load_file, save_file
+path = ".gpu/data/t2s/model.safetensors"
+try:
+    save_file({k: v.to(torch.bfloat16).contiguous() for k, v in load_file(path).items()}, path, metadata={"format": "pt"})
+except Exception as exc:
+    print("t2s bf16:", exc)
+PY
+timeout ${BENCH_S:-100} $PY benchmarks/acoustic_speed.py --durations ${DURATIONS:-30} --runs ${RUNS:-1} --train-step \
+  --json $RES/acoustic_speed.json > $RES/acoustic_speed.log 2>&1
+cat $RES/acoustic_speed.log | tail -8
+tar cf /tmp/results.tar --exclude train_state.pt -C .gpu/data soundstorm/model.safetensors soundstorm/config.json t2s -C $RES . 2>&1 | tail -2
+cd ${OUT:-/tmp/outdir} && split -b 15M /tmp/results.tar results.tar. && ls -la
