@@ -12,6 +12,7 @@ Writes `soundstorm/eval.json` under the data set's out_dir.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -44,8 +45,12 @@ def _prompt_for(shards: TokenShards, speaker: int, exclude: str, rng, frames: in
     return codes, semantic
 
 
-def generate(model, prompts, target_codes_len, target_semantic, target_speakers, seed):
-    """One pass: [prompt 1, prompt 2, ..., target] -> generated codes of the target part."""
+def generate(model, prompts, target_codes_len, target_semantic, target_speakers, seed, options=None):
+    """One pass: [prompt 1, prompt 2, ..., target] -> generated codes of the target part.
+
+    `options`: DecodingOptions whose seed is replaced by `seed` (default: the paper's schedule)."""
+    options = dataclasses.replace(options or DecodingOptions(iterations=ITERATIONS), seed=seed)
+    options = dataclasses.replace(options, iterations=options.iterations[: model.config.levels])
     codes = torch.cat([p[0] for p in prompts], dim=1)
     P = codes.shape[1]
     semantic = torch.cat([*[p[1] for p in prompts], target_semantic])[None]
@@ -66,7 +71,7 @@ def generate(model, prompts, target_codes_len, target_semantic, target_speakers,
             speakers[0, :P],
             model.config.window,
             model.config.window // 10,
-            DecodingOptions(iterations=ITERATIONS[: model.config.levels], seed=seed),
+            options,
         )
         return result.codes
     prompt_codes = torch.zeros(1, model.config.levels, T, dtype=torch.long)
@@ -78,7 +83,7 @@ def generate(model, prompts, target_codes_len, target_semantic, target_speakers,
         torch.tensor([T]),
         prompt_codes,
         torch.tensor([P]),
-        DecodingOptions(iterations=ITERATIONS[: model.config.levels], seed=seed),
+        options,
     )
     return result.codes[0, :, P:]
 
@@ -89,7 +94,16 @@ def main(argv=None) -> int:
     parser.add_argument("--out-dir", type=Path, help="override the config's out_dir")
     parser.add_argument("--utterances", type=int, default=30)
     parser.add_argument("--dialogues", type=int, default=5)
+    parser.add_argument("--temperature", type=float, default=1.0, help="decoding temperature (annealed)")
+    parser.add_argument("--level1-iterations", type=int, default=16, help="passes on level 1")
+    parser.add_argument("--noise", type=float, default=1.0, help="confidence noise scale")
+    parser.add_argument("--report", type=Path, help="write here instead of soundstorm/eval.json")
     args = parser.parse_args(argv)
+    options = DecodingOptions(
+        iterations=(args.level1_iterations,) + ITERATIONS[1:],
+        temperature=args.temperature,
+        confidence_noise=args.noise,
+    )
     config = load_config(args.config, {"out_dir": str(args.out_dir)} if args.out_dir else None)
     torch.set_num_threads(2)
     out = config.out_dir / "soundstorm"
@@ -118,7 +132,7 @@ def main(argv=None) -> int:
         if prompt is None:  # no other utterance of this speaker to prompt with
             continue
         codes = generate(
-            model, [prompt], gt.shape[1], semantic, torch.ones(gt.shape[1], dtype=torch.long), seed=n
+            model, [prompt], gt.shape[1], semantic, torch.ones(gt.shape[1], dtype=torch.long), n, options
         )
         generated, resynth = codec.decode(codes).numpy(), codec.decode(gt).numpy()
         prompt_audio = codec.decode(prompt[0]).numpy()
@@ -132,7 +146,7 @@ def main(argv=None) -> int:
                 "similarity_resynthesis": sim(resynth, prompt_audio),
             }
         )
-    summary = {k: round(float(np.mean([r[k] for r in rows])), 4) for k in rows[0] if k != "id"}
+    summary = {k: round(float(np.mean([r[k] for r in rows])), 4) for k in (rows or [{}])[0] if k != "id"}
     dialogues = []
     # The longest held-out dialogues (up to 30 s), each rendered in one call.
     longest = sorted(
@@ -148,7 +162,7 @@ def main(argv=None) -> int:
         prompts = [_prompt_for(shards, s, item["id"], rng, frames, ratio, levels) for s in item["speakers"]]
         if any(p is None for p in prompts):
             continue
-        codes = generate(model, prompts, gt.shape[1], semantic, track, seed=1000 + n)
+        codes = generate(model, prompts, gt.shape[1], semantic, track, 1000 + n, options)
         audio = codec.decode(codes).numpy()
         prompt_audio = [codec.decode(p[0]).numpy() for p in prompts]
         hop = codec.hop_length
@@ -165,15 +179,21 @@ def main(argv=None) -> int:
                     "right": scores[own] > scores[1 - own],
                 }
             )
+    if not rows and not dialogues:
+        raise SystemExit(
+            "soundstorm_eval: nothing to evaluate: no held-out utterance or dialogue whose speakers have "
+            "another utterance to prompt with"
+        )
     report = {
         "single": summary,
         "single_rows": rows,
-        "turns_right": round(float(np.mean([d["right"] for d in dialogues])), 4),
+        "turns_right": round(float(np.mean([d["right"] for d in dialogues])), 4) if dialogues else None,
         "turns": len(dialogues),
         "dialogue_rows": dialogues,
         "wall_s": round(time.time() - started, 1),
+        "decoding": dataclasses.asdict(options) | {"seed": "per item"},
     }
-    (out / "eval.json").write_text(json.dumps(report, indent=1))
+    (args.report or out / "eval.json").write_text(json.dumps(report, indent=1))
     print(
         json.dumps(
             {"single": summary, "turns_right": report["turns_right"], "turns": len(dialogues)}, indent=1
