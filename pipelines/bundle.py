@@ -337,7 +337,12 @@ def model_card(out_dir: Path, config_path: Path, name: str, notes: str = "") -> 
         for stage, st in stages.items():
             facts = {k: v for k, v in st.items() if not isinstance(v, (dict, list)) and k != "wall_s"}
             rows.append([stage, st.get("wall_s"), ", ".join(f"{k}={v}" for k, v in facts.items())])
-        parts += ["## Stages (wall time on 2 CPU cores)", "", _table(rows, ["stage", "wall s", "sizes"]), ""]
+        parts += [
+            "## Stages (wall time; on 2 CPU cores unless a row says where else)",
+            "",
+            _table(rows, ["stage", "wall s", "sizes"]),
+            "",
+        ]
     if codec_train:
         parts += [
             "## Codec",
