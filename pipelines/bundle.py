@@ -205,7 +205,13 @@ def _soundstorm_section(train: dict, result: dict) -> list[str]:
             "",
             f"Held-out two-speaker dialogues ({result.get('turns')} turns, the longest, each rendered in one call with "
             f"a 3 s prompt per speaker): {result.get('turns_right')} of the turns are closer in voice to their own "
-            "speaker's prompt than to the other's.",
+            "speaker's prompt than to the other's"
+            + (
+                f" (the real turns, codec-resynthesised, pass the same test {result['turns_right_resynthesis']}"
+                " of the time: the test's ceiling)."
+                if result.get("turns_right_resynthesis") is not None
+                else "."
+            ),
             "",
         ]
     return parts
