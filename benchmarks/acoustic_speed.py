@@ -20,11 +20,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import time
 
 import torch
 
+from soundstorm_cli.bench import _median_time, _sync
 from soundstorm_cli.decoding import DecodingOptions, decode
 from soundstorm_cli.models.ar_baseline import ARBaseline, ARConfig
 from soundstorm_cli.models.soundstorm import SoundStorm, SoundStormConfig, soundstorm_loss
@@ -37,22 +36,11 @@ SIZES = {
 }
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
 def _timed(fn, runs: int, device: torch.device, warmup=None) -> float:
     """Median seconds of `runs` calls after one warm-up call (of `warmup` if given: a shorter one)."""
     (warmup or fn)()
     _sync(device)
-    times = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
+    return _median_time(lambda: (fn(), _sync(device)), runs)[0]
 
 
 def models(size: str, window: int, device: torch.device) -> tuple[SoundStorm, ARBaseline]:

@@ -23,7 +23,17 @@ import torch
 from pipelines.config import DataConfig
 from pipelines.shards import TokenShards
 from pipelines.soundstorm_train import ExampleSampler, batches, model_levels, valid_batches
-from pipelines.training import accumulated_step, autocast, cosine_lr, ddp_setup, load_state, save_state
+from pipelines.training import (
+    accumulated_step,
+    autocast,
+    cosine_lr,
+    ddp_setup,
+    distributed,
+    load_state,
+    save_state,
+    to_device,
+    train_device,
+)
 from soundstorm_cli.models.ar_baseline import ARBaseline, ARConfig, ar_loss, ar_targets
 
 
@@ -43,16 +53,17 @@ def model_config(config: DataConfig, meta: dict) -> ARConfig:
 @torch.no_grad()
 def validate(model: ARBaseline, batches_iter, count: int) -> dict:
     """Teacher-forced loss and next-token accuracy per level on `count` batches."""
+    device = next(model.parameters()).device
     model.eval()
     Q = model.config.levels
     hits, totals, losses = np.zeros(Q), np.zeros(Q), []
     for _ in range(count):
-        batch = next(batches_iter)
+        batch = to_device(next(batches_iter), device)
         logits = model(batch["codes"], batch["semantic"], batch["speakers"])
         targets, keep = ar_targets(batch["codes"], batch["lengths"], batch["prompt_lengths"])
         losses.append(torch.nn.functional.cross_entropy(logits[keep].float(), targets[keep]).item())
         right = (logits.argmax(-1) == targets) & keep
-        level = torch.arange(targets.shape[1]) % Q
+        level = torch.arange(targets.shape[1], device=device) % Q
         for q in range(Q):
             hits[q] += int(right[:, level == q].sum())
             totals[q] += int(keep[:, level == q].sum())
@@ -65,7 +76,7 @@ def save_model(model: ARBaseline, folder) -> None:
     from safetensors.torch import save_file
 
     folder.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().to(torch.bfloat16).contiguous() for k, v in model.state_dict().items()}
+    state = {k: v.detach().to("cpu", torch.bfloat16).contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(folder / "model.safetensors.tmp"))
     os.replace(folder / "model.safetensors.tmp", folder / "model.safetensors")
     (folder / "config.json").write_text(
@@ -81,11 +92,12 @@ def run(config: DataConfig, progress=None) -> dict:
     torch.manual_seed(config.seed)
     train = TokenShards(config.out_dir / "shards", "train")
     valid = TokenShards(config.out_dir / "shards", "valid")
-    model = ARBaseline(model_config(config, train.meta))
+    device = train_device()
+    model = ARBaseline(model_config(config, train.meta)).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=c.lr, betas=(0.9, 0.98), weight_decay=c.weight_decay)
     state_path = out / "train_state.pt"
     step, log = load_state(state_path, model, optimizer)
-    trained = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    trained = distributed(model, device, world)
     if a.max_seconds:  # the sampler cuts windows to soundstorm.max_seconds
         config = replace(config, soundstorm=replace(c, max_seconds=a.max_seconds))
     sampler = ExampleSampler(train, config, np.random.default_rng([config.seed, rank, step, 7]))
@@ -107,7 +119,7 @@ def run(config: DataConfig, progress=None) -> dict:
                     batch["prompt_lengths"],
                 )
 
-        micro_batches = [next(train_batches) for _ in range(a.accumulate)]
+        micro_batches = [to_device(next(train_batches), device) for _ in range(a.accumulate)]
         loss = accumulated_step(
             model,
             optimizer,

@@ -35,6 +35,7 @@ from pipelines.training import (
     autocast,
     cosine_lr,
     ddp_setup,
+    distributed,
     load_state,
     save_state,
     to_device,
@@ -239,11 +240,7 @@ def run(config: DataConfig, progress=None) -> dict:
         from soundstorm_cli.models.soundstorm import load_soundstorm
 
         model.load_state_dict(load_soundstorm(c.init_from).state_dict())
-    trained = model
-    if world > 1:
-        trained = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None
-        )
+    trained = distributed(model, device, world)
     train_batches = batches(
         ExampleSampler(train, config, np.random.default_rng([config.seed, rank, step])),
         c.frames_per_batch,

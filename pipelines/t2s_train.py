@@ -30,6 +30,7 @@ from pipelines.training import (
     autocast,
     cosine_lr,
     ddp_setup,
+    distributed,
     load_state,
     save_state,
     to_device,
@@ -140,11 +141,7 @@ def run(config: DataConfig, progress=None) -> dict:
     optimizer = torch.optim.AdamW(model.parameters(), lr=c.lr, weight_decay=0.01)
     state_path = out / "train_state.pt"
     step, log = load_state(state_path, model, optimizer)
-    trained = model
-    if world > 1:
-        trained = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None
-        )
+    trained = distributed(model, device, world)
     examples = T2SExamples(
         TokenShards(config.out_dir / "shards", "train"),
         t2s_config,

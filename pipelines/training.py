@@ -26,6 +26,15 @@ def train_device() -> torch.device:
     return torch.device("cpu")
 
 
+def distributed(model, device: torch.device, world: int):
+    """What the training step runs: `model` itself, or under torchrun its DDP wrapper on `device`."""
+    if world == 1:
+        return model
+    return torch.nn.parallel.DistributedDataParallel(
+        model, device_ids=[device.index] if device.type == "cuda" else None
+    )
+
+
 def to_device(batch: dict, device: torch.device) -> dict:
     """A collated batch's tensors on `device` (non-blocking from pinned memory is not worth it here)."""
     return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
@@ -118,7 +127,7 @@ def load_state(path: Path, model, optimizer) -> tuple[int, list]:
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     if "rng" in state:
-        torch.set_rng_state(state["rng"].cpu())
+        torch.set_rng_state(state["rng"])
     return int(state["step"]), json.loads(state["log"])
 
 
