@@ -41,7 +41,13 @@ from pipelines.training import (
     to_device,
     train_device,
 )
-from soundstorm_cli.models.soundstorm import SoundStorm, SoundStormConfig, level_targets, soundstorm_loss
+from soundstorm_cli.models.soundstorm import (
+    SoundStorm,
+    SoundStormConfig,
+    level_targets,
+    soundstorm_loss,
+    weighted_levels,
+)
 from soundstorm_cli.semantic import semantic_to_codec
 
 
@@ -233,6 +239,8 @@ def run(config: DataConfig, progress=None) -> dict:
     valid = TokenShards(config.out_dir / "shards", "valid")
     device = train_device()
     model = SoundStorm(model_config(config, train.meta)).to(device)
+    if c.level_weights is not None:  # a wrong list fails here, not at the first step
+        weighted_levels(torch.rand(1), c.level_weights, model.config.levels)
     optimizer = torch.optim.AdamW(model.parameters(), lr=c.lr, betas=(0.9, 0.98), weight_decay=c.weight_decay)
     state_path = out / "train_state.pt"
     step, log = load_state(state_path, model, optimizer)
@@ -255,7 +263,7 @@ def run(config: DataConfig, progress=None) -> dict:
 
         def micro(batch=None):
             with autocast(c.autocast_bf16):
-                return soundstorm_loss(model, batch, forward=trained)[0]
+                return soundstorm_loss(model, batch, forward=trained, level_weights=c.level_weights)[0]
 
         micro_batches = [to_device(next(train_batches), device) for _ in range(c.accumulate)]
         loss = accumulated_step(

@@ -381,8 +381,9 @@ class Synthesizer:
         for i, segment in enumerate(segments):
             voice = prompts[segment.speaker]
             pieces = self.text_tokenizer.encode(normalize(segment.text))
-            prefix = None
+            prefix, prompt_pieces = None, 0
             if voice.text:  # the prompt's transcript and tokens: T2S continues the prompt
+                prompt_pieces = len(self.text_tokenizer.encode(normalize(voice.text))) + 1
                 pieces = self.text_tokenizer.encode(normalize(voice.text)) + [sep] + pieces
                 prefix = [int(t) for t in voice.semantic]
             (result,) = self.t2s.generate(
@@ -391,6 +392,7 @@ class Synthesizer:
                 temperature=options.t2s_temperature,
                 top_k=options.t2s_top_k,
                 seed=seed + i,
+                prompt_pieces=prompt_pieces,
             )
             out.append(np.asarray(result.semantic or [self.silence_token()], dtype=np.int64))
         return out

@@ -28,6 +28,19 @@ def t2s():
 TEXTS = [[5, 6, 7, 8], [9, 10], [11, 12, 13, 14, 15, 16]]
 
 
+def _end_biased(bias: float) -> T2S:
+    """A tiny T2S whose `end` logit gets `bias` added (1e4: always wants to end; -1e4: never)."""
+    model = T2S.random_init(TINY, seed=0)
+    head = model.model.lm_head
+    biased = torch.nn.Linear(head.in_features, head.out_features, bias=True)
+    with torch.no_grad():
+        biased.weight.copy_(head.weight)
+        biased.bias.zero_()
+        biased.bias[END] = bias
+    model.model.lm_head = biased
+    return model
+
+
 def test_generation_stops_at_the_cap(t2s):
     for text, out in zip(TEXTS, t2s.generate(TEXTS, temperature=1.0, seed=1), strict=True):
         assert len(out.semantic) + len(out.turn_starts) < t2s.cap(text) <= 3 * len(text) + 1
@@ -36,20 +49,29 @@ def test_generation_stops_at_the_cap(t2s):
 
 def test_an_eager_end_waits_for_the_floor():
     """A model that always wants `end` at once still speaks floor(text) tokens, and stops there."""
-    eager = T2S.random_init(TINY, seed=0)
-    head = eager.model.lm_head
-    biased = torch.nn.Linear(head.in_features, head.out_features, bias=True)
-    with torch.no_grad():
-        biased.weight.copy_(head.weight)
-        biased.bias.zero_()
-        biased.bias[END] = 1e4
-    eager.model.lm_head = biased
+    eager = _end_biased(1e4)
     for text, out in zip(TEXTS, eager.generate(TEXTS, temperature=1.0, seed=1), strict=True):
         assert len(out.semantic) == eager.floor(text) == int(TINY.min_frames_per_piece * len(text))
         assert not out.capped
     dialogue = eager.generate([TEXTS[2]], turns=[2], seed=1)[0]  # its turns come before any end
     assert len(dialogue.turn_starts) == 2
     assert len(dialogue.semantic) + 2 >= eager.floor(TEXTS[2], 2)
+
+
+def test_the_prompts_transcript_counts_for_neither_floor_nor_cap():
+    """With a prompt transcript before the text, only the text to speak sets the floor and the cap
+    (counting the transcript made outputs ~1.4x too long: the floor forced frames for words never said)."""
+    eager = _end_biased(1e4)  # ends as soon as the floor lets it
+    transcript, text = [20, 21, 22, 23, 24, 25, 26, 27, 3], [5, 6, 7]
+    (out,) = eager.generate(
+        [transcript + text], prompt_semantic=[1, 2], seed=1, prompt_pieces=len(transcript)
+    )
+    assert len(out.semantic) == eager.floor(text) == int(TINY.min_frames_per_piece * len(text))
+    (counted,) = eager.generate([transcript + text], prompt_semantic=[1, 2], seed=1)
+    assert len(counted.semantic) == eager.floor(transcript + text) > len(out.semantic)
+    silent = _end_biased(-1e4)  # never wants to end: stops at the text's own cap
+    (capped,) = silent.generate([transcript + text], seed=1, prompt_pieces=len(transcript))
+    assert capped.capped and len(capped.semantic) + 1 == silent.cap(text)
 
 
 def test_the_floor_stays_under_the_cap(t2s):

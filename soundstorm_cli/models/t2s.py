@@ -155,25 +155,30 @@ class T2S:
         temperature: float = 0.8,
         top_k: int | None = 50,
         seed: int = 0,
+        prompt_pieces: int = 0,
     ) -> list[T2SOutput]:
         """Semantic tokens for each text (SentencePiece ids), all continuing the same prompt.
 
-        `turns[b]`: how many dialogue turns text b holds (0: not a dialogue). Sampling is seeded;
+        `turns[b]`: how many dialogue turns text b holds (0: not a dialogue). `prompt_pieces`: how
+        many leading pieces of each text are the prompt's transcript and separator; they are not
+        spoken (their tokens are the forced prefix), so the cap and the floor count only the rest.
+        Sampling is seeded;
         a batch gives what its items give one by one (each row its own random stream is not
         possible inside `generate`, so sampling is done row by row with a KV cache).
         """
         prefix = self.decoder_prefix(prompt_semantic or [])
         turns = turns or [0] * len(texts)
         return [
-            self._one(text, prefix, n_turns, temperature, top_k, seed + b)
+            self._one(text, prompt_pieces, prefix, n_turns, temperature, top_k, seed + b)
             for b, (text, n_turns) in enumerate(zip(texts, turns, strict=True))
         ]
 
-    def _one(self, text, prefix, n_turns, temperature, top_k, seed) -> T2SOutput:
+    def _one(self, text, prompt_pieces, prefix, n_turns, temperature, top_k, seed) -> T2SOutput:
         from transformers import LogitsProcessorList
 
-        cap = self.cap(text, n_turns)
-        guards = _Guards(self.config, len(prefix), [n_turns], [cap], [self.floor(text, n_turns)])
+        spoken = text[prompt_pieces:]
+        cap = self.cap(spoken, n_turns)
+        guards = _Guards(self.config, len(prefix), [n_turns], [cap], [self.floor(spoken, n_turns)])
         torch.manual_seed(seed)
         out = self.model.generate(
             input_ids=torch.tensor([self.input_ids(text)]),
