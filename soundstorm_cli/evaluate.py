@@ -50,6 +50,12 @@ def wer(ref: str, hyp: str) -> float:
     return edit_distance(ref_words, hyp_words) / max(1, len(ref_words))
 
 
+def word_recall(ref: str, hyp: str) -> float:
+    """The share of the text's words that occur anywhere in the transcript (issue 6's measure)."""
+    words, heard = normalize_for_scoring(ref).split(), set(normalize_for_scoring(hyp).split())
+    return sum(w in heard for w in words) / max(1, len(words))
+
+
 class Transcriber:
     """Whisper (tiny.en by default) through faster-whisper, greedy, English."""
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from soundstorm_cli.evaluate import cer, edit_distance, normalize_for_scoring, wer
+from soundstorm_cli.evaluate import cer, edit_distance, normalize_for_scoring, wer, word_recall
 
 
 def test_edit_distance():
@@ -17,3 +17,10 @@ def test_scoring_normalises_numbers_and_punctuation():
     assert wer("I have 2 cats.", "I have two cats") == 0.0
     assert wer("one two three four", "one three four") == 0.25
     assert cer("abcd", "") == 1.0
+
+
+def test_word_recall_counts_the_texts_words_heard_anywhere():
+    assert word_recall("The cat sat on the mat.", "the mat, the cat") == 4 / 6
+    assert word_recall("Two dogs.", "2 dogs") == 1.0  # numbers spelled out on both sides
+    assert word_recall("Hello there", "") == 0.0
+    assert word_recall("", "anything") == 0.0
