@@ -1,7 +1,8 @@
 """The whole chain by ear: `python -m pipelines.chain_eval [--checkpoint tiny] [--frontend auto]`.
 
 Issue 6's check on more than one sentence: `say` of ten sentences, each with a
-bundled voice in turn, and two-turn dialogues over five pairs of bundled voices,
+bundled voice in turn, and a two-turn and a three-turn dialogue over ten ordered
+pairs of bundled voices (voice k with voice k + 5 of the list, each both ways round),
 through `Synthesizer` exactly as the CLI runs it (seed 0). For each sentence and
 each turn: the share of its words that Whisper tiny.en hears (`recall`: words of
 the text found in the transcript) and, for turns, whether the turn is closer in
@@ -35,7 +36,10 @@ SENTENCES = [
     "Turn left at the church and follow the road.",
     "I have never seen so many birds in one place.",
 ]
-DIALOGUE = "[A] Good morning! Did you get the tickets for Saturday?\n[B] I did. Two seats near the front.\n"
+DIALOGUES = [
+    "[A] Good morning! Did you get the tickets for Saturday?\n[B] I did. Two seats near the front.\n",
+    "[A] Where are you going this weekend?\n[B] To the coast, if the weather holds.\n[A] Lucky you. I have to work.\n",
+]
 
 
 def main(argv=None) -> int:
@@ -59,11 +63,12 @@ def main(argv=None) -> int:
         )
         print(json.dumps(says[-1]), flush=True)
     turns = []
-    script = parse_script(DIALOGUE)
     half = len(voices) // 2
-    for k in range(min(5, half)):
-        pair = {"A": voices[k], "B": voices[k + half]}  # flite voices first, espeak after: mixed pairs
-        out = synth.dialogue(script, voices=pair, options=options, seed=0)
+    pairs = [(voices[k], voices[k + half]) for k in range(half)]
+    pairs += [(b, a) for a, b in pairs]
+    for text, (a, b) in [(text, pair) for text in DIALOGUES for pair in pairs]:
+        pair = {"A": a, "B": b}
+        out = synth.dialogue(parse_script(text), voices=pair, options=options, seed=0)
         prompts = {name: read_audio(path, 16000).samples for name, path in pair.items()}
         for turn in out.turns:
             piece = out.audio[int(turn.start_s * out.sample_rate) : int(turn.end_s * out.sample_rate)]

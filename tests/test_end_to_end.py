@@ -3,10 +3,10 @@
 What is asserted is what the shipped small bundle does reliably: the whole chain runs, the
 audio has the length the front end planned, its turns tile it, it is speech-loud, and the same
 seed gives the same audio. How intelligible it is (Whisper) and whose voice it takes (resemblyzer)
-is measured by `pipelines.soundstorm_eval` / `t2s_eval` and reported in the model card: this
-bundle does not reach the issue's bars (with the SoundStorm of 11 500 CPU and 4242 GPU steps
-Whisper recovers 0-58 % of the words of a sentence, and a turn's voice is not always closer to its
-own prompt), so they are not asserted here.
+is measured by `pipelines.soundstorm_eval`, `t2s_eval` and `chain_eval` and reported in the model
+card: this bundle does not reach the issue's bars (through `say`, Whisper recovers 0-50 % of a
+sentence's words, 24 % on average over ten; a turn's voice is nearer its own prompt about half the
+time), so they are not asserted here.
 """
 
 from __future__ import annotations
