@@ -224,7 +224,8 @@ def _t2s_section(train: dict, result: dict) -> list[str]:
         "## Text to semantic (T5)",
         "",
         f"{train.get('params_m')} M parameters, {train.get('steps')} steps, {round(train.get('wall_s', 0) / 60)} min on "
-        f"{train.get('trained_on', 'this CPU')}; final training loss {train.get('final_loss')}.",
+        f"{train.get('trained_on', 'this CPU')}; final training loss {train.get('final_loss')}"
+        + (f", validation loss {train['valid_loss']}." if train.get("valid_loss") is not None else "."),
         "",
     ]
     if result:

@@ -107,6 +107,7 @@ class T2STrainConfig:
     log_every: int = 25
     save_every: int = 250
     time_budget_s: float | None = None  # fit the schedule to this many seconds (training.StepBudget)
+    valid_batches: int = 8  # fixed-seed batches of the valid split for the validation loss
 
 
 @dataclass

@@ -113,6 +113,33 @@ def collate(examples) -> dict:
     }
 
 
+@torch.no_grad()
+def validate(model, examples: T2SExamples, batch_size: int, count: int, device) -> float:
+    """Teacher-forced loss on `count` batches of the valid split (the same batches each time:
+    `examples` is rebuilt with a fixed seed by the caller)."""
+    was_training = model.training
+    model.eval()
+    losses = [
+        float(model(**to_device(collate([examples.example() for _ in range(batch_size)]), device)).loss)
+        for _ in range(count)
+    ]
+    model.train(was_training)
+    return round(float(np.mean(losses)), 4)
+
+
+def valid_examples(config: DataConfig, t2s_config: T2SConfig, sep_id: int) -> T2SExamples:
+    """The valid split's examples, drawn with a fixed seed (the same every call)."""
+    c = config.t2s
+    return T2SExamples(
+        TokenShards(config.out_dir / "shards", "valid"),
+        t2s_config,
+        sep_id,
+        np.random.default_rng([config.seed, 99]),
+        c.prompt_probability,
+        c.max_target,
+    )
+
+
 def save_shipped(model, t2s_config: T2SConfig, out) -> None:
     """The Hugging Face folder (safetensors) and t2s.json."""
     model.save_pretrained(out, safe_serialization=True)
@@ -183,6 +210,14 @@ def run(config: DataConfig, progress=None) -> dict:
                     "elapsed_s": round(time.time() - started, 1),
                 }
             )
+            if step % (c.log_every * 4) == 0 or step == total:
+                log[-1]["valid_loss"] = validate(
+                    model,
+                    valid_examples(config, t2s_config, tokenizer.control_ids[SEPARATOR]),
+                    c.batch_size,
+                    c.valid_batches,
+                    device,
+                )
             window = []
             print(json.dumps(log[-1]), flush=True)
         if rank == 0 and (step % c.save_every == 0 or step == total):
@@ -192,8 +227,10 @@ def run(config: DataConfig, progress=None) -> dict:
             progress(step, total)
     if rank == 0:
         save_shipped(model, t2s_config, out)
+    last_valid = next((e["valid_loss"] for e in reversed(log) if "valid_loss" in e), None)
     return {
         "steps": step,
         "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 2),
         "final_loss": log[-1]["loss"] if log else None,
+        "valid_loss": last_valid,
     }

@@ -137,6 +137,8 @@ def test_all_stages_at_toy_size(tmp_path):
     ar_stats = json.loads((out / "stages.json").read_text())["ar"]
     assert len(ar_stats["valid_accuracy"]) == 2 and ar_stats["valid_loss"] > 0
     assert load_t2s(out / "t2s").config.semantic_vocab > 0
+    t2s_stats = json.loads((out / "stages.json").read_text())["t2s"]
+    assert t2s_stats["valid_loss"] > 0  # the validation loss on the valid split, in the card
 
     # The same stage under torchrun, 2 processes on CPU (gloo): the ranks' weights stay identical.
     import subprocess
