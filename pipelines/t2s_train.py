@@ -127,11 +127,13 @@ def validate(model, examples: T2SExamples, batch_size: int, count: int, device) 
     return round(float(np.mean(losses)), 4)
 
 
-def valid_examples(config: DataConfig, t2s_config: T2SConfig, sep_id: int) -> T2SExamples:
+def valid_examples(
+    config: DataConfig, t2s_config: T2SConfig, sep_id: int, shards: TokenShards | None = None
+) -> T2SExamples:
     """The valid split's examples, drawn with a fixed seed (the same every call)."""
     c = config.t2s
     return T2SExamples(
-        TokenShards(config.out_dir / "shards", "valid"),
+        shards or TokenShards(config.out_dir / "shards", "valid"),
         t2s_config,
         sep_id,
         np.random.default_rng([config.seed, 99]),
@@ -177,6 +179,7 @@ def run(config: DataConfig, progress=None) -> dict:
         c.prompt_probability,
         c.max_target,
     )
+    valid = TokenShards(config.out_dir / "shards", "valid")
     started, window = time.time(), []
     budget = StepBudget(c.steps, c.time_budget_s, c.warmup)
     total = c.steps
@@ -213,7 +216,7 @@ def run(config: DataConfig, progress=None) -> dict:
             if step % (c.log_every * 4) == 0 or step == total:
                 log[-1]["valid_loss"] = validate(
                     model,
-                    valid_examples(config, t2s_config, tokenizer.control_ids[SEPARATOR]),
+                    valid_examples(config, t2s_config, tokenizer.control_ids[SEPARATOR], valid),
                     c.batch_size,
                     c.valid_batches,
                     device,
