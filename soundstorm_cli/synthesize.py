@@ -383,8 +383,8 @@ class Synthesizer:
             pieces = self.text_tokenizer.encode(normalize(segment.text))
             prefix, prompt_pieces = None, 0
             if voice.text:  # the prompt's transcript and tokens: T2S continues the prompt
-                prompt_pieces = len(self.text_tokenizer.encode(normalize(voice.text))) + 1
-                pieces = self.text_tokenizer.encode(normalize(voice.text)) + [sep] + pieces
+                transcript = self.text_tokenizer.encode(normalize(voice.text)) + [sep]
+                prompt_pieces, pieces = len(transcript), transcript + pieces
                 prefix = [int(t) for t in voice.semantic]
             (result,) = self.t2s.generate(
                 [pieces],
