@@ -80,6 +80,9 @@ class SoundStormTrainConfig:
     log_every: int = 25
     save_every: int = 250
     valid_batches: int = 8
+    # padded frames per validation batch: fixed, not the training batch's, so that validation figures
+    # compare across runs, batch sizes and devices
+    valid_frames_per_batch: int = 6000
     init_from: str | None = (
         None  # a shipped SoundStorm folder to start from (e.g. the bundle's), fresh optimizer
     )

@@ -115,11 +115,11 @@ class ExampleSampler:
         }
 
 
-def valid_batches(valid: TokenShards, config: DataConfig, frames_per_batch: int, levels: int):
-    """The same validation batches every time (fixed seed)."""
-    return batches(
-        ExampleSampler(valid, config, np.random.default_rng([config.seed, 99])), frames_per_batch, levels
-    )
+def valid_batches(valid: TokenShards, config: DataConfig, levels: int, frames_per_batch: int | None = None):
+    """The same validation batches every time (fixed seed), of `soundstorm.valid_frames_per_batch` frames
+    unless told otherwise: whatever the training batch, so that runs compare."""
+    frames = frames_per_batch or config.soundstorm.valid_frames_per_batch
+    return batches(ExampleSampler(valid, config, np.random.default_rng([config.seed, 99])), frames, levels)
 
 
 def collate(examples: list[dict], levels: int) -> dict:
@@ -285,7 +285,7 @@ def run(config: DataConfig, progress=None) -> dict:
                 "elapsed_s": round(time.time() - started, 1),
             }
             if step % (c.log_every * 4) == 0 or step == total:
-                valid_iter = valid_batches(valid, config, c.frames_per_batch, model.config.levels)
+                valid_iter = valid_batches(valid, config, model.config.levels)
                 entry |= validate(model, valid_iter, c.valid_batches, torch.Generator().manual_seed(0))
             log.append(entry)
             window = []

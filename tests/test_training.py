@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -74,3 +75,49 @@ def test_step_budget_fits_the_schedule_to_the_clock():
     assert steps > 100
     # the cap holds however fast the steps are
     assert run(1e6, lambda s: 0.01, cap=300)[0] == 300
+
+
+class _FakeShards:
+    """Enough of TokenShards for ExampleSampler: single utterances of random length, two speakers."""
+
+    meta = {"codec_frame_rate": 50, "levels": 2}
+    ratio = 2
+
+    def __init__(self, count=40, seed=0):
+        rng = np.random.default_rng(seed)
+        self.items = []
+        for i in range(count):
+            n = int(rng.integers(20, 200))
+            self.items.append(
+                {
+                    "kind": "single",
+                    "speakers": [i % 2],
+                    "codes": rng.integers(0, 16, (2, 2 * n)),
+                    "semantic_tokens": rng.integers(0, 8, n),
+                    "turns": [],
+                }
+            )
+        self.singles_by_speaker = {s: [i for i in range(count) if i % 2 == s] for s in (0, 1)}
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, i):
+        return self.items[i]
+
+
+def test_validation_batches_do_not_depend_on_the_training_batch():
+    from pipelines.config import DataConfig
+    from pipelines.soundstorm_train import valid_batches
+
+    def first_batches(frames_per_batch):
+        config = DataConfig()
+        config.soundstorm.frames_per_batch = frames_per_batch
+        config.soundstorm.valid_frames_per_batch = 1000
+        batches = valid_batches(_FakeShards(), config, levels=2)
+        return [next(batches) for _ in range(3)]
+
+    small, large = first_batches(500), first_batches(12000)
+    for a, b in zip(small, large, strict=True):
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+        assert a["codes"].shape[0] * a["codes"].shape[2] <= 1000 or a["codes"].shape[0] == 1
