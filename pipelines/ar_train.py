@@ -137,6 +137,7 @@ def run(config: DataConfig, progress=None) -> dict:
                 "elapsed_s": round(resumed_at_s + time.time() - started, 1),
             }
             if step % (c.log_every * 4) == 0 or step == a.steps:
+                # its own batch size: its sequences are Q times longer than SoundStorm's
                 valid_iter = valid_batches(valid, config, model.config.levels, a.frames_per_batch)
                 entry |= validate(model, valid_iter, c.valid_batches)
             log.append(entry)
