@@ -97,13 +97,25 @@ def main(argv=None) -> int:
     parser.add_argument("--dialogues", type=int, default=5)
     parser.add_argument("--temperature", type=float, default=1.0, help="decoding temperature (annealed)")
     parser.add_argument("--level1-iterations", type=int, default=16, help="passes on level 1")
+    parser.add_argument(
+        "--iterations",
+        help="passes per level, comma-separated, e.g. 16,4,4,4 (overrides --level1-iterations)",
+    )
+    parser.add_argument("--top-k", type=int, help="sample among the k likeliest codes")
+    parser.add_argument("--top-p", type=float, help="sample within this probability mass")
     parser.add_argument("--noise", type=float, default=1.0, help="confidence noise scale")
     parser.add_argument("--report", type=Path, help="write here instead of soundstorm/eval.json")
     args = parser.parse_args(argv)
+    iterations = (args.level1_iterations,) + ITERATIONS[1:]
+    if args.iterations:
+        given = tuple(int(n) for n in args.iterations.split(","))
+        iterations = given + ITERATIONS[len(given) :]
     options = DecodingOptions(
-        iterations=(args.level1_iterations,) + ITERATIONS[1:],
+        iterations=iterations,
         temperature=args.temperature,
         confidence_noise=args.noise,
+        top_k=args.top_k,
+        top_p=args.top_p,
     )
     config = load_config(args.config, {"out_dir": str(args.out_dir)} if args.out_dir else None)
     torch.set_num_threads(2)

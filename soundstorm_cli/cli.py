@@ -45,7 +45,10 @@ class _Boundary(TyperGroup):
             code = super().main(argv, prog_name, complete_var, standalone_mode=False, **extra)
             code = code if isinstance(code, int) else 0
         except click.exceptions.NoArgsIsHelpError as exc:
-            exc.ctx.get_help() and print(exc.ctx.get_help())
+            # click built the help when it raised: typer's rich help printed itself then (and left
+            # the message empty); plain click's help is the message. Asking for it again printed it twice.
+            if exc.format_message().strip():
+                print(exc.format_message())
             code = 0
         except click.UsageError as exc:
             hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx else ""

@@ -17,6 +17,13 @@ def test_help_lists_every_command(cli):
         assert command in stdout
 
 
+@pytest.mark.parametrize("args", [(), ("checkpoints",)])
+def test_a_bare_command_prints_its_help_once(cli, args):
+    code, stdout, _ = cli(*args)
+    assert code == 0
+    assert stdout.count("Usage:") == 1
+
+
 def test_importing_the_cli_does_not_import_torch():
     probe = "import sys, soundstorm_cli.cli; print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
