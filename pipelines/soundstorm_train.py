@@ -178,6 +178,7 @@ def model_config(config: DataConfig, meta: dict) -> SoundStormConfig:
         heads=c.heads,
         conv_kernel=c.conv_kernel,
         dropout=c.dropout,
+        attention_dropout=c.attention_dropout,
         window=int(c.max_seconds * meta["codec_frame_rate"]),
     )
 

@@ -101,6 +101,29 @@ def test_padding_never_leaks_batch_equals_one_by_one():
         torch.testing.assert_close(batch[b, :n], alone[0], atol=1e-5, rtol=1e-4)
 
 
+@pytest.mark.parametrize(
+    ("dropout", "attention_dropout", "varies"),
+    [(0.0, None, False), (0.0, 0.5, True), (0.5, 0.0, True), (0.5, None, True)],
+)
+def test_attention_dropout_is_its_own_rate(dropout, attention_dropout, varies):
+    import dataclasses
+
+    from soundstorm_cli.models.conformer import FeedForward, SelfAttention
+
+    config = dataclasses.replace(TINY, dropout=dropout, attention_dropout=attention_dropout)
+    torch.manual_seed(0)
+    model = SoundStorm(config).train()
+    attention = {m.dropout for m in model.modules() if isinstance(m, SelfAttention)}
+    feed_forward = {m.p for m in model.modules() if isinstance(m, torch.nn.Dropout)}
+    assert attention == {dropout if attention_dropout is None else attention_dropout}
+    assert feed_forward == {dropout} and any(isinstance(m, FeedForward) for m in model.modules())
+    codes, semantic, speakers = _codes(2, 3, 20), torch.randint(0, 10, (2, 20)), torch.ones(2, 20).long()
+    twice = [model(codes, semantic, speakers, 1) for _ in range(2)]
+    assert (not torch.equal(*twice)) == varies
+    model.eval()
+    torch.testing.assert_close(model(codes, semantic, speakers, 1), model(codes, semantic, speakers, 1))
+
+
 def test_per_item_level_heads():
     torch.manual_seed(0)
     model = SoundStorm(TINY).eval()

@@ -34,6 +34,7 @@ class SoundStormConfig:
     conv_kernel: int = 15
     ff_mult: int = 4
     dropout: float = 0.1
+    attention_dropout: float | None = None  # on the attention weights; None: `dropout` (see Conformer)
     window: int = 1000  # frames of the longest training example; longer inputs decode in windows
 
     @property
@@ -55,7 +56,9 @@ class SoundStorm(nn.Module):
         )
         self.semantic_embedding = nn.Embedding(c.semantic_vocab + 1, c.dim)
         self.speaker_embedding = nn.Embedding(c.max_speakers + 1, c.dim)
-        self.conformer = Conformer(c.dim, c.layers, c.heads, c.conv_kernel, c.ff_mult, c.dropout)
+        self.conformer = Conformer(
+            c.dim, c.layers, c.heads, c.conv_kernel, c.ff_mult, c.dropout, c.attention_dropout
+        )
         self.heads = nn.Parameter(
             torch.randn(c.levels, c.dim, c.codebook_size) / math.sqrt(c.dim)
         )  # Q output heads
