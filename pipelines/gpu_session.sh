@@ -4,6 +4,8 @@
 # seconds (`time_budget_s`, pipelines/training.py StepBudget); then the acoustic speed benchmark; the
 # results tarred and split into 15 MB pieces under $OUT. This is what trained the shipped `tiny`'s
 # GPU steps (its MODEL_CARD.md has the calls, budgets and figures).
+# The next lease: the T5 is already the GPU's, so give SoundStorm the whole GPU (TRAIN_T2S=0), continuing
+# from the shipped weights (or a later CPU continuation), e.g. BUDGET=420 TRAIN_T2S=0 SLR=0.0003 SWARM=100.
 #
 # It reads .gpu/ (carried to the machine; not in git):
 #   .gpu/data/shards          data/tiny/shards with the codes cut to the first 4 levels (meta "levels": 4),
@@ -30,9 +32,11 @@ timeout $((BUDGET + 90)) $PY -m pipelines soundstorm $CFG --set $S.init_from=.gp
   --set $S.steps=200000 --set $S.time_budget_s=$BUDGET --set $S.frames_per_batch=${FRAMES:-12000} \
   --set $S.lr=${SLR:-0.0005} --set $S.warmup=${SWARM:-200} --set $S.dropout=0.1 --set $S.log_every=50 \
   --set $S.save_every=500 --set $S.threads=4 > $RES/soundstorm.log 2>&1 &
+if [ "${TRAIN_T2S:-1}" = 1 ]; then  # TRAIN_T2S=0: SoundStorm alone (the shipped T5 is already the GPU's)
 timeout $((BUDGET + 90)) $PY -m pipelines t2s $CFG --set $T.steps=200000 --set $T.time_budget_s=$BUDGET \
   --set $T.batch_size=${T2S_BATCH:-64} --set $T.lr=0.001 --set $T.warmup=300 --set $T.dropout=0.1 \
   --set $T.log_every=100 --set $T.save_every=1000 --set $T.threads=4 > $RES/t2s.log 2>&1 &
+fi
 wait
 tail -n 3 $RES/soundstorm.log $RES/t2s.log
 cp .gpu/data/stages.json $RES/ 2>/dev/null
@@ -48,5 +52,6 @@ PY
 timeout ${BENCH_S:-100} $PY benchmarks/acoustic_speed.py --durations ${DURATIONS:-30} --runs ${RUNS:-1} --train-step \
   --json $RES/acoustic_speed.json > $RES/acoustic_speed.log 2>&1
 cat $RES/acoustic_speed.log | tail -8
-tar cf /tmp/results.tar --exclude train_state.pt -C .gpu/data soundstorm/model.safetensors soundstorm/config.json t2s -C $RES . 2>&1 | tail -2
+T2S_OUT=$([ -d .gpu/data/t2s ] && echo t2s)
+tar cf /tmp/results.tar --exclude train_state.pt -C .gpu/data soundstorm/model.safetensors soundstorm/config.json $T2S_OUT -C $RES . 2>&1 | tail -2
 cd ${OUT:-/tmp/outdir} && split -b 15M /tmp/results.tar results.tar. && ls -la
