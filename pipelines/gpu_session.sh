@@ -5,7 +5,8 @@
 # results tarred and split into 15 MB pieces under $OUT. This is what trained the shipped `tiny`'s
 # GPU steps (its MODEL_CARD.md has the calls, budgets and figures).
 # The next lease: the T5 is already the GPU's, so give SoundStorm the whole GPU (TRAIN_T2S=0), continuing
-# from the shipped weights (or a later CPU continuation), e.g. BUDGET=420 TRAIN_T2S=0 SLR=0.0003 SWARM=100.
+# from the shipped weights (or a later CPU continuation), e.g. BUDGET=380 TRAIN_T2S=0 SLR=0.0003 SWARM=100 (training
+# may run BUDGET + 90 s and the benchmark 100 s: a call has 600).
 #
 # It reads .gpu/ (carried to the machine; not in git):
 #   .gpu/data/shards          data/tiny/shards with the codes cut to the first 4 levels (meta "levels": 4),
