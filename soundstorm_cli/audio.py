@@ -156,10 +156,14 @@ def replaced_atomically(path: str | os.PathLike, what: str = ""):
     """
     path = Path(path)
     parent = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
+    except OSError as exc:
+        raise OutputError(f"cannot write {what}'{path}': {exc.strerror or exc}") from exc
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, _mode_for(path))  # mkstemp's file is private (0600); the output should not be
         os.replace(tmp, path)
     except OSError as exc:
         _remove_quietly(tmp)
@@ -167,6 +171,16 @@ def replaced_atomically(path: str | os.PathLike, what: str = ""):
     except BaseException:
         _remove_quietly(tmp)
         raise
+
+
+def _mode_for(path: Path) -> int:
+    """The permissions a replaced file keeps, or those a new file gets under the umask (as `open` gives)."""
+    try:
+        return path.stat().st_mode & 0o7777
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def _remove_quietly(name: str) -> None:

@@ -11,6 +11,7 @@ at module import, so `soundstorm --help` answers at once.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -207,11 +208,12 @@ def _render(run, output: Path, timings: Path | None, quiet: bool, json_out: bool
         result = run(progress)
     for warning in result.warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    write_audio(output, result.audio, result.sample_rate)
-    if timings is not None:
-        from soundstorm_cli.subtitles import write_subtitles
+    with contextlib.ExitStack() as staged:  # the subtitles replace theirs only once the audio is written
+        if timings is not None:
+            from soundstorm_cli.subtitles import staged_subtitles
 
-        write_subtitles(timings, result.turns)
+            staged.enter_context(staged_subtitles(timings, result.turns))
+        write_audio(output, result.audio, result.sample_rate)
     summary = {
         "output": str(output),
         "duration_s": round(result.duration_s, 3),
@@ -451,8 +453,9 @@ def evaluate(
 
     if test_set is not None and not test_set.is_dir():
         raise InputError(f"--test-set '{test_set}' is not a folder")
-    if csv is not None and (csv.is_dir() or not (csv.parent if str(csv.parent) else Path(".")).is_dir()):
-        raise InputError(f"--csv '{csv}': not a file in an existing folder")
+    folder = (csv.parent if str(csv.parent) else Path(".")) if csv is not None else None
+    if csv is not None and (csv.is_dir() or not folder.is_dir() or not os.access(folder, os.W_OK)):
+        raise InputError(f"--csv '{csv}': not a file in an existing, writable folder")
     synth = Synthesizer.from_checkpoint(checkpoint, device.value)
     if test_set is None:
         synth.bundle.require("testset", command="`eval` without --test-set")

@@ -13,6 +13,7 @@ the error says so.
 from __future__ import annotations
 
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -68,9 +69,15 @@ class Transcriber:
             ) from exc
         from soundstorm_cli.semantic import default_whisper_path
 
-        self.model = WhisperModel(
-            str(model or default_whisper_path()), device="cpu", compute_type="int8", cpu_threads=threads
-        )
+        try:
+            self.model = WhisperModel(
+                str(model or default_whisper_path()), device="cpu", compute_type="int8", cpu_threads=threads
+            )
+        except (OSError, ValueError, RuntimeError) as exc:  # unknown name, no network, not a model folder
+            raise CheckpointError(
+                f"cannot load the ASR model '{model}': {str(exc).splitlines()[0]} (give a faster-whisper "
+                "model folder, or leave --asr-model out for the bundled Whisper tiny.en)"
+            ) from exc
 
     def __call__(self, samples: np.ndarray, sample_rate: int = 16000) -> str:
         from soundstorm_cli.audio import resample
@@ -87,7 +94,9 @@ class VoiceSimilarity:
 
     def __init__(self):
         try:
-            from resemblyzer import VoiceEncoder
+            with warnings.catch_warnings():  # its webrtcvad imports pkg_resources, which warns on every run
+                warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
+                from resemblyzer import VoiceEncoder
         except ImportError as exc:
             raise CheckpointError(
                 "voice similarity needs resemblyzer: pip install 'soundstorm[eval]'"

@@ -58,6 +58,7 @@ class Script:
     voices: dict[str, str] = field(default_factory=dict)  # speaker -> path as written
     title: str | None = None
     base_dir: Path | None = field(default=None, compare=False)  # voices are relative to it
+    source: str = field(default="<script>", compare=False)  # its name in error messages
 
     @property
     def speakers(self) -> list[str]:
@@ -101,6 +102,7 @@ def parse_script(data: str | bytes, source: str = "<script>", base_dir: Path | N
             raise _error(source, line, column, f"not UTF-8 text (byte 0x{data[exc.start]:02x})") from None
     else:
         text = data
+    text = text.removeprefix("\ufeff")  # the byte-order mark some editors (Notepad) put first
     if "\x00" in text:
         line = text[: text.index("\x00")].count("\n") + 1
         raise _error(source, line, 1, "a NUL character: this is not a text file")
@@ -113,7 +115,12 @@ def parse_script(data: str | bytes, source: str = "<script>", base_dir: Path | N
     unused = sorted(set(voices) - {t.speaker for t in turns})
     if unused:
         raise ScriptError(f"{source}: voices given for speakers with no turn: {', '.join(unused)}")
-    return Script(tuple(turns), voices, front.get("title"), base_dir)
+    return Script(tuple(turns), voices, front.get("title"), base_dir, source)
+
+
+def script_error(script: Script, turn: Turn, message: str) -> ScriptError:
+    """An error about one turn of a parsed script, placed as the parser's own are."""
+    return _error(script.source, turn.line, turn.column, message)
 
 
 def _front_matter(lines: list[str], source: str) -> tuple[dict, int]:

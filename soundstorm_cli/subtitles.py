@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -44,8 +45,17 @@ def check_subtitle_path(path: str | os.PathLike) -> Path:
 
 
 def write_subtitles(path: str | os.PathLike, turns) -> Path:
+    with staged_subtitles(path, turns) as path:
+        return path
+
+
+@contextlib.contextmanager
+def staged_subtitles(path: str | os.PathLike, turns):
+    """Write the subtitles beside `path`; they replace it when the block succeeds, else nothing changes.
+
+    So a command writing audio and subtitles does both or neither (`cli.py`)."""
     path = check_subtitle_path(path)
     text = format_subtitles(turns, path.suffix.lower())
     with replaced_atomically(path, "timings ") as tmp:
         tmp.write_text(text, encoding="utf-8")
-    return path
+        yield path

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from soundstorm_cli.errors import InputError, ModelNotAvailableError, ScriptError
-from soundstorm_cli.script import Pause, Script, Turn
+from soundstorm_cli.script import Pause, Script, Turn, script_error
 from soundstorm_cli.voices import (
     BundledVoice,
     VoicePrompt,
@@ -255,6 +255,8 @@ class Synthesizer:
             raise InputError("the text to say is empty")
         if len(text) > MAX_TEXT_CHARS:
             raise InputError(f"the text has {len(text)} characters; split it (at most {MAX_TEXT_CHARS})")
+        if not speakable(text):
+            raise InputError(f"nothing to speak in {_quoted(text)}: {READS}")
         options = options.check()
         self._warnings = []
         started = time.perf_counter()
@@ -284,6 +286,11 @@ class Synthesizer:
             raise ScriptError(
                 f"{len(script.speakers)} speakers; this model renders at most {self.soundstorm.config.max_speakers}"
             )
+        for turn in script.turns:
+            if not speakable(turn.text):
+                raise script_error(
+                    script, turn, f"[{turn.speaker}] has nothing to speak in {_quoted(turn.text)}: {READS}"
+                )
         if sum(len(t.text) for t in script.turns) > MAX_TEXT_CHARS:
             raise ScriptError(
                 f"the script is too long for one render (over {MAX_TEXT_CHARS} characters); split it"
@@ -379,6 +386,9 @@ class Synthesizer:
         sep = self.text_tokenizer.control_ids[SEPARATOR]
         out = []
         for i, segment in enumerate(segments):
+            if not speakable(segment.text):  # e.g. '...' between two pauses: a short silence
+                out.append(np.full(3, self.silence_token(), dtype=np.int64))
+                continue
             voice = prompts[segment.speaker]
             pieces = self.text_tokenizer.encode(normalize(segment.text))
             prefix, prompt_pieces = None, 0
@@ -403,7 +413,8 @@ class Synthesizer:
 
         clips = []
         for segment in segments:
-            clip = trim_silence(espeak_render(normalize(segment.text)), 16000)
+            text = normalize(segment.text)
+            clip = trim_silence(espeak_render(text), 16000) if speakable(text) else np.zeros(0, np.float32)
             clips.append(clip if len(clip) else np.zeros(1600, dtype=np.float32))
         return self.semantic.tokenize(clips)
 
@@ -486,6 +497,21 @@ class Synthesizer:
         return codes.cpu(), spans, result.forward_passes
 
 
+READS = "the bundled models read English: words in Latin letters, numbers, common symbols"
+
+
+def speakable(text: str) -> bool:
+    """Whether `text` holds anything to speak once normalised (a letter; numbers are spelled out)."""
+    from soundstorm_cli.text import normalize
+
+    return any(c.isalpha() for c in normalize(text))
+
+
+def _quoted(text: str, limit: int = 40) -> str:
+    text = " ".join(text.split())
+    return repr(text if len(text) <= limit else text[: limit - 3] + "...")
+
+
 def espeak_render(text: str, voice: str = ESPEAK_GUIDE_VOICE) -> np.ndarray:
     """espeak-ng's rendering of `text` as 16 kHz float32 samples (the espeak front end's guide)."""
     import io
@@ -501,9 +527,14 @@ def espeak_render(text: str, voice: str = ESPEAK_GUIDE_VOICE) -> np.ndarray:
             capture_output=True,
             check=True,
         )
-        data, rate = sf.read(io.BytesIO(done.stdout), dtype="float32")
-    except (OSError, subprocess.CalledProcessError, RuntimeError) as exc:
+    except (OSError, subprocess.CalledProcessError) as exc:
         raise ModelNotAvailableError(f"espeak-ng could not render the text: {exc}") from exc
+    try:
+        data, rate = sf.read(io.BytesIO(done.stdout), dtype="float32")
+    except RuntimeError:  # soundfile.LibsndfileError: not a WAV (e.g. empty)
+        raise ModelNotAvailableError(
+            f"espeak-ng gave no audio for {_quoted(text)} (its output: {len(done.stdout)} bytes)"
+        ) from None
     return resample(data.reshape(-1), rate, 16000)
 
 

@@ -58,6 +58,23 @@ def test_write_by_extension_round_trips(tmp_path, suffix):
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 
 
+def test_written_files_get_the_umask_mode_and_replaced_ones_keep_theirs(tmp_path):
+    """The temporary file is private (mkstemp: 0600); the output must not stay so."""
+    import os
+
+    old = os.umask(0o022)
+    try:
+        fresh = write_audio(tmp_path / "new.wav", sine(0.1, 16000), 16000)
+        kept = tmp_path / "shared.wav"
+        kept.write_bytes(b"old")
+        kept.chmod(0o664)
+        write_audio(kept, sine(0.1, 16000), 16000)
+    finally:
+        os.umask(old)
+    assert fresh.stat().st_mode & 0o777 == 0o644
+    assert kept.stat().st_mode & 0o777 == 0o664 and sf.info(kept).frames > 0
+
+
 def test_write_is_peak_safe(tmp_path):
     path = write_audio(tmp_path / "hot.wav", sine(0.2, 16000) * 8, 16000)
     data, _ = sf.read(path)

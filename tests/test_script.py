@@ -78,6 +78,13 @@ def test_empty_and_comment_only_scripts_fail():
             parse_script(text)
 
 
+def test_a_byte_order_mark_is_not_text():
+    """Notepad saves UTF-8 with a BOM; the script is the same script."""
+    plain = "[A] Hello there.\r\n[B] Fine.\r\n"
+    assert parse_script(b"\xef\xbb\xbf" + plain.encode()) == parse_script(plain)
+    assert parse_script("\ufeff" + plain) == parse_script(plain)
+
+
 def test_undecodable_bytes_give_line_and_column():
     with pytest.raises(ScriptError, match=r":2:6: not UTF-8"):
         parse_script(b"[S1] ok\n[S2] \xff\xfe bad", source="x")

@@ -107,6 +107,16 @@ def test_absurd_options_are_refused(synth):
             synth.say("Hello.", options=options)
 
 
+@pytest.mark.parametrize("options", [SynthesisOptions(frontend="t2s"), ESPEAK], ids=["t2s", "espeak"])
+def test_a_part_with_nothing_to_speak_between_pauses_is_a_short_silence(synth, options):
+    """'...' alone between two pauses is kept as a beat, not sent to espeak-ng or the T5 as empty text."""
+    plain = synth.dialogue(parse_script("[A] One two. (pause 0.5) Three."), seed=0, options=options)
+    beat = synth.dialogue(
+        parse_script("[A] One two. (pause 0.5) ... (pause 0.5) Three."), seed=0, options=options
+    )
+    assert 0.5 <= beat.duration_s - plain.duration_s <= 0.8  # the second pause and a beat of ~0.1 s
+
+
 def test_trim_silence_keeps_the_speech():
     speech = voice_like(1.0, 16000, 200.0, 0)
     padded = np.concatenate([np.zeros(16000, np.float32), speech, np.zeros(8000, np.float32)])
@@ -177,10 +187,13 @@ def test_cli_say_replaces_an_existing_output_only_when_done(cli, tiny_bundle, tm
         (("say", "Hi.", "--temperature", "-2"), "temperatures"),
         (("say", "Hi.", "--frontend", "festival"), "front end"),
         (("say", "Hi.", "--timings", "{tmp}/t.txt"), ".srt or .vtt"),
+        (("say", "Hi.", "--timings", "/proc/t.srt"), "cannot write timings '/proc/t.srt'"),
         (("dialogue", "{tmp}/bad.txt"), "bad.txt:1:9: unknown directive"),
         (("dialogue", "{tmp}/ok.txt", "--voice", "S1={tmp}/corrupt.wav"), "not a readable audio file"),
         (("dialogue", "{tmp}/ok.txt", "--voice", "S9={tmp}/v.wav"), "S9, who has no turn"),
         (("dialogue", "{tmp}/front.txt"), "missing.wav': no such file"),
+        (("say", "Привет, мир 🙂"), "nothing to speak in 'Привет, мир 🙂'"),
+        (("dialogue", "{tmp}/alien.txt"), "alien.txt:2:1: [S2] has nothing to speak"),
     ],
 )
 def test_cli_bad_inputs_fail_in_one_line_and_touch_nothing(cli, tiny_bundle, tmp_path, args, words):
@@ -190,6 +203,7 @@ def test_cli_bad_inputs_fail_in_one_line_and_touch_nothing(cli, tiny_bundle, tmp
     (tmp_path / "bad.txt").write_text("[S1] Hi (laugh) there.\n")
     (tmp_path / "ok.txt").write_text("[S1] Hi there.\n")
     (tmp_path / "front.txt").write_text("---\nvoices:\n  S1: missing.wav\n---\n[S1] Hi.\n")
+    (tmp_path / "alien.txt").write_text("[S1] Hi there.\n[S2] ... 🙂\n")
     out = tmp_path / "out.wav"
     out.write_bytes(b"precious")
     code, stdout, stderr = cli(
