@@ -53,16 +53,22 @@ def _check_readable(path: Path) -> None:
         raise AudioError(f"cannot read audio '{path}': permission denied")
 
 
-def read_audio(path: str | os.PathLike, sample_rate: int | None = None) -> Audio:
+def read_audio(
+    path: str | os.PathLike, sample_rate: int | None = None, max_seconds: float | None = None
+) -> Audio:
     """Read a file soundfile understands (wav, flac, ogg, ...), downmixed to mono.
 
-    With `sample_rate`, the audio is resampled to it. Integer files come back as
-    floats in [-1, 1].
+    With `sample_rate`, the audio is resampled to it; with `max_seconds`, only
+    the file's beginning is read (a voice prompt may be an hour-long episode).
+    Integer files come back as floats in [-1, 1].
     """
     path = Path(path)
     _check_readable(path)
     try:
-        data, rate = sf.read(str(path), dtype="float32", always_2d=True)  # [T, C]
+        with sf.SoundFile(str(path)) as handle:
+            rate = handle.samplerate
+            frames = -1 if max_seconds is None else int(max_seconds * rate)
+            data = handle.read(frames, dtype="float32", always_2d=True)  # [T, C]
     except (sf.LibsndfileError, RuntimeError, ValueError, TypeError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise AudioError(f"cannot read audio '{path}': not a readable audio file ({reason})") from exc

@@ -19,6 +19,7 @@ from soundstorm_cli.errors import AudioError, InputError
 
 MIN_PROMPT_S = 1.0
 MAX_PROMPT_S = 10.0
+PROMPT_READ_S = 60.0  # of a prompt file, only this much is read: the speech in it is trimmed and cut
 _FRAME_S = 0.02
 _SILENCE_DB = -40.0  # frames this far below the loudest frame count as silence
 
@@ -61,10 +62,12 @@ def check_prompt_seconds(seconds: float) -> float:
 
 def load_prompt_audio(path: str | Path, sample_rate: int, seconds: float | None = None) -> np.ndarray:
     """The speech of an audio file (its first `seconds`, if given) at `sample_rate`; errors say what is wrong."""
-    audio = read_audio(path, sample_rate=sample_rate)
+    audio = read_audio(path, sample_rate=sample_rate, max_seconds=PROMPT_READ_S)
     speech = trim_silence(audio.samples, sample_rate)
     if len(speech) == 0:
-        raise AudioError(f"voice prompt '{path}' is silent")
+        raise AudioError(
+            f"voice prompt '{path}' is silent (in its first {PROMPT_READ_S:g} s, all that is read)"
+        )
     if len(speech) < MIN_PROMPT_S * sample_rate:
         raise AudioError(
             f"voice prompt '{path}' holds {len(speech) / sample_rate:.2f} s of speech; at least {MIN_PROMPT_S:g} s is needed"

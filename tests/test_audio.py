@@ -31,6 +31,13 @@ def test_any_file_comes_back_mono_at_the_requested_rate(tmp_path, name, rate, ch
     assert 0.1 < np.abs(audio.samples).max() <= 1.0
 
 
+def test_only_the_beginning_is_read_when_asked(tmp_path):
+    path = tmp_path / "long.flac"
+    sf.write(path, sine(3.0, 22050, channels=2), 22050)
+    assert len(read_audio(path, sample_rate=16000, max_seconds=1.25).samples) == 20000
+    assert len(read_audio(path, sample_rate=16000).samples) == 48000
+
+
 def test_int16_is_scaled_to_unit_range(tmp_path):
     path = tmp_path / "loud.wav"
     sf.write(path, np.full(800, 0.5, dtype=np.float32), 8000, subtype="PCM_16")

@@ -94,6 +94,10 @@ def test_silent_and_short_prompts_are_refused(synth, tmp_path):
         synth.say("Hello.", prompt=silent)
     with pytest.raises(AudioError, match="at least 1 s"):
         synth.say("Hello.", prompt=short)
+    late = tmp_path / "late.wav"  # speech only after the part of a prompt file that is read
+    sf.write(late, np.concatenate([np.zeros(61 * 8000), voice_like(2.0, 8000, 120.0, 0)]), 8000)
+    with pytest.raises(AudioError, match="silent .in its first 60 s"):
+        synth.say("Hello.", prompt=late)
 
 
 def test_absurd_options_are_refused(synth):
