@@ -9,19 +9,25 @@ from soundstorm_cli.errors import InputError
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
-def resolve_device(name: str = "auto"):
-    """`auto` -> cuda, then mps, then cpu; an explicit device must be present."""
+def resolve_device(name: str | None = "auto"):
+    """`auto` (or None) -> cuda, then mps, then cpu; an explicit device, `cuda:N` included, must be present."""
     import torch
 
-    if name not in DEVICES:
-        raise InputError(f"unknown device '{name}' (use one of {', '.join(DEVICES)})")
+    name = "auto" if name is None else str(name)
+    kind, _, index = name.partition(":")
+    if kind not in DEVICES or (index and (kind != "cuda" or not index.isdigit())):
+        raise InputError(f"unknown device '{name}' (use one of {', '.join(DEVICES)}, or cuda:N)")
     cuda = torch.cuda.is_available()
     mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
-    if name == "auto":
+    if kind == "auto":
         name = "cuda" if cuda else "mps" if mps else "cpu"
-    if name == "cuda" and not cuda:
-        raise InputError("--device cuda was asked for, but no CUDA GPU is visible to torch")
-    if name == "mps" and not mps:
+    if kind == "cuda" and not cuda:
+        raise InputError(f"--device {name} was asked for, but no CUDA GPU is visible to torch")
+    if index and int(index) >= torch.cuda.device_count():
+        raise InputError(
+            f"--device {name}: torch sees {torch.cuda.device_count()} CUDA GPU(s), numbered from 0"
+        )
+    if kind == "mps" and not mps:
         raise InputError("--device mps was asked for, but MPS is not available")
     return torch.device(name)
 

@@ -16,11 +16,26 @@ def test_auto_resolves_to_an_available_device():
 
 
 def test_unknown_or_absent_devices_are_refused():
-    with pytest.raises(InputError):
-        resolve_device("tpu")
+    for name in ("tpu", "", "cpu:0", "cuda:x", "cuda:-1", "mps:0"):
+        with pytest.raises(InputError, match="unknown device"):
+            resolve_device(name)
     if not torch.cuda.is_available():
-        with pytest.raises(InputError, match="no CUDA GPU"):
-            resolve_device("cuda")
+        for name in ("cuda", "cuda:0"):
+            with pytest.raises(InputError, match="no CUDA GPU"):
+                resolve_device(name)
+
+
+def test_a_numbered_gpu_must_exist(monkeypatch):
+    """With one GPU (faked: the check reads torch.cuda), cuda:0 is it and cuda:1 is refused."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert resolve_device("cuda:0") == torch.device("cuda", 0)
+    with pytest.raises(InputError, match="sees 1 CUDA GPU"):
+        resolve_device("cuda:1")
+
+
+def test_none_means_auto():
+    assert resolve_device(None) == resolve_device("auto")
 
 
 def test_same_seed_same_draws():
