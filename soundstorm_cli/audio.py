@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -162,14 +162,15 @@ def replaced_atomically(path: str | os.PathLike, what: str = ""):
     """
     path = Path(path)
     parent = path.parent if str(path.parent) else Path(".")
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
+    tmp = str(parent / f".{path.name}.{secrets.token_hex(4)}.tmp")
+    try:  # created as `open` would (0666 under the umask), not private as mkstemp's; never over a file
+        os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
     except OSError as exc:
         raise OutputError(f"cannot write {what}'{path}': {exc.strerror or exc}") from exc
-    os.close(fd)
     try:
         yield Path(tmp)
-        os.chmod(tmp, _mode_for(path))  # mkstemp's file is private (0600); the output should not be
+        if path.exists():  # a replaced file keeps its permissions
+            os.chmod(tmp, path.stat().st_mode & 0o7777)
         os.replace(tmp, path)
     except OSError as exc:
         _remove_quietly(tmp)
@@ -177,16 +178,6 @@ def replaced_atomically(path: str | os.PathLike, what: str = ""):
     except BaseException:
         _remove_quietly(tmp)
         raise
-
-
-def _mode_for(path: Path) -> int:
-    """The permissions a replaced file keeps, or those a new file gets under the umask (as `open` gives)."""
-    try:
-        return path.stat().st_mode & 0o7777
-    except OSError:
-        umask = os.umask(0)
-        os.umask(umask)
-        return 0o666 & ~umask
 
 
 def _remove_quietly(name: str) -> None:
