@@ -453,8 +453,7 @@ def evaluate(
 
     if test_set is not None and not test_set.is_dir():
         raise InputError(f"--test-set '{test_set}' is not a folder")
-    folder = (csv.parent if str(csv.parent) else Path(".")) if csv is not None else None
-    if csv is not None and (csv.is_dir() or not folder.is_dir() or not os.access(folder, os.W_OK)):
+    if csv is not None and (csv.is_dir() or not csv.parent.is_dir() or not os.access(csv.parent, os.W_OK)):
         raise InputError(f"--csv '{csv}': not a file in an existing, writable folder")
     synth = Synthesizer.from_checkpoint(checkpoint, device.value)
     if test_set is None:

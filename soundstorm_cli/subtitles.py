@@ -44,11 +44,6 @@ def check_subtitle_path(path: str | os.PathLike) -> Path:
     return path
 
 
-def write_subtitles(path: str | os.PathLike, turns) -> Path:
-    with staged_subtitles(path, turns) as path:
-        return path
-
-
 @contextlib.contextmanager
 def staged_subtitles(path: str | os.PathLike, turns):
     """Write the subtitles beside `path`; they replace it when the block succeeds, else nothing changes.

@@ -29,6 +29,7 @@ import numpy as np
 
 from soundstorm_cli.errors import InputError, ModelNotAvailableError, ScriptError
 from soundstorm_cli.script import Pause, Script, Turn, script_error
+from soundstorm_cli.text import speakable
 from soundstorm_cli.voices import (
     BundledVoice,
     VoicePrompt,
@@ -413,8 +414,8 @@ class Synthesizer:
 
         clips = []
         for segment in segments:
-            text = normalize(segment.text)
-            clip = trim_silence(espeak_render(text), 16000) if speakable(text) else np.zeros(0, np.float32)
+            speech = speakable(segment.text)
+            clip = trim_silence(espeak_render(normalize(segment.text)), 16000) if speech else np.zeros(0)
             clips.append(clip if len(clip) else np.zeros(1600, dtype=np.float32))
         return self.semantic.tokenize(clips)
 
@@ -498,13 +499,6 @@ class Synthesizer:
 
 
 READS = "the bundled models read English: words in Latin letters, numbers, common symbols"
-
-
-def speakable(text: str) -> bool:
-    """Whether `text` holds anything to speak once normalised (a letter; numbers are spelled out)."""
-    from soundstorm_cli.text import normalize
-
-    return any(c.isalpha() for c in normalize(text))
 
 
 def _quoted(text: str, limit: int = 40) -> str:

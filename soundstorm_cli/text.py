@@ -183,6 +183,11 @@ def normalize(text: str) -> str:
     return text
 
 
+def speakable(text: str) -> bool:
+    """Whether `text` holds anything to speak once normalised (a letter; numbers are spelled out)."""
+    return any(c.isalpha() for c in normalize(text))
+
+
 # Control pieces of the text tokenizer: the prompt/text separator, a pause, and
 # the speaker turns of a dialogue (the n-th speaker of a script is <spk{n}>).
 SEPARATOR = "<sep>"
