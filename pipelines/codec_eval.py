@@ -1,9 +1,15 @@
 """Codec evaluation on held-out speakers: `python -m pipelines.codec_eval --config ... [--codec DIR]`.
 
 On `codec.eval_utterances` single utterances of the test split (held-out
-speakers), for the original audio and the codec's resynthesis with 8, 4 and 2
+speakers), for the original audio and the codec's resynthesis with 8, 4, 2 and 1
 levels: Whisper tiny.en CER and WER, resemblyzer similarity to the original,
 and log-mel distance to the original. Writes `codec/eval.json`.
+
+With `--probe SHARDS` it also measures how predictable the codes are from the
+semantic tokens, the first thing SoundStorm must learn: a lookup model
+p(code of level 1 | semantic token) counted on the train split (add-0.5
+smoothing), its cross-entropy and top-1 accuracy on the test split, beside the
+codes' unigram entropy and log(codebook size).
 """
 
 from __future__ import annotations
@@ -23,7 +29,42 @@ from soundstorm_cli.codec import load_codec
 from soundstorm_cli.evaluate import Transcriber, VoiceSimilarity, cer, log_mel_distance, wer
 
 
-def evaluate_codec(codec_dir: Path, rows: list[dict], levels=(8, 4, 2)) -> dict:
+def predictability(shards_dir: Path, smoothing: float = 0.5) -> dict:
+    """How well the semantic token alone tells level 1's code (train counts, test figures, in nats)."""
+    from pipelines.shards import TokenShards
+    from soundstorm_cli.semantic import semantic_to_codec
+
+    def pairs(split: str):
+        shards = TokenShards(shards_dir, split)
+        codes, sem = [], []
+        for i in range(len(shards)):
+            item = shards[i]
+            level1 = item["codes"][0]
+            codes.append(level1)
+            sem.append(semantic_to_codec(item["semantic_tokens"], shards.ratio, len(level1)).numpy())
+        return np.concatenate(sem), np.concatenate(codes), shards.meta
+
+    sem, codes, meta = pairs("train")
+    size, vocab = int(meta["codebook_size"]), int(max(sem.max() + 1, 512))
+    counts = np.full((vocab, size), smoothing)
+    np.add.at(counts, (sem, codes), 1)
+    table = np.log(counts / counts.sum(1, keepdims=True))
+    unigram = np.bincount(codes, minlength=size) / len(codes)
+    test_sem, test_codes, _ = pairs("test")
+    return {
+        "codebook_size": size,
+        "log_codebook_size": round(float(np.log(size)), 3),
+        "unigram_entropy": round(float(-(unigram[unigram > 0] * np.log(unigram[unigram > 0])).sum()), 3),
+        "lookup_cross_entropy": round(float(-table[test_sem, test_codes].mean()), 3),
+        "lookup_top1": round(float((table[test_sem].argmax(1) == test_codes).mean()), 4),
+        "train_frames": int(len(codes)),
+        "test_frames": int(len(test_codes)),
+    }
+
+
+def evaluate_codec(
+    codec_dir: Path, rows: list[dict], levels=(8, 4, 2, 1), semantic: dict | None = None
+) -> dict:
     codec = load_codec(codec_dir)
     asr, sim = Transcriber(), VoiceSimilarity()
     results = {"original": []} | {f"codec_{q}": [] for q in levels if q <= codec.num_levels}
@@ -33,11 +74,12 @@ def evaluate_codec(codec_dir: Path, rows: list[dict], levels=(8, 4, 2)) -> dict:
         results["original"].append(
             {"id": row["id"], "cer": cer(row["text"], text), "wer": wer(row["text"], text)}
         )
-        codes = codec.encode(torch.from_numpy(wav))
+        tokens = torch.from_numpy(semantic[row["id"]].astype(np.int64)) if codec.needs_semantic else None
+        codes = codec.encode(torch.from_numpy(wav), semantic=tokens)
         for q in levels:
             if q > codec.num_levels:
                 continue
-            resynth = codec.decode(codes[:q], length=len(wav)).numpy()
+            resynth = codec.decode(codes[:q], length=len(wav), semantic=tokens).numpy()
             heard = asr(resynth)
             results[f"codec_{q}"].append(
                 {
@@ -65,8 +107,11 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", required=True, type=Path)
     parser.add_argument("--codec", type=Path, help="codec folder (default: OUT_DIR/codec)")
+    parser.add_argument("--out-dir", type=Path, help="override the config's out_dir")
+    parser.add_argument("--probe", type=Path, help="a shards folder of this codec: measure predictability")
+    parser.add_argument("--report", type=Path, help="write here instead of OUT_DIR/codec/eval.json")
     args = parser.parse_args(argv)
-    config = load_config(args.config)
+    config = load_config(args.config, {"out_dir": str(args.out_dir)} if args.out_dir else None)
     torch.set_num_threads(2)
     test = [r for r in read_manifest(config.out_dir, "test") if r["kind"] == "single"]
     # An even spread over the held-out speakers.
@@ -79,12 +124,19 @@ def main(argv=None) -> int:
     ]
     started = time.time()
     codec_dir = args.codec or config.out_dir / "codec"
-    report = evaluate_codec(codec_dir, rows)
+    from pipelines.shards import load_semantic
+
+    report = evaluate_codec(codec_dir, rows, semantic=load_semantic(config.out_dir / "semantic"))
     report["codec"] = str(codec_dir)
+    if args.probe:
+        report["predictability"] = predictability(args.probe)
     report["wall_s"] = round(time.time() - started, 1)
-    out = config.out_dir / "codec" / "eval.json"
+    out = args.report or config.out_dir / "codec" / "eval.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=1))
-    print(json.dumps(report["summary"], indent=1))
+    print(
+        json.dumps({"summary": report["summary"], "predictability": report.get("predictability")}, indent=1)
+    )
     return 0
 
 

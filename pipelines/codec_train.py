@@ -57,26 +57,46 @@ class MelLoss(torch.nn.Module):
         ) / len(MEL_RESOLUTIONS)
 
 
-def load_training_audio(config: DataConfig, hours: float) -> list[np.ndarray]:
-    """int16 arrays of training-split files, in manifest order, up to `hours`."""
-    clips, total = [], 0.0
+def load_training_audio(config: DataConfig, hours: float, with_ids: bool = False):
+    """int16 arrays of training-split files, in manifest order, up to `hours` (and their item ids)."""
+    clips, ids, total = [], [], 0.0
     for row in read_manifest(config.out_dir, "train"):
         if total >= hours * 3600:
             break
         data, _ = sf.read(row["path"], dtype="int16")
         clips.append(data)
+        ids.append(row["id"])
         total += len(data) / config.sample_rate
-    return clips
+    return (clips, ids) if with_ids else clips
 
 
-def random_batch(clips: list[np.ndarray], batch: int, samples: int, rng: np.random.Generator) -> torch.Tensor:
+def random_batch(
+    clips: list[np.ndarray], batch: int, samples: int, rng: np.random.Generator, semantic=None, hop: int = 320
+):
+    """[B, samples] random crops; with `semantic` (each clip's 25 Hz tokens) crops start on a semantic
+    frame and come with their codec-rate tokens [B, samples / hop]: (wav, semantic)."""
+    from soundstorm_cli.semantic import SEMANTIC_HOP, semantic_to_codec
+
     out = np.zeros((batch, samples), dtype=np.float32)
+    tokens = []
     for b in range(batch):
-        clip = clips[rng.integers(len(clips))]
+        n = rng.integers(len(clips))
+        clip = clips[n]
         start = rng.integers(max(1, len(clip) - samples))
+        if semantic is not None:
+            start -= start % SEMANTIC_HOP
+            first = start // SEMANTIC_HOP
+            tokens.append(
+                semantic_to_codec(
+                    torch.from_numpy(semantic[n][first:].astype(np.int64)),
+                    SEMANTIC_HOP // hop,
+                    samples // hop,
+                )
+            )
         piece = clip[start : start + samples].astype(np.float32) / 32768
         out[b, : len(piece)] = piece
-    return torch.from_numpy(out)
+    wav = torch.from_numpy(out)
+    return wav if semantic is None else (wav, torch.stack(tokens))
 
 
 def build_model(config: DataConfig) -> FrameCodec:
@@ -90,6 +110,7 @@ def build_model(config: DataConfig) -> FrameCodec:
             levels=c.levels,
             codebook_size=c.codebook_size,
             codebook_dim=c.codebook_dim,
+            semantic_vocab=config.semantic.clusters if c.semantic else 0,
         )
     )
 
@@ -127,7 +148,13 @@ def run(config: DataConfig, progress=None) -> dict:
         return json.loads(done_marker.read_text())
     torch.set_num_threads(max(1, c.threads))
     torch.manual_seed(config.seed)
-    clips = load_training_audio(config, TRAIN_HOURS)
+    clips, ids = load_training_audio(config, TRAIN_HOURS, with_ids=True)
+    semantic = None
+    if c.semantic:  # a codec conditioned on the semantic tokens: the semantic stage's, per clip
+        from pipelines.shards import load_semantic
+
+        tokens = load_semantic(config.out_dir / "semantic")
+        semantic = [tokens[i] for i in ids]
     model = build_model(config)
     mel_loss = MelLoss(config.sample_rate)
     optimizer = torch.optim.AdamW(model.parameters(), lr=c.lr, betas=(0.8, 0.99), weight_decay=0.01)
@@ -138,10 +165,11 @@ def run(config: DataConfig, progress=None) -> dict:
     model.train()
     while step < c.steps:
         rng = np.random.default_rng([config.seed, step])
-        wav = random_batch(clips, c.batch_size, samples, rng)
+        wav = random_batch(clips, c.batch_size, samples, rng, semantic, model.config.hop_length)
+        wav, tokens = wav if semantic is not None else (wav, None)
         num_levels = int(rng.integers(1, c.levels + 1)) if rng.random() < 0.5 else None
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=c.autocast_bf16):
-            recon, _, commit = model(wav, num_levels)
+            recon, _, commit = model(wav, num_levels, tokens)
         recon = recon.float()
         mel = mel_loss(recon, wav[:, : recon.shape[-1]])
         loss = mel + 0.1 * F.l1_loss(recon, wav[:, : recon.shape[-1]]) + 0.25 * commit
@@ -168,6 +196,8 @@ def run(config: DataConfig, progress=None) -> dict:
         "steps": c.steps,
         "batch_size": c.batch_size,
         "segment_s": c.segment_s,
+        "codebook_size": c.codebook_size,
+        "semantic": c.semantic,
         "train_audio_hours": round(sum(len(x) for x in clips) / config.sample_rate / 3600, 2),
         "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 2),
         "final_mel_l1": log[-1]["mel_l1"] if log else None,

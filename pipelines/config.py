@@ -51,6 +51,9 @@ class CodecConfig:
     levels: int = 8
     codebook_size: int = 1024
     codebook_dim: int = 64
+    # condition the codec on the semantic tokens (models/frame_codec.py: semantic_vocab): its levels then
+    # carry only the acoustic detail, and decoding needs the semantic tokens too
+    semantic: bool = False
     log_every: int = 50
     save_every: int = 500
     eval_utterances: int = 50

@@ -45,8 +45,9 @@ def _build_shard(
     offsets = {"codes": 0, "semantic": 0, "text": 0}
     for row in rows:
         wav = sf.read(row["path"], dtype="float32")[0]
-        codes = codec.encode(torch.from_numpy(wav)).numpy().astype(np.int16)  # [Q, T]
         sem = semantic[row["id"]].astype(np.int16)
+        given = torch.from_numpy(sem.astype(np.int64)) if codec.needs_semantic else None
+        codes = codec.encode(torch.from_numpy(wav), semantic=given).numpy().astype(np.int16)  # [Q, T]
         labels = {s: i for i, s in enumerate(row["speakers"])}
         text = np.asarray(_text_ids(tokenizer, row, labels), dtype=np.int16)
         turns = [
@@ -101,7 +102,8 @@ def codec_folder(config: DataConfig) -> Path:
     return component_path(load_registry().get(config.codec.pretrained), "codec", command="the shards stage")
 
 
-def _load_semantic(folder: Path) -> dict:
+def load_semantic(folder: Path) -> dict:
+    """Every item's 25 Hz semantic tokens, by id, from the semantic stage's parts."""
     from safetensors.numpy import load_file
 
     tokens = {}
@@ -117,7 +119,7 @@ def run(config: DataConfig, progress=None) -> dict:
     torch.set_num_threads(max(1, config.codec.threads))
     codec = load_codec(codec_folder(config))
     tokenizer = TextTokenizer(str(config.out_dir / "text_tokenizer" / "spm.model"))
-    semantic = _load_semantic(config.out_dir / "semantic")
+    semantic = load_semantic(config.out_dir / "semantic")
     rows = read_manifest(config.out_dir)
     speakers = {name: i for i, name in enumerate(sorted({s for r in rows for s in r["speakers"]}))}
     (out / "speakers.json").write_text(json.dumps(speakers, indent=1))
@@ -138,6 +140,7 @@ def run(config: DataConfig, progress=None) -> dict:
         "semantic_rate": 25,
         "levels": codec.num_levels,
         "codebook_size": codec.codebook_size,
+        "codec_needs_semantic": codec.needs_semantic,
         "text_vocab": tokenizer.vocab_size,
         "speakers": len(speakers),
     }

@@ -46,6 +46,12 @@ def _prompt_for(shards: TokenShards, speaker: int, exclude: str, rng, frames: in
     return codes, semantic
 
 
+def _decode_prompt(codec, prompt, ratio: int):
+    """A prompt's audio from its codes (and, for a codec that needs them, its codec-rate semantic tokens)."""
+    codes, semantic = prompt
+    return codec.decode(codes, semantic=semantic[::ratio] if codec.needs_semantic else None).numpy()
+
+
 def generate(model, prompts, target_codes_len, target_semantic, target_speakers, seed, options=None):
     """One pass: [prompt 1, prompt 2, ..., target] -> generated codes of the target part.
 
@@ -147,14 +153,18 @@ def main(argv=None) -> int:
         codes = generate(
             model, [prompt], gt.shape[1], semantic, torch.ones(gt.shape[1], dtype=torch.long), n, options
         )
-        generated, resynth = codec.decode(codes).numpy(), codec.decode(gt).numpy()
-        prompt_audio = codec.decode(prompt[0]).numpy()
+        tokens = item["semantic_tokens"] if codec.needs_semantic else None
+        generated = codec.decode(codes, semantic=tokens).numpy()
+        resynth = codec.decode(gt, semantic=tokens).numpy()
+        prompt_audio = _decode_prompt(codec, prompt, ratio)
         rows.append(
             {
                 "id": item["id"],
                 "cer_soundstorm": cer(item["text"], asr(generated)),
                 "cer_resynthesis": cer(item["text"], asr(resynth)),
-                "cer_resynthesis_all_levels": cer(item["text"], asr(codec.decode(full).numpy())),
+                "cer_resynthesis_all_levels": cer(
+                    item["text"], asr(codec.decode(full, semantic=tokens).numpy())
+                ),
                 "similarity_soundstorm": sim(generated, prompt_audio),
                 "similarity_resynthesis": sim(resynth, prompt_audio),
             }
@@ -176,9 +186,11 @@ def main(argv=None) -> int:
         if any(p is None for p in prompts):
             continue
         codes = generate(model, prompts, gt.shape[1], semantic, track, 1000 + n, options)
-        audio = codec.decode(codes).numpy()
-        resynthesis = codec.decode(gt).numpy()  # the same test on the real turns: the metric's ceiling
-        prompt_audio = [codec.decode(p[0]).numpy() for p in prompts]
+        tokens = item["semantic_tokens"] if codec.needs_semantic else None
+        audio = codec.decode(codes, semantic=tokens).numpy()
+        # the same test on the real turns: the metric's ceiling
+        resynthesis = codec.decode(gt, semantic=tokens).numpy()
+        prompt_audio = [_decode_prompt(codec, p, ratio) for p in prompts]
         hop = codec.hop_length
         for turn in item["turns"]:
             span = slice(turn["start"] * hop, turn["end"] * hop)

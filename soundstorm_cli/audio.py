@@ -47,6 +47,8 @@ def _check_readable(path: Path) -> None:
         raise AudioError(f"cannot read audio '{path}': no such file")
     if path.is_dir():
         raise AudioError(f"cannot read audio '{path}': it is a directory, not an audio file")
+    if not path.is_file():
+        raise AudioError(f"cannot read audio '{path}': not a regular file (a device, pipe or socket)")
     if path.stat().st_size == 0:
         raise AudioError(f"cannot read audio '{path}': the file is empty")
     if not os.access(path, os.R_OK):
@@ -77,6 +79,11 @@ def read_audio(
     samples = downmix(data)
     if not np.isfinite(samples).all():
         raise AudioError(f"cannot read audio '{path}': it contains NaN or infinite samples")
+    peak = float(np.abs(samples).max())
+    if (
+        peak > 1.0
+    ):  # a float file beyond full scale (as loud as 1e20): brought to it, as any player would clip
+        samples = (samples.astype(np.float64) * (_SAFE_PEAK / peak)).astype(np.float32)
     if sample_rate is not None and sample_rate != rate:
         samples = resample(samples, rate, sample_rate)
         rate = sample_rate
@@ -111,10 +118,22 @@ def output_format(path: str | os.PathLike) -> tuple[str, str]:
     return OUTPUT_FORMATS[suffix]
 
 
+def check_file_name(path: Path, what: str = "") -> None:
+    """A file name the file system can take (at most NAME_MAX bytes; 255 on Linux and macOS)."""
+    try:
+        limit = os.pathconf(path.parent if str(path.parent) else ".", "PC_NAME_MAX")
+    except (OSError, ValueError):
+        limit = 255
+    size = len(os.fsencode(path.name))
+    if size > limit:
+        raise OutputError(f"cannot write {what}'{path}': its name is {size} bytes long; at most {limit}")
+
+
 def check_output_path(path: str | os.PathLike) -> Path:
     """Fail early, before any work, when `path` cannot receive an audio file."""
     path = Path(path)
     output_format(path)
+    check_file_name(path)
     if path.is_dir():
         raise OutputError(f"cannot write '{path}': it is a directory")
     parent = path.parent if str(path.parent) else Path(".")
@@ -125,6 +144,35 @@ def check_output_path(path: str | os.PathLike) -> Path:
     if path.exists() and not os.access(path, os.W_OK):
         raise OutputError(f"cannot write '{path}': the existing file is read-only")
     return path
+
+
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Whether two paths name one file: the same path once resolved, or (when both exist) the same inode,
+    which also catches symbolic and hard links."""
+    a, b = Path(a), Path(b)
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+        return a.resolve() == b.resolve()
+    except OSError:
+        return False
+
+
+def check_outputs_apart(outputs: dict[str, Path | None], inputs: dict[str, Path | None]) -> None:
+    """Refuse (InputError, before any work) an output that is one of the inputs, or another output.
+
+    `outputs` and `inputs` map a label ('output', "S1's voice") to a path (None: not given)."""
+    from soundstorm_cli.errors import InputError
+
+    outs = [(label, Path(p)) for label, p in outputs.items() if p is not None]
+    ins = [(label, Path(p)) for label, p in inputs.items() if p is not None]
+    for n, (label, out) in enumerate(outs):
+        for other, path in ins + outs[n + 1 :]:
+            if same_file(out, path):
+                raise InputError(
+                    f"{label} '{out}' is the same file as {other} '{path}': it would be overwritten; "
+                    "write somewhere else"
+                )
 
 
 def peak_safe(samples: np.ndarray) -> np.ndarray:
@@ -162,7 +210,7 @@ def replaced_atomically(path: str | os.PathLike, what: str = ""):
     """
     path = Path(path)
     parent = path.parent if str(path.parent) else Path(".")
-    tmp = str(parent / f".{path.name}.{secrets.token_hex(4)}.tmp")
+    tmp = str(parent / _temporary_name(path.name))
     try:  # created as `open` would (0666 under the umask), not private as mkstemp's; never over a file
         os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
     except OSError as exc:
@@ -178,6 +226,15 @@ def replaced_atomically(path: str | os.PathLike, what: str = ""):
     except BaseException:
         _remove_quietly(tmp)
         raise
+
+
+def _temporary_name(name: str, limit: int = 255) -> str:
+    """'.NAME.XXXXXXXX.tmp', NAME shortened so that the whole fits `limit` bytes (a name of 250 does)."""
+    suffix = f".{secrets.token_hex(4)}.tmp"
+    room = limit - 1 - len(suffix)
+    while len(os.fsencode(name)) > room:
+        name = name[:-1]
+    return f".{name}{suffix}"
 
 
 def _remove_quietly(name: str) -> None:

@@ -10,7 +10,9 @@ three places:
 - `hub: ID`        a Hugging Face hub repository, downloaded into the user cache
                    when online; offline, the user can place the files there by hand.
 
-Every file carries a sha256 that is checked before anything is loaded; a hub
+Every file carries a sha256 that is checked before anything is loaded, and a
+component's folder may hold no other file (an unlisted file would be loaded
+unhashed: it is refused, and `verify` reports it); a hub
 file whose hash the registry cannot know in advance is pinned at its first
 download (recorded beside it) and checked against that record afterwards.
 Weights are only ever read from safetensors: a pickle posing as weights is refused.
@@ -108,13 +110,13 @@ class FileCheck:
     bundle: str
     component: str
     path: Path
-    status: str  # "ok" | "mismatch" | "missing" | "not fetched"
+    status: str  # "ok" | "mismatch" | "missing" | "not fetched" | "unlisted"
     expected: str | None
     actual: str | None
 
     @property
     def failed(self) -> bool:
-        return self.status in ("mismatch", "missing")
+        return self.status in ("mismatch", "missing", "unlisted")
 
 
 @dataclass(frozen=True)
@@ -165,11 +167,14 @@ def load_bundle_folder(folder: Path) -> Bundle:
 
 
 def _read_yaml(path: Path) -> dict:
+    from soundstorm_cli.textfiles import REGISTRY_LIMIT, load_yaml, read_text_file
+
+    if not path.exists() and not path.is_symlink():
+        raise CheckpointError(f"registry file '{path}' not found")
+    text = read_text_file(path, REGISTRY_LIMIT, CheckpointError, "registry file")
     try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError as exc:
-        raise CheckpointError(f"registry file '{path}' not found") from exc
-    except (OSError, yaml.YAMLError) as exc:
+        data = load_yaml(text)
+    except yaml.YAMLError as exc:
         raise CheckpointError(f"cannot read '{path}': {str(exc).splitlines()[0]}") from exc
     if not isinstance(data, dict):
         raise CheckpointError(f"'{path}' is not a mapping")
@@ -179,6 +184,11 @@ def _read_yaml(path: Path) -> dict:
 def _parse_bundle(name: str, entry: dict, base: Path) -> Bundle:
     if not isinstance(entry, dict):
         raise CheckpointError(f"bundle '{name}': entry must be a mapping")
+    for key, kind in (("components", dict), ("facts", dict), ("description", str), ("card", str)):
+        if entry.get(key) is not None and not isinstance(entry[key], kind):
+            raise CheckpointError(
+                f"bundle '{name}': '{key}' must be a {'mapping' if kind is dict else 'text'}"
+            )
     components = {}
     for kind, spec in (entry.get("components") or {}).items():
         if kind not in COMPONENT_KINDS:
@@ -197,15 +207,23 @@ def _parse_bundle(name: str, entry: dict, base: Path) -> Bundle:
 
 
 def _parse_component(bundle: str, kind: str, spec: dict, base: Path) -> Component:
-    sources = [key for key in ("package", "path", "hub") if key in (spec or {})]
-    if len(sources) != 1:
+    if not isinstance(spec, dict):
+        raise CheckpointError(f"bundle '{bundle}', component '{kind}': must be a mapping")
+    sources = [key for key in ("package", "path", "hub") if key in spec]
+    if len(sources) != 1 or not isinstance(spec[sources[0]], str):
         raise CheckpointError(
-            f"bundle '{bundle}', component '{kind}': give exactly one of package, path, hub"
+            f"bundle '{bundle}', component '{kind}': give exactly one of package, path, hub (text)"
         )
     files = spec.get("files") or {}
     if not isinstance(files, dict) or not files:
         raise CheckpointError(f"bundle '{bundle}', component '{kind}': no files listed")
-    for filename in files:
+    for filename, digest in files.items():
+        if not isinstance(filename, str) or not (digest is None or isinstance(digest, str)):
+            raise CheckpointError(f"bundle '{bundle}', component '{kind}': files map names to sha256 text")
+        if Path(filename).is_absolute() or ".." in Path(filename).parts:
+            raise CheckpointError(
+                f"bundle '{bundle}', component '{kind}': '{filename}' is outside the component's folder"
+            )
         if Path(filename).suffix.lower() in PICKLE_SUFFIXES:
             raise CheckpointError(
                 f"bundle '{bundle}', component '{kind}': '{filename}' is a pickle-format checkpoint; "
@@ -234,16 +252,21 @@ def _pinned_hashes(component: Component) -> dict[str, str]:
     pin = component.folder / PIN_FILE
     if component.source != "hub" or not pin.is_file():
         return {}
+    from soundstorm_cli.textfiles import read_json
+
     try:
-        return json.loads(pin.read_text())
-    except (OSError, ValueError):
+        pins = read_json(pin, CheckpointError, "hash pins")
+    except CheckpointError:
         return {}
+    return pins if isinstance(pins, dict) else {}
 
 
 def check_component(bundle: str, component: Component) -> list[FileCheck]:
     """Hash every file of a component against the registry (or the hub pin)."""
     pinned = _pinned_hashes(component)
-    checks = []
+    checks = [
+        FileCheck(bundle, component.kind, path, "unlisted", None, None) for path in unlisted_files(component)
+    ]
     for filename, expected in component.files.items():
         path = component.folder / filename
         expected = expected or pinned.get(filename)
@@ -255,6 +278,24 @@ def check_component(bundle: str, component: Component) -> list[FileCheck]:
         status = "ok" if expected is None or actual == expected else "mismatch"
         checks.append(FileCheck(bundle, component.kind, path, status, expected, actual))
     return checks
+
+
+def unlisted_files(component: Component) -> list[Path]:
+    """Files in a component's folder that its entry does not list (hidden ones, such as hash pins, aside).
+
+    Loaders open fixed names (config.json, model.safetensors, ...): one present but unlisted would be
+    loaded without its hash ever being checked, so it is refused instead."""
+    folder = component.folder
+    if not folder.is_dir():
+        return []
+    found = []
+    for path in sorted(folder.rglob("*")):
+        relative = path.relative_to(folder)
+        if any(part.startswith(".") for part in relative.parts) or path.is_dir():
+            continue
+        if str(relative) not in component.files:
+            found.append(path)
+    return found
 
 
 def verify_bundle(bundle: Bundle) -> list[FileCheck]:
@@ -305,6 +346,11 @@ def component_path(bundle: Bundle, kind: str, command: str = "this command") -> 
     component = bundle.components[kind]
     folder = fetch_component(component)
     for check in check_component(bundle.name, component):
+        if check.status == "unlisted":
+            raise CheckpointError(
+                f"{check.path} is in component '{kind}' of bundle '{bundle.name}' but not listed with a sha256: "
+                "it would be loaded unchecked; remove it, or list it with its hash"
+            )
         if check.failed:
             raise CheckpointError(
                 f"{check.path} does not match its sha256 in the registry (bundle '{bundle.name}'); "

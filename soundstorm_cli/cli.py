@@ -45,6 +45,8 @@ class _Boundary(TyperGroup):
         try:
             code = super().main(argv, prog_name, complete_var, standalone_mode=False, **extra)
             code = code if isinstance(code, int) else 0
+            if code == 130:  # typer turns Ctrl-C into a silent Exit(130) and returns its code
+                code = _fail_line("interrupted", 130)
         except click.exceptions.NoArgsIsHelpError as exc:
             # click built the help when it raised: typer's rich help printed itself then (and left
             # the message empty); plain click's help is the message. Asking for it again printed it twice.
@@ -182,19 +184,22 @@ def _options(prompt_seconds, frontend, iterations, temperature, fp32):
     ).check()
 
 
-def _preflight(output: Path, timings: Path | None, prompts: list, checkpoint, device):
-    """Check every path before any model loads (a bad input fails in a second), then load the bundle."""
-    from soundstorm_cli.audio import check_output_path
+def _preflight(output: Path, timings: Path | None, inputs: dict, checkpoint, device):
+    """Check every path before any model loads (a bad input fails in a second), then load the bundle.
+
+    `inputs`: label -> path of every file the command reads (the script, voice prompts)."""
+    from soundstorm_cli.audio import check_output_path, check_outputs_apart
     from soundstorm_cli.synthesize import Synthesizer
     from soundstorm_cli.voices import load_prompt_audio
 
+    check_outputs_apart({"the output": output, "the timings file": timings}, inputs)
     check_output_path(output)
     if timings is not None:
         from soundstorm_cli.subtitles import check_subtitle_path
 
         check_subtitle_path(timings)
-    for path in prompts:
-        if path is not None:
+    for label, path in inputs.items():
+        if path is not None and label != "the script":
             load_prompt_audio(path, 16000)
     return Synthesizer.from_checkpoint(checkpoint, device.value)
 
@@ -265,10 +270,11 @@ def say(
     json_out: JsonOpt = False,
 ) -> None:
     """Speak TEXT in one voice."""
-    if not text.strip():
-        raise InputError("the text to say is empty")
+    from soundstorm_cli.synthesize import check_say
+
+    check_say(text, prompt_text)
     options = _options(prompt_seconds, frontend, iterations, temperature, fp32)
-    synth = _preflight(output, timings, [prompt], checkpoint, device)
+    synth = _preflight(output, timings, {"the voice prompt": prompt}, checkpoint, device)
     _render(
         lambda progress: synth.say(text, prompt, prompt_text, seed, options, progress),
         output,
@@ -302,8 +308,10 @@ def dialogue(
 ) -> None:
     """Render a whole dialogue SCRIPT in one pass."""
     from soundstorm_cli.script import read_script
+    from soundstorm_cli.synthesize import check_script
 
     parsed = read_script(script)
+    check_script(parsed)
     overrides = _parse_voices(voice or [])
     options = _options(prompt_seconds, frontend, iterations, temperature, fp32)
     unknown = sorted(set(overrides) - set(parsed.speakers))
@@ -311,8 +319,10 @@ def dialogue(
         raise InputError(
             f"--voice given for {', '.join(unknown)}, who has no turn (speakers: {', '.join(parsed.speakers)})"
         )
-    prompts = [overrides.get(s) or parsed.voice_path(s) for s in parsed.speakers]
-    synth = _preflight(output, timings, prompts, checkpoint, device)
+    inputs = {"the script": script} | {
+        f"{s}'s voice": overrides.get(s) or parsed.voice_path(s) for s in parsed.speakers
+    }
+    synth = _preflight(output, timings, inputs, checkpoint, device)
     _render(
         lambda progress: synth.dialogue(parsed, overrides, seed, options, progress),
         output,

@@ -9,16 +9,20 @@ wav`, and the facts the rest of the chain needs (`sample_rate`, `frame_rate`,
 - `decode(codes [Q, T]) -> wav [S]`,   `decode(codes [B, Q, T]) -> wav [B, S]`
 
 with T = ceil(S / hop) and S = T * hop on the way back (`length=` trims).
+
+A codec with `needs_semantic` is conditioned on the semantic tokens (25 Hz,
+[T25] or [B, T25]): `encode(wav, semantic=)` and `decode(codes, semantic=)` take
+them, and its levels carry only the acoustic detail they leave out.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from abc import ABC, abstractmethod
 from pathlib import Path
 
-from soundstorm_cli.errors import CodecError
+from soundstorm_cli.errors import CheckpointError, CodecError
+from soundstorm_cli.textfiles import read_json_object
 
 # Bundle facts for the pretrained model: 6 kbps at 75 Hz x 10 bits = 8 levels (design).
 ENCODEC_24KHZ_BANDWIDTH = 6.0
@@ -31,6 +35,7 @@ class Codec(ABC):
     frame_rate: int
     num_levels: int
     codebook_size: int
+    needs_semantic: bool = False
 
     @property
     def hop_length(self) -> int:
@@ -42,14 +47,31 @@ class Codec(ABC):
         return math.ceil(num_samples / self.hop_length)
 
     @abstractmethod
-    def _encode(self, wav):
-        """[B, S] float -> [B, Q, T] long."""
+    def _encode(self, wav, semantic=None):
+        """[B, S] float (and codec-rate semantic tokens [B, T] where needed) -> [B, Q, T] long."""
 
     @abstractmethod
-    def _decode(self, codes):
-        """[B, Q, T] long -> [B, S] float."""
+    def _decode(self, codes, semantic=None):
+        """[B, Q, T] long (and codec-rate semantic tokens [B, T] where needed) -> [B, S] float."""
 
-    def encode(self, wav):
+    def _semantic(self, semantic, batch: int, frames: int):
+        """25 Hz tokens [T25] or [B, T25] -> codec-rate [B, T] (None for a codec that does not use them)."""
+        if not self.needs_semantic:
+            return None
+        import torch
+
+        from soundstorm_cli.semantic import frame_ratio, semantic_to_codec
+
+        if semantic is None:
+            raise CodecError("this codec is conditioned on semantic tokens: pass semantic=")
+        semantic = torch.as_tensor(semantic, dtype=torch.long)
+        if semantic.dim() == 1:
+            semantic = semantic.unsqueeze(0)
+        if semantic.dim() != 2 or semantic.shape[0] != batch or semantic.shape[1] == 0:
+            raise CodecError(f"semantic tokens must be [T] or [{batch}, T], got {tuple(semantic.shape)}")
+        return semantic_to_codec(semantic, frame_ratio(self.frame_rate), frames).to(self.device)
+
+    def encode(self, wav, semantic=None):
         """Waveform [S] or [B, S] (float, at `sample_rate`) -> codes [Q, T] or [B, Q, T]."""
         import torch
 
@@ -59,11 +81,12 @@ class Codec(ABC):
             wav = wav.unsqueeze(0)
         if wav.dim() != 2 or wav.shape[-1] == 0:
             raise CodecError(f"codec input must be [S] or [B, S] with S > 0 samples, got {tuple(wav.shape)}")
+        semantic = self._semantic(semantic, wav.shape[0], self.num_frames(wav.shape[-1]))
         with torch.inference_mode():
-            codes = self._encode(wav)  # [B, Q, T]
+            codes = self._encode(wav, semantic)  # [B, Q, T]
         return codes[0] if single else codes
 
-    def decode(self, codes, length: int | None = None):
+    def decode(self, codes, length: int | None = None, semantic=None):
         """Codes [Q, T] or [B, Q, T] -> waveform [S] or [B, S]; `length` trims to S samples."""
         import torch
 
@@ -79,8 +102,9 @@ class Codec(ABC):
             raise CodecError(
                 f"codes must lie in [0, {self.codebook_size}), got [{codes.min()}, {codes.max()}]"
             )
+        semantic = self._semantic(semantic, codes.shape[0], codes.shape[-1])
         with torch.inference_mode():
-            wav = self._decode(codes)  # [B, S]
+            wav = self._decode(codes, semantic)  # [B, S]
         if length is not None:
             wav = wav[..., :length]
         return wav[0] if single else wav
@@ -123,13 +147,13 @@ class EncodecCodec(Codec):
     def device(self):
         return next(self.model.parameters()).device
 
-    def _encode(self, wav):
+    def _encode(self, wav, semantic=None):
         wav = wav.to(self.device).unsqueeze(1)  # [B, 1, S]
         embeddings = self.model.encoder(wav)  # [B, D, T]
         codes = self.model.quantizer.encode(embeddings, self.bandwidth)  # [Q, B, T]
         return codes.transpose(0, 1).contiguous()  # [B, Q, T]
 
-    def _decode(self, codes):
+    def _decode(self, codes, semantic=None):
         codes = codes.to(self.device).transpose(0, 1)  # [Q, B, T]
         embeddings = self.model.quantizer.decode(codes)  # [B, D, T]
         return self.model.decoder(embeddings)[:, 0]  # [B, S]
@@ -160,18 +184,23 @@ class FrameCodecWrapper(Codec):
         self.frame_rate = self.sample_rate // int(config.hop_length)
         self.codebook_size = int(config.codebook_size)
         self.num_levels = int(num_levels or config.levels)
+        self.needs_semantic = bool(config.semantic_vocab)
         if not 1 <= self.num_levels <= config.levels:
             raise CodecError(f"this codec has {config.levels} levels, not {self.num_levels}")
+        if self.needs_semantic and self.frame_rate != config.semantic_ratio * 25:
+            raise CodecError(
+                f"codec at {self.frame_rate} Hz with semantic_ratio {config.semantic_ratio}: they must meet at 25 Hz"
+            )
 
     @property
     def device(self):
         return next(self.model.parameters()).device
 
-    def _encode(self, wav):
-        return self.model.encode(wav.to(self.device), self.num_levels)
+    def _encode(self, wav, semantic=None):
+        return self.model.encode(wav.to(self.device), self.num_levels, semantic)
 
-    def _decode(self, codes):
-        return self.model.decode(codes.to(self.device))
+    def _decode(self, codes, semantic=None):
+        return self.model.decode(codes.to(self.device), semantic)
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, num_levels: int | None = None, device: str = "cpu"):
@@ -179,11 +208,11 @@ class FrameCodecWrapper(Codec):
         from soundstorm_cli.models.frame_codec import TRAINING_ONLY_BUFFERS, FrameCodec, FrameCodecConfig
 
         directory = Path(directory)
-        raw = json.loads((directory / "config.json").read_text())
+        raw = read_json_object(directory / "config.json", CheckpointError, "codec config")
         try:
             config = FrameCodecConfig(**raw)
         except TypeError as exc:
-            raise CodecError(f"bad codec config '{directory / 'config.json'}': {exc}") from exc
+            raise CheckpointError(f"bad codec config '{directory / 'config.json'}': {exc}") from exc
         model = FrameCodec(config)
         state = load_safetensors(directory / "model.safetensors")
         missing, unexpected = model.load_state_dict(state, strict=False)
@@ -199,10 +228,7 @@ def load_codec(directory: str | Path, bandwidth: float | None = None, device: st
     """Load the codec stored in `directory`, whichever kind its config names."""
     directory = Path(directory)
     config_path = directory / "config.json"
-    try:
-        model_type = json.loads(config_path.read_text()).get("model_type")
-    except (OSError, ValueError) as exc:
-        raise CodecError(f"cannot read codec config '{config_path}': {exc}") from exc
+    model_type = read_json_object(config_path, CheckpointError, "codec config").get("model_type")
     if model_type == "encodec":
         return EncodecCodec.from_pretrained(directory, bandwidth=bandwidth, device=device)
     if model_type == "soundstorm-frame-codec":

@@ -29,6 +29,7 @@ FRONT_MATTER_KEYS = ("voices", "title")
 
 _DIRECTIVE = re.compile(r"\(\s*([A-Za-z]+)((?:\s+[^\s()]+)*)\s*\)")
 _SPEAKER = re.compile(r"\[([^\[\]\n]*)\]")
+_SPECIAL = re.compile(r"[\[(\]]")
 _FENCE = re.compile(r"^---[ \t]*(#.*)?$")
 
 
@@ -79,15 +80,10 @@ def _error(source: str, line: int, column: int, message: str) -> ScriptError:
 
 def read_script(path: str | Path) -> Script:
     """Read and parse a script file; voices resolve relative to its folder."""
+    from soundstorm_cli.textfiles import SCRIPT_LIMIT, read_bytes_file
+
     path = Path(path)
-    if path.is_dir():
-        raise ScriptError(f"cannot read script '{path}': it is a directory")
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise ScriptError(f"cannot read script '{path}': no such file") from None
-    except OSError as exc:
-        raise ScriptError(f"cannot read script '{path}': {exc.strerror or exc}") from None
+    data = read_bytes_file(path, SCRIPT_LIMIT, ScriptError, "script")
     return parse_script(data, source=str(path), base_dir=path.parent)
 
 
@@ -127,6 +123,8 @@ def _front_matter(lines: list[str], source: str) -> tuple[dict, int]:
     """The YAML front matter (validated) and the index of the first body line."""
     import yaml
 
+    from soundstorm_cli.textfiles import load_yaml
+
     first = next((i for i, s in enumerate(lines) if s.strip() and not s.lstrip().startswith("#")), None)
     if first is None or not _FENCE.match(lines[first].strip()):
         return {}, 0
@@ -134,7 +132,7 @@ def _front_matter(lines: list[str], source: str) -> tuple[dict, int]:
     if end is None:
         raise _error(source, first + 1, 1, "front matter opened with '---' is never closed")
     try:
-        front = yaml.safe_load("\n".join(lines[first + 1 : end])) or {}
+        front = load_yaml("\n".join(lines[first + 1 : end])) or {}
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = first + 2 + (mark.line if mark else 0)
@@ -159,20 +157,29 @@ def _front_matter(lines: list[str], source: str) -> tuple[dict, int]:
 
 
 class _TurnBuilder:
+    """Collects a turn's parts; text pieces are joined once, at the end (linear in the turn's length)."""
+
     def __init__(self, speaker: str, line: int, column: int):
         self.speaker, self.line, self.column = speaker, line, column
         self.parts: list[str | Pause] = []
+        self._words: list[str] = []  # the text since the last pause
 
     def add_text(self, text: str) -> None:
         words = " ".join(text.split())
-        if not words:
-            return
-        if self.parts and isinstance(self.parts[-1], str):
-            self.parts[-1] += " " + words
-        else:
-            self.parts.append(words)
+        if words:
+            self._words.append(words)
+
+    def add_pause(self, pause: Pause) -> None:
+        self._flush()
+        self.parts.append(pause)
+
+    def _flush(self) -> None:
+        if self._words:
+            self.parts.append(" ".join(self._words))
+            self._words = []
 
     def build(self, source: str) -> Turn:
+        self._flush()
         if not any(isinstance(p, str) for p in self.parts):
             raise _error(source, self.line, self.column, f"empty turn: [{self.speaker}] has nothing to say")
         return Turn(self.speaker, tuple(self.parts), self.line, self.column)
@@ -187,18 +194,18 @@ def _turns(lines: list[str], start: int, source: str) -> list[Turn]:
             continue
         pos = 0
         while pos < len(line):
-            bracket, paren = line.find("[", pos), line.find("(", pos)
-            stray = line.find("]", pos)
-            cut = min(p for p in (bracket, paren, stray, len(line)) if p >= 0)
+            # The next '[', '(' or ']' (one scan from pos: three find()s to the line's end were quadratic).
+            special = _SPECIAL.search(line, pos)
+            cut, kind = (special.start(), special.group()) if special else (len(line), "")
             if line[pos:cut].strip():
                 if current is None:
                     raise _error(source, number, pos + 1, "text before the first turn; start with '[S1] '")
                 current.add_text(line[pos:cut])
-            if cut == len(line):
+            if not kind:
                 break
-            if cut == stray:
+            if kind == "]":
                 raise _error(source, number, cut + 1, "']' without a matching '['")
-            if cut == bracket:
+            if kind == "[":
                 match = _SPEAKER.match(line, cut)
                 if not match:
                     raise _error(source, number, cut + 1, "unclosed '[': a turn starts with [NAME]")
@@ -246,7 +253,7 @@ def _directive(line: str, cut: int, number: int, source: str, current: _TurnBuil
         seconds = None
     if seconds is None or not 0 < seconds <= MAX_PAUSE_S:
         raise _error(source, number, cut + 1, f"(pause SECONDS) needs one number in (0, {MAX_PAUSE_S:g}]")
-    current.parts.append(Pause(seconds))
+    current.add_pause(Pause(seconds))
     return close + 1
 
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import unicodedata
 from pathlib import Path
 
-from soundstorm_cli.audio import replaced_atomically
+from soundstorm_cli.audio import check_file_name, replaced_atomically
 from soundstorm_cli.errors import OutputError
 
 FORMATS = (".srt", ".vtt")
@@ -20,13 +21,24 @@ def _stamp(seconds: float, separator: str) -> str:
     return f"{hours:02d}:{minutes:02d}:{secs:02d}{separator}{millis:03d}"
 
 
+def cue_text(text: str, kind: str) -> str:
+    """A turn's text made safe for a cue: no control characters or line breaks, no '-->' (which would start
+    a new cue), and in WebVTT '&' and '<' '>' escaped (they are its markup)."""
+    text = "".join(c if unicodedata.category(c)[0] != "C" else " " for c in text)
+    text = " ".join(text.split()).replace("-->", "->")
+    if kind == ".vtt":
+        text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return text
+
+
 def format_subtitles(turns, kind: str) -> str:
     """`turns`: objects with speaker, text, start_s, end_s; kind '.srt' or '.vtt'."""
     sep = "," if kind == ".srt" else "."
     blocks = []
     for n, turn in enumerate(turns, start=1):
         cue = f"{_stamp(turn.start_s, sep)} --> {_stamp(turn.end_s, sep)}"
-        body = f"{turn.speaker}: {turn.text}" if kind == ".srt" else f"<v {turn.speaker}>{turn.text}"
+        text, speaker = cue_text(turn.text, kind), cue_text(turn.speaker, kind)
+        body = f"{speaker}: {text}" if kind == ".srt" else f"<v {speaker}>{text}"
         blocks.append(f"{n}\n{cue}\n{body}\n")
     head = "WEBVTT\n\n" if kind == ".vtt" else ""
     return head + "\n".join(blocks)
@@ -36,6 +48,7 @@ def check_subtitle_path(path: str | os.PathLike) -> Path:
     path = Path(path)
     if path.suffix.lower() not in FORMATS:
         raise OutputError(f"cannot write timings '{path}': use a .srt or .vtt file")
+    check_file_name(path, "timings ")
     if path.is_dir():
         raise OutputError(f"cannot write timings '{path}': it is a directory")
     parent = path.parent if str(path.parent) else Path(".")

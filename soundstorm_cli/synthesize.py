@@ -29,7 +29,7 @@ import numpy as np
 
 from soundstorm_cli.errors import InputError, ModelNotAvailableError, ScriptError
 from soundstorm_cli.script import Pause, Script, Turn, script_error
-from soundstorm_cli.text import speakable
+from soundstorm_cli.text import MAX_SPEAKERS, normalize, speakable
 from soundstorm_cli.voices import (
     BundledVoice,
     VoicePrompt,
@@ -40,7 +40,11 @@ from soundstorm_cli.voices import (
 
 FRONTENDS = ("auto", "t2s", "espeak")
 ESPEAK_GUIDE_VOICE = "en-us"
-MAX_TEXT_CHARS = 20000  # about 20 minutes of speech: beyond this, split the script
+# Caps on what one render may ask for, counted on what is spoken (issue 24): text once numbers and symbols
+# are spelled out ('%' is 'percent'), pauses, and a prompt's transcript (at most 10 s of it is used).
+MAX_SPOKEN_CHARS = 20000  # about 20 minutes of speech: beyond this, split the script
+MAX_PAUSE_TOTAL_S = 600.0
+MAX_PROMPT_TEXT_CHARS = 1000
 
 
 @dataclass(frozen=True)
@@ -143,6 +147,51 @@ def segments_of(turns: list[Turn], turn_gap_s: float = 0.0) -> list[Segment]:
 
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
+
+
+def check_say(text: str, prompt_text: str | None = None) -> None:
+    """Refuse, before any model loads, a `say` request that cannot or should not be rendered."""
+    if not text.strip():
+        raise InputError("the text to say is empty")
+    spoken = normalize(text)
+    if len(spoken) > MAX_SPOKEN_CHARS:
+        raise InputError(
+            f"the text speaks {len(spoken)} characters once numbers and symbols are spelled out "
+            f"(at most {MAX_SPOKEN_CHARS}, about 20 minutes); split it"
+        )
+    if not any(c.isalpha() for c in spoken):
+        raise InputError(f"nothing to speak in {_quoted(text)}: {READS}")
+    if prompt_text is not None and len(normalize(prompt_text)) > MAX_PROMPT_TEXT_CHARS:
+        raise InputError(
+            f"the prompt's transcript has {len(normalize(prompt_text))} characters to speak; at most "
+            f"{MAX_PROMPT_TEXT_CHARS} (only the prompt's first seconds are used: give their transcript)"
+        )
+
+
+def check_script(script: Script) -> None:
+    """Refuse, before any model loads, a script that cannot or should not be rendered in one call."""
+    if len(script.speakers) > MAX_SPEAKERS:
+        raise ScriptError(
+            f"{script.source}: {len(script.speakers)} speakers; at most {MAX_SPEAKERS} per script"
+        )
+    spoken = 0
+    for turn in script.turns:
+        words = normalize(turn.text)
+        if not any(c.isalpha() for c in words):
+            raise script_error(
+                script, turn, f"[{turn.speaker}] has nothing to speak in {_quoted(turn.text)}: {READS}"
+            )
+        spoken += len(words)
+    if spoken > MAX_SPOKEN_CHARS:
+        raise ScriptError(
+            f"{script.source}: the script speaks {spoken} characters once numbers and symbols are spelled "
+            f"out (at most {MAX_SPOKEN_CHARS}, about 20 minutes, in one render); split it"
+        )
+    paused = sum(p.seconds for t in script.turns for p in t.parts if isinstance(p, Pause))
+    if paused > MAX_PAUSE_TOTAL_S:
+        raise ScriptError(
+            f"{script.source}: the pauses add up to {paused:g} s (at most {MAX_PAUSE_TOTAL_S:g} s in one render)"
+        )
 
 
 class Synthesizer:
@@ -252,12 +301,7 @@ class Synthesizer:
         progress: Progress | None = None,
     ) -> Synthesis:
         """Speak `text` in one voice: a prompt file, or the bundle's first voice."""
-        if not text.strip():
-            raise InputError("the text to say is empty")
-        if len(text) > MAX_TEXT_CHARS:
-            raise InputError(f"the text has {len(text)} characters; split it (at most {MAX_TEXT_CHARS})")
-        if not speakable(text):
-            raise InputError(f"nothing to speak in {_quoted(text)}: {READS}")
+        check_say(text, prompt_text)
         options = options.check()
         self._warnings = []
         started = time.perf_counter()
@@ -283,18 +327,10 @@ class Synthesizer:
             raise ScriptError(
                 f"--voice given for {', '.join(unknown)}, who has no turn (speakers: {', '.join(script.speakers)})"
             )
+        check_script(script)
         if len(script.speakers) > self.soundstorm.config.max_speakers:
             raise ScriptError(
                 f"{len(script.speakers)} speakers; this model renders at most {self.soundstorm.config.max_speakers}"
-            )
-        for turn in script.turns:
-            if not speakable(turn.text):
-                raise script_error(
-                    script, turn, f"[{turn.speaker}] has nothing to speak in {_quoted(turn.text)}: {READS}"
-                )
-        if sum(len(t.text) for t in script.turns) > MAX_TEXT_CHARS:
-            raise ScriptError(
-                f"the script is too long for one render (over {MAX_TEXT_CHARS} characters); split it"
             )
         started = time.perf_counter()
         self._warnings = warnings = []

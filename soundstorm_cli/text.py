@@ -160,9 +160,23 @@ _ABBREV_RE = re.compile(
 )
 
 
+MAX_NUMBER_DIGITS = (
+    15  # longer digit runs are read digit by digit (and never reach int(), which caps at 4300)
+)
+
+
+_LONG_NUMBER = re.compile(r"\d(?:,?\d){" + str(MAX_NUMBER_DIGITS) + ",}")
+
+
+def _digits(match: re.Match) -> str:
+    return " " + " ".join(_ONES[int(d)] for d in match.group(0) if d.isdigit()) + " "
+
+
 def normalize(text: str) -> str:
     """Spell out numbers, money, times, symbols and abbreviations; collapse spaces."""
     text = unicodedata.normalize("NFKD", text)
+    # A digit run too long to be a number (a serial, or thousands of digits) is read digit by digit.
+    text = _LONG_NUMBER.sub(_digits, text)
     text = "".join(c for c in text if not unicodedata.combining(c))
     text = text.replace("\u2019", "'").replace("\u2018", "'").replace("\u201c", '"').replace("\u201d", '"')
     text = text.replace("\u2014", ", ").replace("\u2013", "-").replace("--", ", ")

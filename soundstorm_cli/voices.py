@@ -8,14 +8,14 @@ voices are clips of the corpus's held-out speakers shipped with a bundle
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from soundstorm_cli.audio import read_audio
-from soundstorm_cli.errors import AudioError, InputError
+from soundstorm_cli.errors import AudioError, CheckpointError, InputError
+from soundstorm_cli.textfiles import read_json
 
 MIN_PROMPT_S = 1.0
 MAX_PROMPT_S = 10.0
@@ -41,7 +41,8 @@ def trim_silence(samples: np.ndarray, sample_rate: int) -> np.ndarray:
     frames = len(samples) // hop
     if frames == 0:
         return samples[:0]
-    rms = np.sqrt((samples[: frames * hop].reshape(frames, hop) ** 2).mean(axis=1) + 1e-12)
+    # float64: a float file's samples may be huge (1e20), and their squares overflow float32
+    rms = np.sqrt((samples[: frames * hop].astype(np.float64).reshape(frames, hop) ** 2).mean(axis=1) + 1e-12)
     loudest = rms.max()
     if loudest < 1e-4:  # about -80 dBFS: nothing there
         return samples[:0]
@@ -86,5 +87,16 @@ def bundled_voices(folder: Path | None) -> list[BundledVoice]:
     """The voices a bundle ships (`voices.json` in its voices component), in their listed order."""
     if folder is None or not (folder / "voices.json").is_file():
         return []
-    entries = json.loads((folder / "voices.json").read_text())
-    return [BundledVoice(e["name"], folder / e["file"], e.get("text")) for e in entries]
+    entries = read_json(folder / "voices.json", CheckpointError, "voice list")
+    try:
+        voices = [BundledVoice(str(e["name"]), folder / str(e["file"]), e.get("text")) for e in entries]
+    except (TypeError, KeyError, AttributeError):
+        raise CheckpointError(
+            f"voice list '{folder / 'voices.json'}' must be a list of {{name, file, text}} entries"
+        ) from None
+    for voice in voices:  # a file of the component itself, so that it is one the registry hashed
+        if voice.path.parent != folder or voice.path.name in ("", ".", ".."):
+            raise CheckpointError(
+                f"voice list '{folder / 'voices.json'}': '{voice.path.name}' is not in its folder"
+            )
+    return voices

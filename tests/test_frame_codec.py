@@ -102,3 +102,32 @@ def test_pickled_weights_are_refused(tmp_path, model):
     torch.save(model.state_dict(), tmp_path / "model.safetensors")
     with pytest.raises(CheckpointError):
         load_codec(tmp_path)
+
+
+def test_a_semantic_codec_needs_its_tokens_and_they_change_the_audio(tmp_path):
+    """A codec conditioned on semantic tokens (semantic_vocab > 0): encode/decode take the 25 Hz tokens,
+    refuse to run without them, and the same codes decode differently under other tokens."""
+    from soundstorm_cli.errors import CodecError
+
+    torch.manual_seed(0)
+    config = FrameCodecConfig(**{**TINY.to_dict(), "semantic_vocab": 7})
+    model = FrameCodec(config)
+    model.train()
+    model(torch.randn(2, 3200) * 0.1, semantic=torch.randint(0, 7, (2, 10)))
+    save_codec(model.eval(), tmp_path / "codec")
+    codec = load_codec(tmp_path / "codec")
+    assert codec.needs_semantic
+    wav = torch.randn(3200) * 0.1  # 10 codec frames, 5 semantic frames
+    tokens = torch.tensor([1, 2, 3, 4, 5])
+    codes = codec.encode(wav, semantic=tokens)
+    assert codes.shape == (3, 10)
+    with pytest.raises(CodecError, match="semantic"):
+        codec.decode(codes)
+    with pytest.raises(CodecError, match="semantic"):
+        codec.encode(wav)
+    one = codec.decode(codes, semantic=tokens)
+    assert one.shape == (3200,)
+    assert torch.equal(one, codec.decode(codes, semantic=tokens))
+    assert not torch.allclose(one, codec.decode(codes, semantic=torch.tensor([6, 6, 0, 0, 1])))
+    # The shipped kind of codec takes no tokens and ignores none: its config has no semantic_vocab.
+    assert not FrameCodecWrapper(FrameCodec(TINY)).needs_semantic

@@ -209,14 +209,14 @@ def ar_loss(model: ARBaseline, codes, semantic, speakers, lengths, prompt_length
 
 def load_ar_baseline(folder, device: str = "cpu") -> ARBaseline:
     """Build from `config.json`, load `model.safetensors` (never pickle), eval mode."""
-    import json
     from pathlib import Path
 
     from soundstorm_cli.checkpoints import load_safetensors
     from soundstorm_cli.errors import CheckpointError
+    from soundstorm_cli.textfiles import read_json_object
 
     folder = Path(folder)
-    raw = json.loads((folder / "config.json").read_text())
+    raw = read_json_object(folder / "config.json", CheckpointError, "model config")
     raw.pop("model_type", None)
     try:
         model = ARBaseline(ARConfig(**raw))

@@ -51,6 +51,11 @@ class FrameCodecConfig:
     levels: int = 8
     codebook_size: int = 1024
     codebook_dim: int = 64
+    # > 0: the codec is conditioned on the semantic tokens (a vocabulary of this size, `semantic_ratio`
+    # codec frames each), given to its encoder and decoder: the RVQ then carries only what the semantic
+    # token does not (SpeechTokenizer's split of content and acoustics, with the content token as level 0).
+    semantic_vocab: int = 0
+    semantic_ratio: int = 2
     model_type: str = "soundstorm-frame-codec"
 
     def to_dict(self) -> dict:
@@ -175,6 +180,18 @@ class FrameCodec(nn.Module):
         self.decoder = nn.Sequential(*[ConvNeXtBlock(c.width) for _ in range(c.decoder_layers)])
         self.decoder_norm = nn.LayerNorm(c.width)
         self.head = nn.Linear(c.width, c.n_fft + 2)  # log-magnitude and phase of each STFT bin
+        if c.semantic_vocab:
+            self.semantic_encoder = nn.Embedding(c.semantic_vocab, c.width)
+            self.semantic_decoder = nn.Embedding(c.semantic_vocab, c.width)
+
+    def _semantic(self, table: str, semantic, frames: int):
+        """Codec-rate semantic tokens [B, T] -> their embedding [B, D, T] (0 for a codec without them)."""
+        if not self.config.semantic_vocab:
+            return 0
+        if semantic is None or semantic.shape[-1] != frames:
+            got = None if semantic is None else tuple(semantic.shape)
+            raise ValueError(f"this codec needs semantic tokens at its frame rate, [B, {frames}], got {got}")
+        return getattr(self, table)(semantic).transpose(1, 2)
 
     def num_frames(self, num_samples: int) -> int:
         return math.ceil(num_samples / self.config.hop_length)
@@ -195,13 +212,15 @@ class FrameCodec(nn.Module):
         mag = spec.abs()[..., :frames]  # [B, F, T]
         return torch.log(torch.clamp(self.mel_basis @ mag, min=1e-5))
 
-    def encode_latents(self, wav):  # [B, S] -> [B, T, C]
-        x = self.encoder(self.encoder_in(self.log_mel(wav)))  # [B, D, T]
+    def encode_latents(self, wav, semantic=None):  # [B, S] -> [B, T, C]
+        x = self.encoder_in(self.log_mel(wav))  # [B, D, T]
+        x = self.encoder(x + self._semantic("semantic_encoder", semantic, x.shape[-1]))
         return self.encoder_out(x.transpose(1, 2)).float()  # the quantizer works in fp32
 
-    def decode_latents(self, latents):  # [B, T, C] -> [B, T * hop]
+    def decode_latents(self, latents, semantic=None):  # [B, T, C] -> [B, T * hop]
         c = self.config
-        x = self.decoder(self.decoder_in(latents.transpose(1, 2)))  # [B, D, T]
+        x = self.decoder_in(latents.transpose(1, 2))  # [B, D, T]
+        x = self.decoder(x + self._semantic("semantic_decoder", semantic, x.shape[-1]))
         x = self.head(self.decoder_norm(x.transpose(1, 2))).transpose(1, 2)  # [B, n_fft + 2, T]
         log_mag, phase = x.float().chunk(2, dim=1)  # [B, F, T] each
         mag = torch.exp(log_mag).clamp(max=1e2)
@@ -211,25 +230,27 @@ class FrameCodec(nn.Module):
             spec, c.n_fft, c.hop_length, window=self.window, center=True, length=frames * c.hop_length
         )
 
-    def forward(self, wav, num_levels: int | None = None):
-        """Training pass: (reconstruction [B, S'], codes [B, Q, T], commitment loss)."""
-        latents = self.encode_latents(wav)  # [B, T, C]
+    def forward(self, wav, num_levels: int | None = None, semantic=None):
+        """Training pass: (reconstruction [B, S'], codes [B, Q, T], commitment loss).
+
+        `semantic`: codec-rate semantic tokens [B, T], for a codec conditioned on them."""
+        latents = self.encode_latents(wav, semantic)  # [B, T, C]
         B, T, C = latents.shape
         flat = latents.reshape(B * T, C)
         quantized, codes, commit = self.quantizer(flat, num_levels)
         quantized = flat + (quantized - flat).detach()  # straight-through
-        recon = self.decode_latents(quantized.reshape(B, T, C))
+        recon = self.decode_latents(quantized.reshape(B, T, C), semantic)
         return recon, codes.reshape(-1, B, T).transpose(0, 1), commit
 
     @torch.no_grad()
-    def encode(self, wav, num_levels: int | None = None):  # [B, S] -> [B, Q, T]
-        latents = self.encode_latents(wav)
+    def encode(self, wav, num_levels: int | None = None, semantic=None):  # [B, S] -> [B, Q, T]
+        latents = self.encode_latents(wav, semantic)
         B, T, C = latents.shape
         _, codes, _ = self.quantizer(latents.reshape(B * T, C), num_levels)
         return codes.reshape(-1, B, T).transpose(0, 1)
 
     @torch.no_grad()
-    def decode(self, codes):  # [B, Q, T] -> [B, T * hop]
+    def decode(self, codes, semantic=None):  # [B, Q, T] -> [B, T * hop]
         B, Q, T = codes.shape
         quantized = self.quantizer.decode(codes.transpose(0, 1).reshape(Q, B * T))
-        return self.decode_latents(quantized.reshape(B, T, -1))
+        return self.decode_latents(quantized.reshape(B, T, -1), semantic)

@@ -179,14 +179,14 @@ def soundstorm_loss(
 
 def load_soundstorm(folder, device: str = "cpu") -> SoundStorm:
     """Build from `config.json`, load `model.safetensors` (never pickle), in fp32, eval mode."""
-    import json
     from pathlib import Path
 
     from soundstorm_cli.checkpoints import load_safetensors
     from soundstorm_cli.errors import CheckpointError
+    from soundstorm_cli.textfiles import read_json_object
 
     folder = Path(folder)
-    raw = json.loads((folder / "config.json").read_text())
+    raw = read_json_object(folder / "config.json", CheckpointError, "model config")
     raw.pop("model_type", None)
     try:
         model = SoundStorm(SoundStormConfig(**raw))

@@ -205,7 +205,6 @@ class T2S:
 
 def load_t2s(folder, device: str = "cpu") -> T2S:
     """Build from `t2s.json` + the Hugging Face folder (safetensors only, never pickle), eval mode."""
-    import json
     from pathlib import Path
 
     from transformers import T5ForConditionalGeneration
@@ -215,10 +214,11 @@ def load_t2s(folder, device: str = "cpu") -> T2S:
 
     hf_logging.disable_progress_bar()  # our progress is ours to show: stderr stays one line per problem
     from soundstorm_cli.errors import CheckpointError
+    from soundstorm_cli.textfiles import read_json_object
 
     folder = Path(folder)
     try:
-        config = T2SConfig(**json.loads((folder / "t2s.json").read_text()))
+        config = T2SConfig(**read_json_object(folder / "t2s.json", CheckpointError, "T2S config"))
         ensure_safetensors(folder / "model.safetensors")
         model = T5ForConditionalGeneration.from_pretrained(str(folder), use_safetensors=True)
     except (OSError, TypeError, ValueError) as exc:
