@@ -24,12 +24,12 @@ import json
 import torch
 
 from soundstorm_cli.bench import _median_time, _sync
-from soundstorm_cli.decoding import DecodingOptions, decode
+from soundstorm_cli.decoding import DecodingOptions, PromptTokens, decode_prompted
 from soundstorm_cli.models.ar_baseline import ARBaseline, ARConfig
 from soundstorm_cli.models.soundstorm import SoundStorm, SoundStormConfig, soundstorm_loss
+from soundstorm_cli.voices import REFERENCE_PROMPT_S
 
 FRAME_RATE = 50  # codec frames a second (the tiny codec's; EnCodec 24 kHz is 75)
-PROMPT_S = 3.0
 SIZES = {
     "tiny": dict(levels=4, dim=256, layers=6, heads=4, conv_kernel=15),
     "base": dict(levels=8, dim=1024, layers=12, heads=16, conv_kernel=31),
@@ -54,29 +54,21 @@ def models(size: str, window: int, device: torch.device) -> tuple[SoundStorm, AR
 
 
 def generation(size: str, seconds: float, runs: int, device: torch.device, bf16: bool) -> dict:
-    P, T = int(PROMPT_S * FRAME_RATE), int(seconds * FRAME_RATE)
+    P, T = int(REFERENCE_PROMPT_S * FRAME_RATE), int(seconds * FRAME_RATE)
     storm, ar = models(size, P + T, device)
     Q, K = storm.config.levels, storm.config.codebook_size
     g = torch.Generator().manual_seed(0)
     semantic = torch.randint(0, storm.config.semantic_vocab, (P + T,), generator=g).to(device)
     speakers = torch.ones(P + T, dtype=torch.long, device=device)
     prompt = torch.randint(0, K, (Q, P), generator=g).to(device)
-    codes = torch.zeros(1, Q, P + T, dtype=torch.long, device=device)
-    codes[0, :, :P] = prompt
-    iterations = (16,) + (1,) * (Q - 1)
+    decoding = DecodingOptions.paper(Q)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
 
     @torch.no_grad()
     def soundstorm():
-        with autocast:
-            return decode(
-                storm,
-                semantic[None],
-                speakers[None],
-                torch.tensor([P + T], device=device),
-                codes,
-                torch.tensor([P], device=device),
-                DecodingOptions(iterations=iterations),
+        with autocast:  # the model's window is P + T: one pass, as `say` renders it
+            return decode_prompted(
+                storm, semantic[P:], speakers[P:], [PromptTokens(prompt, semantic[:P], 1)], decoding, 0
             )
 
     @torch.no_grad()
@@ -92,7 +84,7 @@ def generation(size: str, seconds: float, runs: int, device: torch.device, bf16:
         "audio_s": seconds,
         "levels": Q,
         "soundstorm_s": round(storm_s, 4),
-        "soundstorm_passes": sum(iterations),
+        "soundstorm_passes": sum(decoding.iterations),
         "ar_s": round(ar_s, 4),
         "ar_steps": T * Q,
         "ratio": round(ar_s / storm_s, 1),

@@ -12,9 +12,6 @@ autocast; shipped as config.json + model.safetensors.
 
 from __future__ import annotations
 
-import json
-import os
-import time
 from dataclasses import asdict, replace
 
 import numpy as np
@@ -24,16 +21,18 @@ from pipelines.config import DataConfig
 from pipelines.shards import TokenShards
 from pipelines.soundstorm_train import ExampleSampler, batches, model_levels, valid_batches
 from pipelines.training import (
-    accumulated_step,
+    Stage,
     autocast,
-    cosine_lr,
     ddp_setup,
     distributed,
-    load_state,
-    save_state,
+    finish,
+    resume,
+    summary,
     to_device,
+    train,
     train_device,
 )
+from soundstorm_cli.checkpoints import save_model_folder
 from soundstorm_cli.models.ar_baseline import ARBaseline, ARConfig, ar_loss, ar_targets
 
 
@@ -73,15 +72,9 @@ def validate(model: ARBaseline, batches_iter, count: int) -> dict:
 
 
 def save_model(model: ARBaseline, folder) -> None:
-    from safetensors.torch import save_file
-
-    folder.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().to("cpu", torch.bfloat16).contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(folder / "model.safetensors.tmp"))
-    os.replace(folder / "model.safetensors.tmp", folder / "model.safetensors")
-    (folder / "config.json").write_text(
-        json.dumps({"model_type": "ar_baseline", **asdict(model.config)}, indent=1)
-    )
+    """Shipped in bf16 (`load_ar_baseline` computes in fp32)."""
+    state = {k: v.to(torch.bfloat16) for k, v in model.state_dict().items()}
+    save_model_folder(folder, state, {"model_type": "ar_baseline", **asdict(model.config)})
 
 
 def run(config: DataConfig, progress=None) -> dict:
@@ -90,74 +83,53 @@ def run(config: DataConfig, progress=None) -> dict:
     rank, world = ddp_setup()
     torch.set_num_threads(max(1, a.threads))
     torch.manual_seed(config.seed)
-    train = TokenShards(config.out_dir / "shards", "train")
+    train_split = TokenShards(config.out_dir / "shards", "train")
     valid = TokenShards(config.out_dir / "shards", "valid")
     device = train_device()
-    model = ARBaseline(model_config(config, train.meta)).to(device)
+    model = ARBaseline(model_config(config, train_split.meta)).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=c.lr, betas=(0.9, 0.98), weight_decay=c.weight_decay)
-    state_path = out / "train_state.pt"
-    step, log = load_state(state_path, model, optimizer)
+    step, log = resume(out, model, optimizer)
     trained = distributed(model, device, world)
     if a.max_seconds:  # the sampler cuts windows to soundstorm.max_seconds
         config = replace(config, soundstorm=replace(c, max_seconds=a.max_seconds))
-    sampler = ExampleSampler(train, config, np.random.default_rng([config.seed, rank, step, 7]))
-    train_batches = batches(sampler, a.frames_per_batch, model.config.levels)
-    started, window = time.time(), []
-    resumed_at_s = log[-1]["elapsed_s"] if log else 0.0
-    model.train()
-    while step < a.steps:
-        lr = cosine_lr(step, a.steps, c.lr, c.warmup)
+    sampler = ExampleSampler(train_split, config, np.random.default_rng([config.seed, rank, step, 7]))
 
-        def micro(batch=None):
-            with autocast(c.autocast_bf16):
-                return ar_loss(
-                    trained,
-                    batch["codes"],
-                    batch["semantic"],
-                    batch["speakers"],
-                    batch["lengths"],
-                    batch["prompt_lengths"],
-                )
+    def loss(batch):
+        with autocast(c.autocast_bf16):
+            return ar_loss(
+                trained,
+                batch["codes"],
+                batch["semantic"],
+                batch["speakers"],
+                batch["lengths"],
+                batch["prompt_lengths"],
+            )
 
-        micro_batches = [to_device(next(train_batches), device) for _ in range(a.accumulate)]
-        loss = accumulated_step(
-            model,
-            optimizer,
-            lr,
-            [lambda b=b: micro(b) for b in micro_batches],
-            trained if world > 1 else None,
+    def validation() -> dict:
+        # its own batch size: its sequences are Q times longer than SoundStorm's
+        return validate(
+            model, valid_batches(valid, config, model.config.levels, a.frames_per_batch), c.valid_batches
         )
-        step += 1
-        window.append(loss)
-        if rank == 0 and (step % c.log_every == 0 or step == a.steps):
-            entry = {
-                "step": step,
-                "loss": round(float(np.mean(window)), 4),
-                "lr": round(lr, 6),
-                "elapsed_s": round(resumed_at_s + time.time() - started, 1),
-            }
-            if step % (c.log_every * 4) == 0 or step == a.steps:
-                # its own batch size: its sequences are Q times longer than SoundStorm's
-                valid_iter = valid_batches(valid, config, model.config.levels, a.frames_per_batch)
-                entry |= validate(model, valid_iter, c.valid_batches)
-            log.append(entry)
-            window = []
-            print(json.dumps(entry), flush=True)
-        if rank == 0 and (step % c.save_every == 0 or step == a.steps):
-            save_state(state_path, model, optimizer, step, log)
-        if progress:
-            progress(step, a.steps)
-    if rank == 0:
-        save_model(model, out)
-    if world > 1:
-        torch.distributed.destroy_process_group()
-    last_valid = next((e for e in reversed(log) if "valid_accuracy" in e), {})
-    return {
-        "steps": step,
-        "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 2),
-        "final_loss": log[-1]["loss"] if log else None,
-        "train_s": log[-1]["elapsed_s"] if log else None,
-        "valid_loss": last_valid.get("valid_loss"),
-        "valid_accuracy": last_valid.get("valid_accuracy"),
-        "world_size": world,
-    }
+
+    stage = Stage(
+        model=model,
+        optimizer=optimizer,
+        out=out,
+        batches=batches(sampler, a.frames_per_batch, model.config.levels),
+        loss=loss,
+        save=lambda: save_model(model, out),
+        validate=validation,
+        steps=a.steps,
+        lr=c.lr,
+        warmup=c.warmup,
+        device=device,
+        accumulate=a.accumulate,
+        log_every=c.log_every,
+        save_every=c.save_every,
+        ddp=trained if world > 1 else None,
+        rank=rank,
+        world=world,
+    )
+    step, log = train(stage, step, log, progress)
+    finish(stage)
+    return summary(stage, step, log)

@@ -22,6 +22,7 @@ import numpy as np
 from soundstorm_cli.audio import read_audio
 from soundstorm_cli.evaluate import Transcriber, VoiceSimilarity, word_recall
 from soundstorm_cli.script import parse_script
+from soundstorm_cli.semantic import SAMPLE_RATE
 from soundstorm_cli.synthesize import SynthesisOptions, Synthesizer
 
 SENTENCES = [
@@ -69,7 +70,7 @@ def main(argv=None) -> int:
     for text, (a, b) in [(text, pair) for text in DIALOGUES for pair in pairs]:
         pair = {"A": a, "B": b}
         out = synth.dialogue(parse_script(text), voices=pair, options=options, seed=0)
-        prompts = {name: read_audio(path, 16000).samples for name, path in pair.items()}
+        prompts = {name: read_audio(path, SAMPLE_RATE).samples for name, path in pair.items()}
         for turn in out.turns:
             piece = out.audio[int(turn.start_s * out.sample_rate) : int(turn.end_s * out.sample_rate)]
             heard = asr(piece, out.sample_rate)

@@ -24,7 +24,7 @@ import soundfile as sf
 import torch
 
 from pipelines.config import load_config
-from pipelines.corpus import read_manifest
+from pipelines.manifest import read_manifest
 from soundstorm_cli.codec import load_codec
 from soundstorm_cli.evaluate import Transcriber, VoiceSimilarity, cer, log_mel_distance, wer
 

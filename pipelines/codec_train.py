@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from pipelines.config import DataConfig
-from pipelines.corpus import read_manifest
+from pipelines.manifest import read_manifest
 from pipelines.training import cosine_lr, load_state, optimizer_step, save_state
 from soundstorm_cli.models.frame_codec import (
     TRAINING_ONLY_BUFFERS,

@@ -25,6 +25,7 @@ import numpy as np
 import soundfile as sf
 
 from pipelines.config import DataConfig
+from pipelines.manifest import corpus_stats
 from pipelines.texts import sentence_pool
 from pipelines.voices import Voice, select_voices
 from soundstorm_cli.audio import write_audio
@@ -213,25 +214,3 @@ def run(config: DataConfig, progress=None) -> dict:
     stats["wall_s"] = round(time.time() - started, 1)
     (out_dir / "stats.json").write_text(json.dumps(stats, indent=1))
     return stats
-
-
-def corpus_stats(rows: list[dict]) -> dict:
-    stats: dict = {"items": len(rows), "hours": round(sum(r["duration_s"] for r in rows) / 3600, 3)}
-    for split in ("train", "valid", "test"):
-        part = [r for r in rows if r["split"] == split]
-        stats[split] = {
-            "items": len(part),
-            "dialogues": sum(r["kind"] == "dialogue" for r in part),
-            "hours": round(sum(r["duration_s"] for r in part) / 3600, 3),
-            "speakers": sorted({s for r in part for s in r["speakers"]}),
-        }
-    return stats
-
-
-def read_manifest(out_dir: Path, split: str | None = None) -> list[dict]:
-    """Rows of a built corpus (optionally one split); paths made absolute."""
-    corpus = Path(out_dir) / "corpus"
-    rows = [json.loads(line) for line in (corpus / "manifest.jsonl").read_text().splitlines() if line]
-    for row in rows:
-        row["path"] = str(corpus / row["path"])
-    return [r for r in rows if split is None or r["split"] == split]

@@ -152,7 +152,7 @@ def _dialogues(rows: list[dict], config: DataConfig, out_dir: Path) -> list[dict
 
 
 def run(config: DataConfig, progress=None) -> dict:
-    from pipelines.corpus import corpus_stats
+    from pipelines.manifest import corpus_stats
 
     c = config.corpus
     if not c.root:

@@ -16,9 +16,16 @@ import numpy as np
 import soundfile as sf
 
 from pipelines.config import DataConfig
-from pipelines.corpus import read_manifest
+from pipelines.manifest import read_manifest
 from soundstorm_cli.audio import resample
-from soundstorm_cli.semantic import SemanticTokenizer, WhisperEncoder, fit_kmeans, pool_to_semantic_rate
+from soundstorm_cli.semantic import (
+    SAMPLE_RATE,
+    SEMANTIC_RATE,
+    SemanticTokenizer,
+    WhisperEncoder,
+    fit_kmeans,
+    pool_to_semantic_rate,
+)
 
 PART_SIZE = 256
 
@@ -26,7 +33,7 @@ PART_SIZE = 256
 def _read(path: str) -> np.ndarray:
     """A corpus file at Whisper's 16 kHz, whatever the corpus's rate."""
     data, rate = sf.read(path, dtype="float32")
-    return resample(data, rate, 16000)
+    return resample(data, rate, SAMPLE_RATE)
 
 
 def fit(config: DataConfig, encoder: WhisperEncoder) -> dict:
@@ -75,7 +82,7 @@ def run(config: DataConfig, progress=None) -> dict:
             tmp = path.with_suffix(".tmp")
             save_file({r["id"]: t.astype(np.int16) for r, t in zip(chunk, tokens, strict=True)}, str(tmp))
             tmp.rename(path)
-        tokens_total += sum(int(np.ceil(r["duration_s"] * 25)) for r in chunk)
+        tokens_total += sum(int(np.ceil(r["duration_s"] * SEMANTIC_RATE)) for r in chunk)
         if progress:
             progress(n + 1, len(parts))
     stats.update(

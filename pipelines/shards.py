@@ -21,8 +21,9 @@ import soundfile as sf
 import torch
 
 from pipelines.config import DataConfig
-from pipelines.corpus import read_manifest
+from pipelines.manifest import read_manifest
 from soundstorm_cli.codec import load_codec
+from soundstorm_cli.semantic import SEMANTIC_RATE
 from soundstorm_cli.text import TextTokenizer
 
 SHARD_ITEMS = 512
@@ -137,7 +138,7 @@ def run(config: DataConfig, progress=None) -> dict:
     (out / "index.jsonl").write_text("".join(json.dumps(r) + "\n" for r in index))
     meta = {
         "codec_frame_rate": codec.frame_rate,
-        "semantic_rate": 25,
+        "semantic_rate": SEMANTIC_RATE,
         "levels": codec.num_levels,
         "codebook_size": codec.codebook_size,
         "codec_needs_semantic": codec.needs_semantic,

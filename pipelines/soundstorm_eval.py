@@ -25,13 +25,13 @@ from pipelines.config import load_config
 from pipelines.shards import TokenShards
 from pipelines.soundstorm_train import speaker_track
 from soundstorm_cli.codec import load_codec
-from soundstorm_cli.decoding import DecodingOptions, decode, decode_long
+from soundstorm_cli.decoding import DecodingOptions, PromptTokens, decode_prompted, overlap_frames
 from soundstorm_cli.evaluate import Transcriber, VoiceSimilarity, cer
 from soundstorm_cli.models.soundstorm import load_soundstorm
-from soundstorm_cli.semantic import semantic_to_codec
+from soundstorm_cli.semantic import SEMANTIC_RATE, semantic_to_codec
+from soundstorm_cli.voices import REFERENCE_PROMPT_S
 
-PROMPT_S = 3.0
-ITERATIONS = (16,) + (1,) * 31  # the paper's schedule
+ITERATIONS = DecodingOptions.paper(32).iterations  # the paper's schedule, for any number of levels
 
 
 def _prompt_for(shards: TokenShards, speaker: int, exclude: str, rng, frames: int, ratio: int, levels: int):
@@ -52,47 +52,130 @@ def _decode_prompt(codec, prompt, ratio: int):
     return codec.decode(codes, semantic=semantic[::ratio] if codec.needs_semantic else None).numpy()
 
 
-def generate(model, prompts, target_codes_len, target_semantic, target_speakers, seed, options=None):
-    """One pass: [prompt 1, prompt 2, ..., target] -> generated codes of the target part.
+def generate(model, prompts, target_semantic, target_speakers, seed, options=None):
+    """[prompt 1, prompt 2, ..., target] -> generated codes [Q, T] of the target, as `soundstorm` renders.
 
+    `prompts`: (codes [Q, P], codec-rate semantic [P]) per speaker, labelled 1, 2, ... on the track;
     `options`: DecodingOptions whose seed is replaced by `seed` (default: the paper's schedule)."""
-    options = dataclasses.replace(options or DecodingOptions(iterations=ITERATIONS), seed=seed)
-    options = dataclasses.replace(options, iterations=options.iterations[: model.config.levels])
-    codes = torch.cat([p[0] for p in prompts], dim=1)
-    P = codes.shape[1]
-    semantic = torch.cat([*[p[1] for p in prompts], target_semantic])[None]
-    speakers = torch.cat(
-        [
-            *[torch.full((p[0].shape[1],), label, dtype=torch.long) for label, p in enumerate(prompts, 1)],
-            target_speakers,
-        ]
-    )[None]
-    T = P + target_codes_len
-    if T > model.config.window:  # longer than training: window by window, as `soundstorm dialogue` does
-        result = decode_long(
-            model,
-            semantic[0, P:],
-            speakers[0, P:],
-            codes,
-            semantic[0, :P],
-            speakers[0, :P],
-            model.config.window,
-            model.config.window // 10,
-            options,
+    levels = model.config.levels
+    options = dataclasses.replace(options or DecodingOptions.paper(levels), seed=seed)
+    options = dataclasses.replace(options, iterations=options.iterations[:levels])
+    voices = [PromptTokens(codes, semantic, label) for label, (codes, semantic) in enumerate(prompts, 1)]
+    overlap = overlap_frames(model.config.window, model.config.semantic_ratio * SEMANTIC_RATE)
+    return decode_prompted(model, target_semantic, target_speakers, voices, options, overlap).codes
+
+
+@dataclasses.dataclass
+class Evaluation:
+    """What both halves of the evaluation share."""
+
+    model: object
+    codec: object
+    shards: TokenShards
+    rng: np.random.Generator
+    options: DecodingOptions
+    frames: int  # prompt frames
+    asr: Transcriber = dataclasses.field(default_factory=Transcriber)
+    sim: VoiceSimilarity = dataclasses.field(default_factory=VoiceSimilarity)
+
+    @property
+    def ratio(self) -> int:
+        return self.model.config.semantic_ratio
+
+    def prompt(self, speaker: int, exclude: str):
+        levels = self.model.config.levels
+        return _prompt_for(self.shards, speaker, exclude, self.rng, self.frames, self.ratio, levels)
+
+    def decode(self, codes, item):
+        """Audio of codes [Q, T] (with the item's semantic tokens, for a codec that needs them)."""
+        tokens = item["semantic_tokens"] if self.codec.needs_semantic else None
+        return self.codec.decode(codes, semantic=tokens).numpy()
+
+
+def _singles(ev: Evaluation, count: int) -> list[dict]:
+    """Single utterances with a 3 s prompt of another utterance of the same speaker: CER, similarity."""
+    singles = [i for i, r in enumerate(ev.shards.items) if r["kind"] == "single"]
+    rows = []
+    for n, i in enumerate(sorted(ev.rng.choice(singles, size=min(count, len(singles)), replace=False))):
+        item = ev.shards[int(i)]
+        full = torch.from_numpy(item["codes"])
+        gt = full[: ev.model.config.levels]
+        semantic = semantic_to_codec(torch.from_numpy(item["semantic_tokens"]), ev.ratio, gt.shape[1])
+        prompt = ev.prompt(item["speakers"][0], item["id"])
+        if prompt is None:  # no other utterance of this speaker to prompt with
+            continue
+        track = torch.ones(gt.shape[1], dtype=torch.long)
+        generated = ev.decode(generate(ev.model, [prompt], semantic, track, n, ev.options), item)
+        resynth = ev.decode(gt, item)
+        prompt_audio = _decode_prompt(ev.codec, prompt, ev.ratio)
+        rows.append(
+            {
+                "id": item["id"],
+                "cer_soundstorm": cer(item["text"], ev.asr(generated)),
+                "cer_resynthesis": cer(item["text"], ev.asr(resynth)),
+                "cer_resynthesis_all_levels": cer(item["text"], ev.asr(ev.decode(full, item))),
+                "similarity_soundstorm": ev.sim(generated, prompt_audio),
+                "similarity_resynthesis": ev.sim(resynth, prompt_audio),
+            }
         )
-        return result.codes
-    prompt_codes = torch.zeros(1, model.config.levels, T, dtype=torch.long)
-    prompt_codes[0, :, :P] = codes
-    result = decode(
-        model,
-        semantic,
-        speakers,
-        torch.tensor([T]),
-        prompt_codes,
-        torch.tensor([P]),
-        options,
+    return rows
+
+
+def _dialogues(ev: Evaluation, count: int) -> list[dict]:
+    """The longest held-out dialogues (up to 30 s), each rendered in one call: is each turn nearer its own
+    speaker's prompt? The same test on the real turns (resynthesised) is the metric's ceiling."""
+    longest = sorted(
+        (i for i, r in enumerate(ev.shards.items) if r["kind"] == "dialogue"),
+        key=lambda i: -ev.shards.items[i]["duration_s"],
     )
-    return result.codes[0, :, P:]
+    rows = []
+    for n, i in enumerate(longest[:count]):
+        item = ev.shards[i]
+        gt = torch.from_numpy(item["codes"][: ev.model.config.levels])
+        semantic = semantic_to_codec(torch.from_numpy(item["semantic_tokens"]), ev.ratio, gt.shape[1])
+        labels = {s: k + 1 for k, s in enumerate(item["speakers"])}
+        prompts = [ev.prompt(s, item["id"]) for s in item["speakers"]]
+        if any(p is None for p in prompts):
+            continue
+        track = speaker_track(item, gt.shape[1])
+        audio = ev.decode(generate(ev.model, prompts, semantic, track, 1000 + n, ev.options), item)
+        resynthesis = ev.decode(gt, item)
+        prompt_audio = [_decode_prompt(ev.codec, p, ev.ratio) for p in prompts]
+        hop = ev.codec.hop_length
+        for turn in item["turns"]:
+            span = slice(turn["start"] * hop, turn["end"] * hop)
+            scores = [ev.sim(audio[span], p) for p in prompt_audio]
+            real = [ev.sim(resynthesis[span], p) for p in prompt_audio]
+            own = labels[turn["speaker"]] - 1
+            rows.append(
+                {
+                    "dialogue": item["id"],
+                    "duration_s": item["duration_s"],
+                    "own": scores[own],
+                    "other": scores[1 - own],
+                    "right": scores[own] > scores[1 - own],
+                    "right_resynthesis": real[own] > real[1 - own],
+                }
+            )
+    return rows
+
+
+def _options(args) -> DecodingOptions:
+    iterations = (args.level1_iterations,) + ITERATIONS[1:]
+    if args.iterations:
+        given = tuple(int(n) for n in args.iterations.split(","))
+        iterations = given + ITERATIONS[len(given) :]
+    return DecodingOptions(
+        iterations=iterations,
+        temperature=args.temperature,
+        confidence_noise=args.noise,
+        top_k=args.top_k,
+        top_p=args.top_p,
+    )
+
+
+def _mean(rows: list[dict], key: str):
+    return round(float(np.mean([r[key] for r in rows])), 4) if rows else None
 
 
 def main(argv=None) -> int:
@@ -112,130 +195,36 @@ def main(argv=None) -> int:
     parser.add_argument("--noise", type=float, default=1.0, help="confidence noise scale")
     parser.add_argument("--report", type=Path, help="write here instead of soundstorm/eval.json")
     args = parser.parse_args(argv)
-    iterations = (args.level1_iterations,) + ITERATIONS[1:]
-    if args.iterations:
-        given = tuple(int(n) for n in args.iterations.split(","))
-        iterations = given + ITERATIONS[len(given) :]
-    options = DecodingOptions(
-        iterations=iterations,
-        temperature=args.temperature,
-        confidence_noise=args.noise,
-        top_k=args.top_k,
-        top_p=args.top_p,
-    )
     config = load_config(args.config, {"out_dir": str(args.out_dir)} if args.out_dir else None)
     torch.set_num_threads(2)
     out = config.out_dir / "soundstorm"
-    model = load_soundstorm(out)
-    codec = load_codec(config.out_dir / "codec")
-    asr, sim = Transcriber(), VoiceSimilarity()
-    shards = TokenShards(config.out_dir / "shards", "test")
-    rng = np.random.default_rng(config.seed)
+    model, codec = load_soundstorm(out), load_codec(config.out_dir / "codec")
     # 3 s prompts (a quarter of the window at most: a toy model's window is short)
-    frames, ratio = (
-        min(int(PROMPT_S * codec.frame_rate), model.config.window // 4),
-        model.config.semantic_ratio,
-    )
-    levels = model.config.levels
+    frames = min(int(REFERENCE_PROMPT_S * codec.frame_rate), model.config.window // 4)
+    shards = TokenShards(config.out_dir / "shards", "test")
+    ev = Evaluation(model, codec, shards, np.random.default_rng(config.seed), _options(args), frames)
     started = time.time()
-    singles = [i for i, r in enumerate(shards.items) if r["kind"] == "single"]
-    rows = []
-    for n, i in enumerate(
-        sorted(rng.choice(singles, size=min(args.utterances, len(singles)), replace=False))
-    ):
-        item = shards[int(i)]
-        full = torch.from_numpy(item["codes"])
-        gt = full[:levels]
-        semantic = semantic_to_codec(torch.from_numpy(item["semantic_tokens"]), ratio, gt.shape[1])
-        prompt = _prompt_for(shards, item["speakers"][0], item["id"], rng, frames, ratio, levels)
-        if prompt is None:  # no other utterance of this speaker to prompt with
-            continue
-        codes = generate(
-            model, [prompt], gt.shape[1], semantic, torch.ones(gt.shape[1], dtype=torch.long), n, options
-        )
-        tokens = item["semantic_tokens"] if codec.needs_semantic else None
-        generated = codec.decode(codes, semantic=tokens).numpy()
-        resynth = codec.decode(gt, semantic=tokens).numpy()
-        prompt_audio = _decode_prompt(codec, prompt, ratio)
-        rows.append(
-            {
-                "id": item["id"],
-                "cer_soundstorm": cer(item["text"], asr(generated)),
-                "cer_resynthesis": cer(item["text"], asr(resynth)),
-                "cer_resynthesis_all_levels": cer(
-                    item["text"], asr(codec.decode(full, semantic=tokens).numpy())
-                ),
-                "similarity_soundstorm": sim(generated, prompt_audio),
-                "similarity_resynthesis": sim(resynth, prompt_audio),
-            }
-        )
-    summary = {k: round(float(np.mean([r[k] for r in rows])), 4) for k in (rows or [{}])[0] if k != "id"}
-    dialogues = []
-    # The longest held-out dialogues (up to 30 s), each rendered in one call.
-    longest = sorted(
-        (i for i, r in enumerate(shards.items) if r["kind"] == "dialogue"),
-        key=lambda i: -shards.items[i]["duration_s"],
-    )
-    for n, i in enumerate(longest[: args.dialogues]):
-        item = shards[i]
-        gt = torch.from_numpy(item["codes"][:levels])
-        semantic = semantic_to_codec(torch.from_numpy(item["semantic_tokens"]), ratio, gt.shape[1])
-        labels = {s: k + 1 for k, s in enumerate(item["speakers"])}
-        track = speaker_track(item, gt.shape[1])
-        prompts = [_prompt_for(shards, s, item["id"], rng, frames, ratio, levels) for s in item["speakers"]]
-        if any(p is None for p in prompts):
-            continue
-        codes = generate(model, prompts, gt.shape[1], semantic, track, 1000 + n, options)
-        tokens = item["semantic_tokens"] if codec.needs_semantic else None
-        audio = codec.decode(codes, semantic=tokens).numpy()
-        # the same test on the real turns: the metric's ceiling
-        resynthesis = codec.decode(gt, semantic=tokens).numpy()
-        prompt_audio = [_decode_prompt(codec, p, ratio) for p in prompts]
-        hop = codec.hop_length
-        for turn in item["turns"]:
-            span = slice(turn["start"] * hop, turn["end"] * hop)
-            scores = [sim(audio[span], p) for p in prompt_audio]
-            real = [sim(resynthesis[span], p) for p in prompt_audio]
-            own = labels[turn["speaker"]] - 1
-            dialogues.append(
-                {
-                    "dialogue": item["id"],
-                    "duration_s": item["duration_s"],
-                    "own": scores[own],
-                    "other": scores[1 - own],
-                    "right": scores[own] > scores[1 - own],
-                    "right_resynthesis": real[own] > real[1 - own],
-                }
-            )
+    rows = _singles(ev, args.utterances)
+    dialogues = _dialogues(ev, args.dialogues)
     if not rows and not dialogues:
         raise SystemExit(
             "soundstorm_eval: nothing to evaluate: no held-out utterance or dialogue whose speakers have "
             "another utterance to prompt with"
         )
+    summary = {k: _mean(rows, k) for k in (rows or [{}])[0] if k != "id"}
     report = {
         "single": summary,
         "single_rows": rows,
-        "turns_right": round(float(np.mean([d["right"] for d in dialogues])), 4) if dialogues else None,
-        "turns_right_resynthesis": (
-            round(float(np.mean([d["right_resynthesis"] for d in dialogues])), 4) if dialogues else None
-        ),
+        "turns_right": _mean(dialogues, "right"),
+        "turns_right_resynthesis": _mean(dialogues, "right_resynthesis"),
         "turns": len(dialogues),
         "dialogue_rows": dialogues,
         "wall_s": round(time.time() - started, 1),
-        "decoding": dataclasses.asdict(options) | {"seed": "per item"},
+        "decoding": dataclasses.asdict(ev.options) | {"seed": "per item"},
     }
     (args.report or out / "eval.json").write_text(json.dumps(report, indent=1))
-    print(
-        json.dumps(
-            {
-                "single": summary,
-                "turns_right": report["turns_right"],
-                "turns_right_resynthesis": report["turns_right_resynthesis"],
-                "turns": len(dialogues),
-            },
-            indent=1,
-        )
-    )
+    brief = ("single", "turns_right", "turns_right_resynthesis", "turns")
+    print(json.dumps({k: report[k] for k in brief}, indent=1))
     return 0
 
 

@@ -27,15 +27,19 @@ from pipelines.bundle import write_bundle_folder
 from pipelines.config import load_config
 from pipelines.shards import TokenShards
 from soundstorm_cli.evaluate import Transcriber, cer
+from soundstorm_cli.semantic import SAMPLE_RATE, SEMANTIC_RATE
 from soundstorm_cli.synthesize import Segment, SynthesisOptions, Synthesizer
-
-PROMPT_S = 3.0
+from soundstorm_cli.voices import REFERENCE_PROMPT_S
 
 
 def build_bundle(out_dir: Path, folder: Path) -> Path:
     """A bundle folder of the trained components under out_dir (what pipelines.bundle would ship)."""
     meta = json.loads((out_dir / "shards" / "meta.json").read_text())
-    facts = {"sample_rate": 16000, "codec_frame_rate": meta["codec_frame_rate"], "semantic_rate": 25}
+    facts = {
+        "sample_rate": SAMPLE_RATE,
+        "codec_frame_rate": meta["codec_frame_rate"],
+        "semantic_rate": SEMANTIC_RATE,
+    }
     components = {
         "codec": out_dir / "codec",
         "semantic": out_dir / "semantic",
@@ -71,7 +75,7 @@ def main(argv=None) -> int:
     asr = Transcriber()
     with tempfile.TemporaryDirectory() as tmp:
         synth = Synthesizer.from_checkpoint(str(build_bundle(config.out_dir, Path(tmp))), device="cpu")
-        options = SynthesisOptions(prompt_seconds=PROMPT_S)
+        options = SynthesisOptions(prompt_seconds=REFERENCE_PROMPT_S)
         singles = [i for i, r in enumerate(shards.items) if r["kind"] == "single"]
         rows = []
         for n, i in enumerate(
@@ -89,10 +93,10 @@ def main(argv=None) -> int:
             segment = [Segment(0, "S1", item["text"], 0.0)]
             sources = {
                 "ground_truth": [item["semantic_tokens"]],
-                "t2s": synth.t2s_tokens(segment, {"S1": voice}, n, options),
-                "espeak": synth.espeak_tokens(segment),
+                "t2s": synth.front_end("t2s").tokens(segment, {"S1": voice}, n, options),
+                "espeak": synth.front_end("espeak").tokens(segment),
             }
-            short = synth.prompt(wav, PROMPT_S)  # SoundStorm's prompt: its first 3 s
+            short = synth.prompt(wav, REFERENCE_PROMPT_S)  # SoundStorm's prompt: its first 3 s
             row = {"id": item["id"], "text": item["text"], "original_s": item["duration_s"]}
             for name, tokens in sources.items():
                 codes, _, _ = synth.acoustic(
@@ -100,7 +104,7 @@ def main(argv=None) -> int:
                 )
                 audio = synth.codec.decode(codes).numpy()
                 row[f"cer_{name}"] = round(cer(item["text"], asr(audio)), 4)
-                row[f"seconds_{name}"] = round(len(tokens[0]) / 25, 2)
+                row[f"seconds_{name}"] = round(len(tokens[0]) / SEMANTIC_RATE, 2)
             rows.append(row)
             print(json.dumps(row), flush=True)
         turns = []

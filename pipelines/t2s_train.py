@@ -17,7 +17,6 @@ safetensors) plus `t2s.json` (the T2SConfig).
 from __future__ import annotations
 
 import json
-import time
 
 import numpy as np
 import torch
@@ -25,15 +24,15 @@ import torch
 from pipelines.config import DataConfig
 from pipelines.shards import TokenShards
 from pipelines.training import (
-    StepBudget,
-    accumulated_step,
+    Stage,
     autocast,
-    cosine_lr,
     ddp_setup,
     distributed,
-    load_state,
-    save_state,
+    finish,
+    resume,
+    summary,
     to_device,
+    train,
     train_device,
 )
 from soundstorm_cli.models.t2s import END, FIRST_SEMANTIC, T2S, TURN, T2SConfig
@@ -168,8 +167,7 @@ def run(config: DataConfig, progress=None) -> dict:
     device = train_device()
     model = t2s.model.to(device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=c.lr, weight_decay=0.01)
-    state_path = out / "train_state.pt"
-    step, log = load_state(state_path, model, optimizer)
+    step, log = resume(out, model, optimizer)
     trained = distributed(model, device, world)
     examples = T2SExamples(
         TokenShards(config.out_dir / "shards", "train"),
@@ -180,60 +178,40 @@ def run(config: DataConfig, progress=None) -> dict:
         c.max_target,
     )
     valid = TokenShards(config.out_dir / "shards", "valid")
-    started, window = time.time(), []
-    budget = StepBudget(c.steps, c.time_budget_s, c.warmup)
-    total = c.steps
-    while step < total:
-        lr = cosine_lr(step, total, c.lr, c.warmup)
 
-        def micro(batch=None):
-            with autocast(c.autocast_bf16):
-                return trained(**batch).loss
+    def loss(batch):
+        with autocast(c.autocast_bf16):
+            return trained(**batch).loss
 
-        micro_batches = [
-            to_device(collate([examples.example() for _ in range(c.batch_size)]), device)
-            for _ in range(c.accumulate)
-        ]
-        loss = accumulated_step(
-            model,
-            optimizer,
-            lr,
-            [lambda b=b: micro(b) for b in micro_batches],
-            trained if world > 1 else None,
-        )
-        step += 1
-        total = budget.update(step, time.time())
-        window.append(loss)
-        if rank == 0 and (step % c.log_every == 0 or step == total):
-            log.append(
-                {
-                    "step": step,
-                    "loss": round(float(np.mean(window)), 4),
-                    "planned_steps": total,
-                    "elapsed_s": round(time.time() - started, 1),
-                }
-            )
-            if step % (c.log_every * 4) == 0 or step == total:
-                log[-1]["valid_loss"] = validate(
-                    model,
-                    valid_examples(config, t2s_config, tokenizer.control_ids[SEPARATOR], valid),
-                    c.batch_size,
-                    c.valid_batches,
-                    device,
-                )
-            window = []
-            print(json.dumps(log[-1]), flush=True)
-        if rank == 0 and (step % c.save_every == 0 or step == total):
-            save_state(state_path, model, optimizer, step, log)
-            save_shipped(model, t2s_config, out)  # an interrupted run leaves usable weights
-        if progress:
-            progress(step, total)
-    if rank == 0:
-        save_shipped(model, t2s_config, out)
-    last_valid = next((e["valid_loss"] for e in reversed(log) if "valid_loss" in e), None)
-    return {
-        "steps": step,
-        "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 2),
-        "final_loss": log[-1]["loss"] if log else None,
-        "valid_loss": last_valid,
-    }
+    def batches():
+        while True:
+            yield collate([examples.example() for _ in range(c.batch_size)])
+
+    def validation() -> dict:
+        sep = tokenizer.control_ids[SEPARATOR]
+        batches_iter = valid_examples(config, t2s_config, sep, valid)
+        return {"valid_loss": validate(model, batches_iter, c.batch_size, c.valid_batches, device)}
+
+    stage = Stage(
+        model=model,
+        optimizer=optimizer,
+        out=out,
+        batches=batches(),
+        loss=loss,
+        save=lambda: save_shipped(model, t2s_config, out),
+        validate=validation,
+        steps=c.steps,
+        lr=c.lr,
+        warmup=c.warmup,
+        device=device,
+        accumulate=c.accumulate,
+        log_every=c.log_every,
+        save_every=c.save_every,
+        time_budget_s=c.time_budget_s,
+        ddp=trained if world > 1 else None,
+        rank=rank,
+        world=world,
+    )
+    step, log = train(stage, step, log, progress)
+    finish(stage)
+    return summary(stage, step, log)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 
 from pipelines.config import DataConfig
-from pipelines.corpus import read_manifest
+from pipelines.manifest import read_manifest
 from soundstorm_cli.text import CONTROL_PIECES, TextTokenizer
 
 

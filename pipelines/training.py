@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 import math
 import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -154,3 +157,116 @@ def ddp_setup() -> tuple[int, int]:
     if world > 1 and not torch.distributed.is_initialized():
         torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     return (torch.distributed.get_rank() if world > 1 else 0), world
+
+
+@dataclass
+class Stage:
+    """One training stage as `train` runs it: the model, where it lives, its schedule and its pieces.
+
+    `batches` yields collated training batches; `loss(batch)` is one micro-batch's loss (through the DDP
+    wrapper where there is one, autocast inside); `validate()` returns figures for the log; `save()` writes
+    the shipped form into `out`, which also holds `train_state.pt`.
+    """
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    out: Path
+    batches: Iterator[dict]
+    loss: Callable[[dict], torch.Tensor]
+    save: Callable[[], None]
+    validate: Callable[[], dict] | None
+    steps: int
+    lr: float
+    warmup: int
+    device: torch.device
+    accumulate: int = 1
+    log_every: int = 25
+    save_every: int = 250
+    time_budget_s: float | None = None
+    ddp: torch.nn.Module | None = None  # the DDP wrapper under torchrun
+    rank: int = 0
+    world: int = 1
+
+
+def resume(out: Path, model, optimizer) -> tuple[int, list]:
+    """(step, log) of an interrupted run in `out` (`train_state.pt`), or (0, [])."""
+    return load_state(out / "train_state.pt", model, optimizer)
+
+
+def train(stage: Stage, step: int, log: list, progress=None) -> tuple[int, list]:
+    """The one training loop of every stage: warmup and cosine (fitted to `time_budget_s` if given),
+    gradient accumulation, a log line every `log_every` steps with validation every fourth, a resumable
+    checkpoint and the shipped form every `save_every` (so an interrupted run leaves usable weights).
+    Returns the final (step, log)."""
+    started, window = time.time(), []
+    resumed_at_s = log[-1]["elapsed_s"] if log else 0.0
+    budget = StepBudget(stage.steps, stage.time_budget_s, stage.warmup)
+    total = stage.steps
+    stage.model.train()
+    while step < total:
+        lr = cosine_lr(step, total, stage.lr, stage.warmup)
+        micro = [to_device(next(stage.batches), stage.device) for _ in range(stage.accumulate)]
+        loss = accumulated_step(
+            stage.model, stage.optimizer, lr, [lambda b=b: stage.loss(b) for b in micro], stage.ddp
+        )
+        step += 1
+        total = budget.update(step, time.time())
+        window.append(loss)
+        if stage.rank == 0 and (step % stage.log_every == 0 or step == total):
+            entry = {
+                "step": step,
+                "loss": round(float(sum(window) / len(window)), 4),
+                "lr": round(lr, 6),
+                "planned_steps": total,
+                "elapsed_s": round(resumed_at_s + time.time() - started, 1),
+            }
+            if stage.validate is not None and (step % (stage.log_every * 4) == 0 or step == total):
+                entry |= stage.validate()
+                stage.model.train()
+            log.append(entry)
+            window = []
+            print(json.dumps(entry), flush=True)
+        if stage.rank == 0 and (step % stage.save_every == 0 or step == total):
+            save_state(stage.out / "train_state.pt", stage.model, stage.optimizer, step, log)
+            stage.save()
+        if progress:
+            progress(step, total)
+    if stage.rank == 0:
+        stage.save()
+    return step, log
+
+
+def finish(stage: Stage, record_digest: bool = True) -> None:
+    """End a run under torchrun: each rank records its weights' hash (DDP keeps them identical; the
+    tests check), then the process group is shut down."""
+    if stage.world == 1:
+        return
+    if record_digest:
+        record_rank_digest(stage.model, stage.out, stage.rank)
+    torch.distributed.barrier()
+    torch.distributed.destroy_process_group()
+
+
+def record_rank_digest(model, out: Path, rank: int) -> None:
+    """Each rank writes a hash of its weights (`rankN.sha256`)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for key, value in sorted(model.state_dict().items()):
+        digest.update(key.encode())
+        digest.update(value.detach().float().cpu().numpy().tobytes())
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"rank{rank}.sha256").write_text(digest.hexdigest())
+
+
+def summary(stage: Stage, step: int, log: list) -> dict:
+    """What a stage reports (and `stages.json` keeps): steps, size, final loss, the last validation."""
+    last_valid = next((e for e in reversed(log) if any(k.startswith("valid_") for k in e)), {})
+    return {
+        "steps": step,
+        "params_m": round(sum(p.numel() for p in stage.model.parameters()) / 1e6, 2),
+        "final_loss": log[-1]["loss"] if log else None,
+        "train_s": log[-1]["elapsed_s"] if log else None,
+        **{k: v for k, v in last_valid.items() if k.startswith("valid_")},
+        "world_size": stage.world,
+    }

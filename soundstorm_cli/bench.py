@@ -21,8 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from soundstorm_cli.errors import InputError
-
-PROMPT_S = 3.0
+from soundstorm_cli.voices import REFERENCE_PROMPT_S
 
 
 @dataclass
@@ -82,17 +81,19 @@ def run_bench(
     """Time T2S, SoundStorm, the AR baseline and the codec decoder at each duration."""
     import torch
 
-    from soundstorm_cli.decoding import DecodingOptions, decode
-    from soundstorm_cli.semantic import semantic_to_codec
+    from soundstorm_cli.decoding import DecodingOptions, PromptTokens, decode_prompted, overlap_frames
+    from soundstorm_cli.semantic import SEMANTIC_RATE, semantic_to_codec
 
     if runs < 1 or not durations:
         raise InputError("bench needs at least one duration and one run")
     storm, codec, device = synth.soundstorm, synth.codec, synth.device
     levels = storm.config.levels
-    voice = synth.prompt(synth.voice_for(0), PROMPT_S)
+    voice = synth.prompt(synth.voice_for(0), REFERENCE_PROMPT_S)
     P = voice.codes.shape[1]
     p_sem = semantic_to_codec(torch.as_tensor(voice.semantic), synth.ratio, P)
-    iterations = (16,) + (1,) * (levels - 1)
+    prompt = [PromptTokens(voice.codes, p_sem, 1)]
+    decoding = DecodingOptions.paper(levels, seed=seed)
+    overlap = overlap_frames(storm.config.window, codec.frame_rate)
     autocast = torch.autocast(
         device.type, dtype=torch.bfloat16, enabled=bf16 and device.type in ("cpu", "cuda")
     )
@@ -109,20 +110,10 @@ def run_bench(
         reps = int(np.ceil(T / max(1, P)))
         semantic = torch.cat([p_sem, p_sem.repeat(reps)[:T]]).to(device)
         speakers = torch.ones(P + T, dtype=torch.long, device=device)
-        codes = torch.zeros(1, levels, P + T, dtype=torch.long)
-        codes[0, :, :P] = voice.codes
 
-        def soundstorm(semantic=semantic, speakers=speakers, codes=codes, T=T):
-            with autocast:
-                result = decode(
-                    storm,
-                    semantic[None],
-                    speakers[None],
-                    torch.tensor([P + T], device=device),
-                    codes.to(device),
-                    torch.tensor([P], device=device),
-                    DecodingOptions(iterations=iterations, seed=seed),
-                )
+        def soundstorm(semantic=semantic, speakers=speakers):
+            with autocast:  # what `say` runs: one window, or window by window past the trained length
+                result = decode_prompted(storm, semantic[P:], speakers[P:], prompt, decoding, overlap)
             _sync(device)
             return result
 
@@ -134,27 +125,34 @@ def run_bench(
 
         storm_s, result = _median_time(soundstorm, runs if n else 1)
         ar_s, (_, ar_steps) = _median_time(ar, runs if n else 1)
-        decode_s, _ = _median_time(lambda r=result: codec.decode(r.codes[0, :, P:]), runs if n else 1)
-        t2s_s = _time_t2s(synth, int(round(seconds * 25)), runs if n else 1, seed)
+        given = semantic[P :: synth.ratio] if codec.needs_semantic else None
+        decode_s, _ = _median_time(
+            lambda r=result, g=given: codec.decode(r.codes, semantic=g), runs if n else 1
+        )
+        t2s_s = _time_t2s(synth, int(round(seconds * SEMANTIC_RATE)), runs if n else 1, seed)
         if n == 0:
             continue
         report.results.append(
-            BenchPoint(
-                duration_s=seconds,
-                soundstorm_s=round(storm_s, 4),
-                ar_s=round(ar_s, 4),
-                ratio=round(ar_s / storm_s, 2),
-                t2s_s=None if t2s_s is None else round(t2s_s, 4),
-                decode_s=round(decode_s, 4),
-                soundstorm_passes=result.forward_passes,
-                ar_steps=ar_steps,
-                soundstorm_rtf=round(storm_s / seconds, 4),
-                ar_rtf=round(ar_s / seconds, 4),
-            )
+            _point(seconds, storm_s, ar_s, t2s_s, decode_s, result.forward_passes, ar_steps)
         )
         if progress:
             progress("bench", len(report.results), len(durations))
     return report
+
+
+def _point(seconds, storm_s, ar_s, t2s_s, decode_s, passes, ar_steps) -> BenchPoint:
+    return BenchPoint(
+        duration_s=seconds,
+        soundstorm_s=round(storm_s, 4),
+        ar_s=round(ar_s, 4),
+        ratio=round(ar_s / storm_s, 2),
+        t2s_s=None if t2s_s is None else round(t2s_s, 4),
+        decode_s=round(decode_s, 4),
+        soundstorm_passes=passes,
+        ar_steps=ar_steps,
+        soundstorm_rtf=round(storm_s / seconds, 4),
+        ar_rtf=round(ar_s / seconds, 4),
+    )
 
 
 def _time_t2s(synth, tokens: int, runs: int, seed: int) -> float | None:
@@ -228,3 +226,49 @@ def plot_bench(report: BenchReport, path) -> None:
             fig.savefig(tmp, dpi=120, format="png")
     finally:
         plt.close(fig)
+
+
+def ar_baseline_of(synth, fallback: str, warn):
+    """(model, "trained") from the bundle, else a random-init one of SoundStorm's size, said with `warn`."""
+    if "ar_baseline" in synth.bundle.components:
+        from soundstorm_cli.checkpoints import component_path
+        from soundstorm_cli.models.ar_baseline import load_ar_baseline
+
+        folder = component_path(synth.bundle, "ar_baseline")
+        return load_ar_baseline(folder, device=str(synth.device)), "trained"
+    warn(f"bundle '{synth.bundle.name}' has no trained AR baseline: {fallback}")
+    return random_ar_baseline(synth.soundstorm.config).to(synth.device), "random-init"
+
+
+def bench_table(report: BenchReport):
+    """The report as a rich table, for the terminal."""
+    from rich.table import Table
+
+    table = Table(
+        title=f"SoundStorm vs AR baseline: {report.device}, {report.dtype}, {report.threads} threads, "
+        f"median of {report.runs}"
+    )
+    columns = (
+        "audio s",
+        "T2S s",
+        "SoundStorm s",
+        "passes",
+        "AR s",
+        "AR steps",
+        "AR / SoundStorm",
+        "decode s",
+    )
+    for column in columns:
+        table.add_column(column, justify="right")
+    for p in report.results:
+        table.add_row(
+            f"{p.duration_s:g}",
+            "-" if p.t2s_s is None else f"{p.t2s_s:.2f}",
+            f"{p.soundstorm_s:.2f}",
+            str(p.soundstorm_passes),
+            f"{p.ar_s:.2f}",
+            str(p.ar_steps),
+            f"{p.ratio:.1f}x",
+            f"{p.decode_s:.2f}",
+        )
+    return table

@@ -397,3 +397,37 @@ def _looks_like_safetensors(path: Path) -> bool:
         return False
     header_len = int.from_bytes(head[:8], "little")
     return 0 < header_len <= size - 8
+
+
+def load_model_folder(folder: str | Path, build, what: str, device: str = "cpu"):
+    """A shipped model: `config.json` rebuilt by `build(mapping)`, `model.safetensors` loaded in fp32
+    (never pickle), in eval mode on `device`. A config or weights that do not fit raise CheckpointError."""
+    from soundstorm_cli.textfiles import read_json_object
+
+    folder = Path(folder)
+    raw = read_json_object(folder / "config.json", CheckpointError, f"{what} config")
+    raw.pop("model_type", None)
+    try:
+        model = build(raw)
+        model.load_state_dict(
+            {k: v.float() for k, v in load_safetensors(folder / "model.safetensors").items()}
+        )
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(
+            f"{what} weights in '{folder}' do not fit its config: {str(exc).splitlines()[0]}"
+        ) from exc
+    return model.to(device).eval()
+
+
+def save_model_folder(folder: str | Path, state: dict, config: dict) -> Path:
+    """The shipped form `load_model_folder` reads: `model.safetensors` (written whole, then renamed into
+    place) and `config.json`."""
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in state.items()}
+    save_file(state, str(folder / "model.safetensors.tmp"))
+    os.replace(folder / "model.safetensors.tmp", folder / "model.safetensors")
+    (folder / "config.json").write_text(json.dumps(config, indent=1))
+    return folder

@@ -189,6 +189,7 @@ def _preflight(output: Path, timings: Path | None, inputs: dict, checkpoint, dev
 
     `inputs`: label -> path of every file the command reads (the script, voice prompts)."""
     from soundstorm_cli.audio import check_output_path, check_outputs_apart
+    from soundstorm_cli.semantic import SAMPLE_RATE
     from soundstorm_cli.synthesize import Synthesizer
     from soundstorm_cli.voices import load_prompt_audio
 
@@ -200,7 +201,7 @@ def _preflight(output: Path, timings: Path | None, inputs: dict, checkpoint, dev
         check_subtitle_path(timings)
     for label, path in inputs.items():
         if path is not None and label != "the script":
-            load_prompt_audio(path, 16000)
+            load_prompt_audio(path, SAMPLE_RATE)
     return Synthesizer.from_checkpoint(checkpoint, device.value)
 
 
@@ -332,6 +333,10 @@ def dialogue(
     )
 
 
+def _warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
 def _parse_voices(pairs: list[str]) -> dict[str, Path]:
     voices = {}
     for pair in pairs:
@@ -352,21 +357,6 @@ def _parse_durations(value: str) -> list[float]:
     return durations
 
 
-def _ar_baseline(synth, fallback: str):
-    """(model, "trained") from the bundle, else a random-init one of SoundStorm's size, with a warning."""
-    from soundstorm_cli.bench import random_ar_baseline
-
-    if "ar_baseline" in synth.bundle.components:
-        from soundstorm_cli.checkpoints import component_path
-        from soundstorm_cli.models.ar_baseline import load_ar_baseline
-
-        return load_ar_baseline(
-            component_path(synth.bundle, "ar_baseline"), device=str(synth.device)
-        ), "trained"
-    print(f"warning: bundle '{synth.bundle.name}' has no trained AR baseline: {fallback}", file=sys.stderr)
-    return random_ar_baseline(synth.soundstorm.config).to(synth.device), "random-init"
-
-
 @app.command()
 def bench(
     durations: Annotated[
@@ -384,7 +374,7 @@ def bench(
     json_out: JsonOpt = False,
 ) -> None:
     """Time SoundStorm against the autoregressive baseline on the same input."""
-    from soundstorm_cli.bench import plot_bench, run_bench
+    from soundstorm_cli.bench import ar_baseline_of, bench_table, plot_bench, run_bench
     from soundstorm_cli.progress import stage_progress
     from soundstorm_cli.synthesize import Synthesizer
 
@@ -392,7 +382,7 @@ def bench(
     if plot is not None and plot.suffix.lower() != ".png":
         raise InputError(f"--plot '{plot}': the plot is a .png file")
     synth = Synthesizer.from_checkpoint(checkpoint, device.value)
-    ar_model, weights = _ar_baseline(synth, "timing a random-init one of the same size")
+    ar_model, weights = ar_baseline_of(synth, "timing a random-init one of the same size", _warn)
     if weights != "trained":
         weights += ", timing only"
     with stage_progress(quiet or json_out) as progress:
@@ -403,34 +393,8 @@ def bench(
         print(json.dumps(report.to_dict()))
         return
     from rich.console import Console
-    from rich.table import Table
 
-    table = Table(
-        title=f"SoundStorm vs AR baseline: {report.device}, {report.dtype}, {report.threads} threads, median of {runs}"
-    )
-    for column in (
-        "audio s",
-        "T2S s",
-        "SoundStorm s",
-        "passes",
-        "AR s",
-        "AR steps",
-        "AR / SoundStorm",
-        "decode s",
-    ):
-        table.add_column(column, justify="right")
-    for p in report.results:
-        table.add_row(
-            f"{p.duration_s:g}",
-            "-" if p.t2s_s is None else f"{p.t2s_s:.2f}",
-            f"{p.soundstorm_s:.2f}",
-            str(p.soundstorm_passes),
-            f"{p.ar_s:.2f}",
-            str(p.ar_steps),
-            f"{p.ratio:.1f}x",
-            f"{p.decode_s:.2f}",
-        )
-    Console().print(table)
+    Console().print(bench_table(report))
 
 
 @app.command("eval")
@@ -455,10 +419,11 @@ def evaluate(
     json_out: JsonOpt = False,
 ) -> None:
     """The paper's quality table: intelligibility, voice similarity, consistency."""
+    from soundstorm_cli.bench import ar_baseline_of
     from soundstorm_cli.checkpoints import component_path
     from soundstorm_cli.progress import stage_progress
     from soundstorm_cli.quality import evaluate as run_eval
-    from soundstorm_cli.quality import read_test_set, write_csv
+    from soundstorm_cli.quality import quality_table, read_test_set, write_csv
     from soundstorm_cli.synthesize import Synthesizer
 
     if test_set is not None and not test_set.is_dir():
@@ -470,7 +435,7 @@ def evaluate(
         synth.bundle.require("testset", command="`eval` without --test-set")
         test_set = component_path(synth.bundle, "testset")
     items = read_test_set(test_set, limit)
-    ar_model, weights = _ar_baseline(synth, "its row is of a random-init one")
+    ar_model, weights = ar_baseline_of(synth, "its row is of a random-init one", _warn)
     with stage_progress(quiet or json_out) as progress:
         report = run_eval(synth, ar_model, weights, items, seed, asr_model, progress)
     if csv is not None:
@@ -479,21 +444,8 @@ def evaluate(
         print(json.dumps(report.to_dict()))
         return
     from rich.console import Console
-    from rich.table import Table
 
-    table = Table(
-        title=f"{report.utterances} utterances, {PROMPT_LABEL} prompt, ground-truth semantic tokens"
-    )
-    for column in ("system", "CER", "WER", "voice similarity", "consistency"):
-        table.add_column(column, justify="right")
-    for system, m in report.summary.items():
-        table.add_row(
-            system, f"{m['cer']:.3f}", f"{m['wer']:.3f}", f"{m['similarity']:.3f}", f"{m['consistency']:.3f}"
-        )
-    Console().print(table)
-
-
-PROMPT_LABEL = "3 s"
+    Console().print(quality_table(report))
 
 
 @app.command()

@@ -22,6 +22,7 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 
 from soundstorm_cli.errors import CheckpointError, CodecError
+from soundstorm_cli.semantic import SEMANTIC_RATE
 from soundstorm_cli.textfiles import read_json_object
 
 # Bundle facts for the pretrained model: 6 kbps at 75 Hz x 10 bits = 8 levels (design).
@@ -187,7 +188,7 @@ class FrameCodecWrapper(Codec):
         self.needs_semantic = bool(config.semantic_vocab)
         if not 1 <= self.num_levels <= config.levels:
             raise CodecError(f"this codec has {config.levels} levels, not {self.num_levels}")
-        if self.needs_semantic and self.frame_rate != config.semantic_ratio * 25:
+        if self.needs_semantic and self.frame_rate != config.semantic_ratio * SEMANTIC_RATE:
             raise CodecError(
                 f"codec at {self.frame_rate} Hz with semantic_ratio {config.semantic_ratio}: they must meet at 25 Hz"
             )

@@ -22,26 +22,33 @@ from dataclasses import dataclass, field
 import torch
 
 from soundstorm_cli.errors import InputError
+from soundstorm_cli.validate import check_temperature
 
 
 @dataclass(frozen=True)
 class DecodingOptions:
     """How to decode; validated once by `check`."""
 
-    iterations: tuple[int, ...] = (16, 1, 1, 1, 1, 1, 1, 1)
+    iterations: tuple[int, ...] = (16, 1, 1, 1, 1, 1, 1, 1)  # the paper's (`paper(levels)`) for 8 levels
     temperature: float = 1.0  # at the first iteration of a level; annealed linearly to 0
     confidence_noise: float = 1.0  # scale of the Gumbel noise added to confidences, annealed to 0
     top_k: int | None = None
     top_p: float | None = None
     seed: int = 0
 
+    @classmethod
+    def paper(cls, levels: int, **settings) -> DecodingOptions:
+        """The paper's schedule for `levels` levels: 16 passes on the first, 1 on each finer one."""
+        return cls(iterations=(PAPER_LEVEL1_PASSES,) + (1,) * (levels - 1), **settings)
+
     def check(self, levels: int) -> DecodingOptions:
         if len(self.iterations) < levels or any(n < 1 for n in self.iterations[:levels]):
             raise InputError(
                 f"iterations must give at least 1 per level for {levels} levels, got {self.iterations}"
             )
-        if self.temperature < 0 or self.confidence_noise < 0:
-            raise InputError("temperature and confidence noise must be >= 0")
+        check_temperature(self.temperature)
+        if self.confidence_noise < 0:
+            raise InputError("confidence noise must be >= 0")
         if self.top_k is not None and self.top_k < 1:
             raise InputError("top-k must be >= 1")
         if self.top_p is not None and not 0 < self.top_p <= 1:
@@ -49,11 +56,31 @@ class DecodingOptions:
         return self
 
 
+PAPER_LEVEL1_PASSES = 16
+OVERLAP_S = 2.0  # windowed decoding: seconds of the previous window given as prompt (at most a quarter)
+
+
 @dataclass
 class DecodingResult:
-    codes: torch.Tensor  # [B, Q, T]
+    codes: torch.Tensor  # [B, Q, T] from `decode`; [Q, T] of the target from `decode_long`, `decode_prompted`
     forward_passes: int
-    per_level_passes: list[int] = field(default_factory=list)
+    per_level_passes: list[int] = field(default_factory=list)  # summed over windows
+    windows: int = 1
+
+
+@dataclass(frozen=True)
+class PromptTokens:
+    """One speaker's voice prompt as SoundStorm takes it: codes [Q, P], semantic tokens at the codec rate
+    [P], and the speaker's label on the speaker track (1-based)."""
+
+    codes: torch.Tensor
+    semantic: torch.Tensor
+    label: int
+
+
+def overlap_frames(window: int, frame_rate: int, overlap_s: float = OVERLAP_S) -> int:
+    """Frames of the previous window given as prompt to the next: `overlap_s`, at most a quarter window."""
+    return min(int(overlap_s * frame_rate), window // 4)
 
 
 def masked_count(total, iteration: int, iterations: int):
@@ -193,8 +220,8 @@ def decode_long(
     step = window - P - overlap
     if step < 1:
         raise InputError(f"window {window} must exceed the prompt ({P}) plus overlap ({overlap}) frames")
-    out = torch.full((Q, T), model.config.mask_id, dtype=torch.long)
-    done, passes, windows = 0, 0, 0
+    out = torch.full((Q, T), model.config.mask_id, dtype=torch.long, device=prompt_codes.device)
+    done, passes, windows, per_level = 0, 0, 0, [0] * model.config.levels
     while done < T:
         tail = min(overlap, done)
         new = min(step, T - done)
@@ -214,6 +241,49 @@ def decode_long(
         )
         out[:, done : done + new] = result.codes[0, :, P + tail :]
         passes += result.forward_passes
+        per_level = [a + b for a, b in zip(per_level, result.per_level_passes, strict=True)]
         done += new
         windows += 1
-    return DecodingResult(codes=out, forward_passes=passes, per_level_passes=[windows])
+    return DecodingResult(codes=out, forward_passes=passes, per_level_passes=per_level, windows=windows)
+
+
+@torch.no_grad()
+def decode_prompted(
+    model,
+    semantic,
+    speakers,
+    prompts: list[PromptTokens],
+    options: DecodingOptions,
+    overlap: int,
+    on_level=None,
+) -> DecodingResult:
+    """The one decoding entry of the chain, its evaluation and its benchmarks: [prompts | target] -> the
+    target's codes [Q, T].
+
+    semantic, speakers: [T] of the target at the codec rate. When the prompts and the target fit the
+    model's window, one call of `decode`; otherwise window by window (`decode_long`, `overlap` frames
+    carried over), each prompt then cut so that together they take at most half a window.
+    """
+    window, device = model.config.window, semantic.device
+    T = semantic.shape[0]
+    windowed = sum(p.codes.shape[1] for p in prompts) + T > window
+    keep = (window // 2) // len(prompts) if windowed else None
+    p_codes = torch.cat([p.codes[:, :keep] for p in prompts], dim=1).to(device)  # [Q, P]
+    p_sem = torch.cat([p.semantic[: p.codes[:, :keep].shape[1]] for p in prompts]).to(device)  # [P]
+    p_track = torch.cat(
+        [torch.full((p.codes[:, :keep].shape[1],), p.label, dtype=torch.long) for p in prompts]
+    ).to(device)
+    if windowed:
+        return decode_long(model, semantic, speakers, p_codes, p_sem, p_track, window, overlap, options)
+    Q, P = p_codes.shape
+    result = decode(
+        model,
+        torch.cat([p_sem, semantic])[None],
+        torch.cat([p_track, speakers])[None],
+        torch.tensor([P + T], device=device),
+        torch.cat([p_codes, torch.zeros(Q, T, dtype=torch.long, device=device)], dim=1)[None],
+        torch.tensor([P], device=device),
+        options,
+        on_level=on_level,
+    )
+    return dataclasses.replace(result, codes=result.codes[0, :, P:])

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from soundstorm_cli.errors import CheckpointError
+from soundstorm_cli.semantic import SAMPLE_RATE
 from soundstorm_cli.text import normalize
 
 
@@ -79,10 +80,10 @@ class Transcriber:
                 "model folder, or leave --asr-model out for the bundled Whisper tiny.en)"
             ) from exc
 
-    def __call__(self, samples: np.ndarray, sample_rate: int = 16000) -> str:
+    def __call__(self, samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> str:
         from soundstorm_cli.audio import resample
 
-        audio = resample(np.asarray(samples, dtype=np.float32), sample_rate, 16000)
+        audio = resample(np.asarray(samples, dtype=np.float32), sample_rate, SAMPLE_RATE)
         segments, _ = self.model.transcribe(
             audio, language="en", beam_size=1, condition_on_previous_text=False, vad_filter=False
         )
@@ -103,22 +104,22 @@ class VoiceSimilarity:
             ) from exc
         self.encoder = VoiceEncoder("cpu", verbose=False)
 
-    def embed(self, samples: np.ndarray, sample_rate: int = 16000) -> np.ndarray:
+    def embed(self, samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
         from resemblyzer import preprocess_wav
 
         wav = preprocess_wav(np.asarray(samples, dtype=np.float32), source_sr=sample_rate)
         if len(wav) < 1600:  # resemblyzer's VAD trimmed almost everything: embed the raw audio
             from soundstorm_cli.audio import resample
 
-            wav = resample(np.asarray(samples, dtype=np.float32), sample_rate, 16000)
+            wav = resample(np.asarray(samples, dtype=np.float32), sample_rate, SAMPLE_RATE)
         return self.encoder.embed_utterance(wav)
 
-    def __call__(self, a: np.ndarray, b: np.ndarray, sample_rate: int = 16000) -> float:
+    def __call__(self, a: np.ndarray, b: np.ndarray, sample_rate: int = SAMPLE_RATE) -> float:
         ea, eb = self.embed(a, sample_rate), self.embed(b, sample_rate)
         return float(np.dot(ea, eb) / (np.linalg.norm(ea) * np.linalg.norm(eb)))
 
 
-def log_mel_distance(a: np.ndarray, b: np.ndarray, sample_rate: int = 16000) -> float:
+def log_mel_distance(a: np.ndarray, b: np.ndarray, sample_rate: int = SAMPLE_RATE) -> float:
     """Mean absolute difference of log-mel spectrograms (80 bins, 1024/256), over the common length."""
     import torch
 

@@ -1,14 +1,14 @@
 """`soundstorm eval`: the paper's Table 1 on a test set, for original, codec, SoundStorm and AR baseline.
 
 Each test utterance (a wav with a .txt transcript beside it) gives its first
-PROMPT_S seconds as the voice prompt and its own semantic tokens (ground truth,
+3 s (REFERENCE_PROMPT_S) as the voice prompt and its own semantic tokens (ground truth,
 from the same tokenizer) as the content of the rest; the generators fill the
 codec tokens after the prompt. For each system, on the whole utterance
 (prompt + continuation, as in the paper):
 
 - CER / WER: Whisper tiny.en (or any faster-whisper model) against the transcript;
 - voice similarity: resemblyzer cosine between the continuation and the prompt;
-- consistency: the same, between the continuation's last PROMPT_S seconds and the prompt
+- consistency: the same, between the continuation's last 3 s and the prompt
   (does the voice drift over time?).
 
 The default test set is the bundle's `testset` component (held-out speakers).
@@ -22,8 +22,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from soundstorm_cli.errors import InputError
+from soundstorm_cli.voices import REFERENCE_PROMPT_S
 
-PROMPT_S = 3.0
 SYSTEMS = ("original", "codec", "soundstorm", "ar_baseline")
 
 
@@ -69,45 +69,46 @@ def evaluate(
     import torch
 
     from soundstorm_cli.audio import read_audio
-    from soundstorm_cli.decoding import DecodingOptions, decode
+    from soundstorm_cli.decoding import DecodingOptions, PromptTokens, decode_prompted, overlap_frames
     from soundstorm_cli.evaluate import Transcriber, VoiceSimilarity, cer, wer
     from soundstorm_cli.semantic import semantic_to_codec
 
     asr, sim = Transcriber(asr_model), VoiceSimilarity()
     codec, storm = synth.codec, synth.soundstorm
     rate, levels = codec.sample_rate, storm.config.levels
-    P = int(PROMPT_S * codec.frame_rate)
+    P = int(REFERENCE_PROMPT_S * codec.frame_rate)
     device = synth.device
     report = QualityReport(utterances=0, ar_weights=ar_weights)
     for n, (name, path, text) in enumerate(items):
         samples = read_audio(path, sample_rate=rate).samples
-        codes = codec.encode(torch.from_numpy(samples))[:levels]  # [Q, T]
+        tokens = synth.semantic.tokenize([synth.to_16k(samples)])[0]  # [T25]
+        given = tokens if codec.needs_semantic else None  # for a codec conditioned on them
+        codes = codec.encode(torch.from_numpy(samples), semantic=given)[:levels]  # [Q, T]
         T = codes.shape[1]
         if T < P + codec.frame_rate:  # at least 1 s to generate after the prompt
             continue
-        semantic = semantic_to_codec(
-            torch.as_tensor(synth.semantic.tokenize([synth.to_16k(samples)])[0]), synth.ratio, T
-        )
-        speakers = torch.ones(T, dtype=torch.long)
-        given = torch.zeros(1, levels, T, dtype=torch.long)
-        given[0, :, :P] = codes[:, :P]
-        semantic, speakers, given = semantic.to(device), speakers.to(device), given.to(device)
+        semantic = semantic_to_codec(torch.as_tensor(tokens), synth.ratio, T)
+        speakers = torch.ones(T, dtype=torch.long, device=device)
+        semantic = semantic.to(device)
+        prompt = [PromptTokens(codes[:, :P].to(device), semantic[:P], 1)]
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type in ("cpu", "cuda")):
-            storm_codes = decode(
+            continuation = decode_prompted(
                 storm,
-                semantic[None],
-                speakers[None],
-                torch.tensor([T], device=device),
-                given,
-                torch.tensor([P], device=device),
-                DecodingOptions(iterations=(16,) + (1,) * (levels - 1), seed=seed + n),
-            ).codes[0]
+                semantic[P:],
+                speakers[P:],
+                prompt,
+                DecodingOptions.paper(levels, seed=seed + n),
+                overlap_frames(storm.config.window, codec.frame_rate),
+            ).codes
+            storm_codes = torch.cat([codes[:, :P].to(device), continuation], dim=1)
             ar_codes, _ = ar_model.generate(semantic, speakers, codes[:, :P].to(device), seed=seed + n)
         outputs = {
             "original": samples,
-            "codec": codec.decode(codes).cpu().numpy(),
-            "soundstorm": codec.decode(storm_codes).cpu().numpy(),
-            "ar_baseline": codec.decode(torch.cat([codes[:, :P].to(device), ar_codes], dim=1)).cpu().numpy(),
+            "codec": codec.decode(codes, semantic=given).cpu().numpy(),
+            "soundstorm": codec.decode(storm_codes, semantic=given).cpu().numpy(),
+            "ar_baseline": codec.decode(torch.cat([codes[:, :P].to(device), ar_codes], dim=1), semantic=given)
+            .cpu()
+            .numpy(),
         }
         cut = P * codec.hop_length
         prompt_audio = samples[:cut]
@@ -129,7 +130,7 @@ def evaluate(
         if progress:
             progress("eval", n + 1, len(items))
     if not report.rows:
-        raise InputError(f"no test utterance is longer than {PROMPT_S + 1:g} s")
+        raise InputError(f"no test utterance is longer than {REFERENCE_PROMPT_S + 1:g} s")
     for system in SYSTEMS:
         mine = [r for r in report.rows if r.system == system]
         report.summary[system] = {
@@ -151,3 +152,19 @@ def write_csv(report: QualityReport, path: Path) -> None:
         writer = csv.DictWriter(handle, fieldnames=list(asdict(report.rows[0])))
         writer.writeheader()
         writer.writerows(asdict(r) for r in report.rows)
+
+
+def quality_table(report: QualityReport):
+    """The report as a rich table, for the terminal."""
+    from rich.table import Table
+
+    table = Table(
+        title=f"{report.utterances} utterances, {REFERENCE_PROMPT_S:g} s prompt, ground-truth semantic tokens"
+    )
+    for column in ("system", "CER", "WER", "voice similarity", "consistency"):
+        table.add_column(column, justify="right")
+    for system, m in report.summary.items():
+        table.add_row(
+            system, f"{m['cer']:.3f}", f"{m['wer']:.3f}", f"{m['similarity']:.3f}", f"{m['consistency']:.3f}"
+        )
+    return table

@@ -19,7 +19,6 @@ from __future__ import annotations
 import dataclasses
 import resource
 import shutil
-import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,8 +27,11 @@ from pathlib import Path
 import numpy as np
 
 from soundstorm_cli.errors import InputError, ModelNotAvailableError, ScriptError
+from soundstorm_cli.frontends import FRONTENDS
 from soundstorm_cli.script import Pause, Script, Turn, script_error
-from soundstorm_cli.text import MAX_SPEAKERS, normalize, speakable
+from soundstorm_cli.semantic import SAMPLE_RATE, SEMANTIC_RATE
+from soundstorm_cli.text import MAX_SPEAKERS, READS, normalize, quoted
+from soundstorm_cli.validate import check_temperature
 from soundstorm_cli.voices import (
     BundledVoice,
     VoicePrompt,
@@ -38,8 +40,6 @@ from soundstorm_cli.voices import (
     load_prompt_audio,
 )
 
-FRONTENDS = ("auto", "t2s", "espeak")
-ESPEAK_GUIDE_VOICE = "en-us"
 # Caps on what one render may ask for, counted on what is spoken (issue 24): text once numbers and symbols
 # are spelled out ('%' is 'percent'), pauses, and a prompt's transcript (at most 10 s of it is used).
 MAX_SPOKEN_CHARS = 20000  # about 20 minutes of speech: beyond this, split the script
@@ -65,8 +65,8 @@ class SynthesisOptions:
         check_prompt_seconds(self.prompt_seconds)
         if self.frontend not in FRONTENDS:
             raise InputError(f"front end '{self.frontend}': use one of {', '.join(FRONTENDS)}")
-        if not 0 <= self.temperature <= 5 or not 0 <= self.t2s_temperature <= 5:
-            raise InputError("temperatures must be in [0, 5]")
+        check_temperature(self.temperature)
+        check_temperature(self.t2s_temperature, "T2S temperature")
         if self.t2s_top_k < 1:
             raise InputError("top-k must be >= 1")
         if self.iterations is not None and (
@@ -160,7 +160,7 @@ def check_say(text: str, prompt_text: str | None = None) -> None:
             f"(at most {MAX_SPOKEN_CHARS}, about 20 minutes); split it"
         )
     if not any(c.isalpha() for c in spoken):
-        raise InputError(f"nothing to speak in {_quoted(text)}: {READS}")
+        raise InputError(f"nothing to speak in {quoted(text)}: {READS}")
     if prompt_text is not None and len(normalize(prompt_text)) > MAX_PROMPT_TEXT_CHARS:
         raise InputError(
             f"the prompt's transcript has {len(normalize(prompt_text))} characters to speak; at most "
@@ -179,7 +179,7 @@ def check_script(script: Script) -> None:
         words = normalize(turn.text)
         if not any(c.isalpha() for c in words):
             raise script_error(
-                script, turn, f"[{turn.speaker}] has nothing to speak in {_quoted(turn.text)}: {READS}"
+                script, turn, f"[{turn.speaker}] has nothing to speak in {quoted(turn.text)}: {READS}"
             )
         spoken += len(words)
     if spoken > MAX_SPOKEN_CHARS:
@@ -202,7 +202,7 @@ class Synthesizer:
         self.text_tokenizer, self.t2s, self.soundstorm = text_tokenizer, t2s, soundstorm
         self.voices: list[BundledVoice] = voices
         self.device, self.load_s = device, load_s
-        self.ratio = codec.frame_rate // int(bundle.facts.get("semantic_rate", 25))
+        self.ratio = codec.frame_rate // int(bundle.facts.get("semantic_rate", SEMANTIC_RATE))
         self._silence_token: int | None = None
         self._warnings: list[str] = []
 
@@ -272,15 +272,16 @@ class Synthesizer:
                 f"{seconds:g} s used (raise --prompt-seconds or cut the file)"
             )
             text = None
-        codes = self.codec.encode(torch.from_numpy(samples))[: self.soundstorm.config.levels]  # [Q, P]
         semantic = self.semantic.tokenize([self.to_16k(samples)])[0]
+        given = semantic if self.codec.needs_semantic else None  # a codec conditioned on them
+        codes = self.codec.encode(torch.from_numpy(samples), semantic=given)[: self.soundstorm.config.levels]
         return VoicePrompt(name=name, samples=samples, codes=codes.cpu(), semantic=semantic, text=text)
 
     def to_16k(self, samples: np.ndarray) -> np.ndarray:
         """Codec-rate samples at the semantic tokenizer's 16 kHz."""
         from soundstorm_cli.audio import resample
 
-        return resample(samples, self.codec.sample_rate, 16000)
+        return resample(samples, self.codec.sample_rate, SAMPLE_RATE)
 
     def voice_for(self, index: int) -> BundledVoice:
         if not self.voices:
@@ -378,21 +379,22 @@ class Synthesizer:
         started = time.perf_counter()
         report = progress or (lambda *_: None)
         report("text to semantic", 0, len(segments))
-        if frontend == "t2s":
-            tokens = self.t2s_tokens(segments, prompts, seed, options)
-        else:
-            tokens = self.espeak_tokens(segments)
+        tokens = self.front_end(frontend).tokens(segments, prompts, seed, options)
         report("text to semantic", len(segments), len(segments))
         timings["t2s"] = time.perf_counter() - started
 
         started = time.perf_counter()
         speakers = list(prompts)
-        codes, spans, passes = self.acoustic(segments, tokens, prompts, speakers, seed, options, report)
+        codes, semantic, spans, passes = self.acoustic(
+            segments, tokens, prompts, speakers, seed, options, report
+        )
         timings["acoustic"] = time.perf_counter() - started
 
         started = time.perf_counter()
         report("codec decode", 0, 1)
-        audio = self.codec.decode(codes).float().cpu().numpy()
+        # a codec conditioned on the semantic tokens decodes with the dialogue's own (back at 25 Hz)
+        given = semantic[:: self.ratio] if self.codec.needs_semantic else None
+        audio = self.codec.decode(codes, semantic=given).float().cpu().numpy()
         report("codec decode", 1, 1)
         timings["decode"] = time.perf_counter() - started
         timings["total"] = sum(v for k, v in timings.items() if k != "load")
@@ -417,63 +419,34 @@ class Synthesizer:
             warnings=warnings,
         )
 
-    def t2s_tokens(self, segments, prompts, seed, options) -> list[np.ndarray]:
-        from soundstorm_cli.text import SEPARATOR, normalize
+    def front_end(self, name: str):
+        """The front end `name` ('t2s' or 'espeak') over this bundle's models (`frontends.py`)."""
+        from soundstorm_cli.frontends import EspeakFrontEnd, T2SFrontEnd
 
-        sep = self.text_tokenizer.control_ids[SEPARATOR]
-        out = []
-        for i, segment in enumerate(segments):
-            if not speakable(segment.text):  # e.g. '...' between two pauses: a short silence
-                out.append(np.full(3, self.silence_token(), dtype=np.int64))
-                continue
-            voice = prompts[segment.speaker]
-            pieces = self.text_tokenizer.encode(normalize(segment.text))
-            prefix, prompt_pieces = None, 0
-            if voice.text:  # the prompt's transcript and tokens: T2S continues the prompt
-                transcript = self.text_tokenizer.encode(normalize(voice.text)) + [sep]
-                prompt_pieces, pieces = len(transcript), transcript + pieces
-                prefix = [int(t) for t in voice.semantic]
-            (result,) = self.t2s.generate(
-                [pieces],
-                prompt_semantic=prefix,
-                temperature=options.t2s_temperature,
-                top_k=options.t2s_top_k,
-                seed=seed + i,
-                prompt_pieces=prompt_pieces,
-            )
-            out.append(np.asarray(result.semantic or [self.silence_token()], dtype=np.int64))
-        return out
-
-    def espeak_tokens(self, segments) -> list[np.ndarray]:
-        from soundstorm_cli.text import normalize
-        from soundstorm_cli.voices import trim_silence
-
-        clips = []
-        for segment in segments:
-            speech = speakable(segment.text)
-            clip = trim_silence(espeak_render(normalize(segment.text)), 16000) if speech else np.zeros(0)
-            clips.append(clip if len(clip) else np.zeros(1600, dtype=np.float32))
-        return self.semantic.tokenize(clips)
+        if name == "t2s":
+            return T2SFrontEnd(self.t2s, self.text_tokenizer, self.silence_token())
+        return EspeakFrontEnd(self.semantic)
 
     def silence_token(self) -> int:
         """The semantic token of silence (pauses are made of it)."""
         if self._silence_token is None:
-            tokens = self.semantic.tokenize([np.zeros(16000, dtype=np.float32)])[0]
+            tokens = self.semantic.tokenize([np.zeros(SAMPLE_RATE, dtype=np.float32)])[0]
             self._silence_token = int(np.bincount(tokens).argmax())
         return self._silence_token
 
     def acoustic(self, segments, tokens, prompts, speakers, seed, options, report):
-        """SoundStorm over [prompts | dialogue]: codes [Q, T] of the dialogue and each segment's frame span."""
+        """SoundStorm over [prompts | dialogue]: the dialogue's codes [Q, T] and codec-rate semantic tokens
+        [T], each segment's frame span, and the forward passes run."""
         import torch
 
-        from soundstorm_cli.decoding import DecodingOptions, decode, decode_long
+        from soundstorm_cli.decoding import DecodingOptions, PromptTokens, decode_prompted, overlap_frames
         from soundstorm_cli.semantic import semantic_to_codec
 
         config = self.soundstorm.config
         label = {s: n + 1 for n, s in enumerate(speakers)}
         semantic, track, spans, at = [], [], [], 0
         for segment, seg_tokens in zip(segments, tokens, strict=True):
-            pause = int(round(segment.pause_after_s * 25))
+            pause = int(round(segment.pause_after_s * SEMANTIC_RATE))
             silence = np.full(pause, self.silence_token() if pause else 0, dtype=np.int64)
             seg = np.concatenate([seg_tokens, silence])
             frames = semantic_to_codec(torch.as_tensor(seg), self.ratio)
@@ -482,90 +455,36 @@ class Synthesizer:
             track.append(torch.full((len(frames),), label[segment.speaker], dtype=torch.long))
             at += len(frames)
         semantic, track = torch.cat(semantic), torch.cat(track)
-        windowed = sum(prompts[s].codes.shape[1] for s in speakers) + semantic.shape[0] > config.window
-        # A window holds [prompts | tail of the previous window | new frames]: past one window, the prompts
-        # are kept to half of it, cut evenly across speakers.
-        keep = (config.window // 2) // len(speakers) if windowed else None
-        p_codes, p_sem, p_track = [], [], []
-        for s in speakers:
-            codes = prompts[s].codes[:, :keep]  # [Q, P_s]
-            p_codes.append(codes)
-            p_sem.append(semantic_to_codec(torch.as_tensor(prompts[s].semantic), self.ratio, codes.shape[1]))
-            p_track.append(torch.full((codes.shape[1],), label[s], dtype=torch.long))
-        p_codes, p_sem, p_track = torch.cat(p_codes, dim=1), torch.cat(p_sem), torch.cat(p_track)
-        iterations = tuple(options.iterations or ((16,) + (1,) * (config.levels - 1)))
+        voices = [
+            PromptTokens(
+                prompts[s].codes,
+                semantic_to_codec(
+                    torch.as_tensor(prompts[s].semantic), self.ratio, prompts[s].codes.shape[1]
+                ),
+                label[s],
+            )
+            for s in speakers
+        ]
+        iterations = tuple(options.iterations or DecodingOptions.paper(config.levels).iterations)
         iterations = (iterations + (iterations[-1],) * config.levels)[: config.levels]
         decoding = DecodingOptions(iterations=iterations, temperature=options.temperature, seed=seed)
-        P, T = p_codes.shape[1], semantic.shape[0]
         device = self.device
         report("SoundStorm", 0, config.levels)
         with torch.autocast(
             device.type, dtype=torch.bfloat16, enabled=options.bf16 and device.type in ("cpu", "cuda")
         ):
-            if not windowed:
-                result = decode(
-                    self.soundstorm,
-                    torch.cat([p_sem, semantic])[None].to(device),
-                    torch.cat([p_track, track])[None].to(device),
-                    torch.tensor([P + T], device=device),
-                    torch.cat([p_codes, torch.zeros(config.levels, T, dtype=torch.long)], dim=1)[None].to(
-                        device
-                    ),
-                    torch.tensor([P], device=device),
-                    decoding,
-                    on_level=lambda level: report("SoundStorm", level + 1, config.levels),
-                )
-                codes = result.codes[0, :, P:]
-            else:
-                overlap = min(int(options.overlap_s * self.codec.frame_rate), config.window // 4)
-                result = decode_long(
-                    self.soundstorm,
-                    semantic.to(device),
-                    track.to(device),
-                    p_codes.to(device),
-                    p_sem.to(device),
-                    p_track.to(device),
-                    config.window,
-                    overlap,
-                    decoding,
-                )
-                codes = result.codes
+            result = decode_prompted(
+                self.soundstorm,
+                semantic.to(device),
+                track.to(device),
+                voices,
+                decoding,
+                overlap_frames(config.window, self.codec.frame_rate, options.overlap_s),
+                on_level=lambda level: report("SoundStorm", level + 1, config.levels),
+            )
+            codes = result.codes
         report("SoundStorm", config.levels, config.levels)
-        return codes.cpu(), spans, result.forward_passes
-
-
-READS = "the bundled models read English: words in Latin letters, numbers, common symbols"
-
-
-def _quoted(text: str, limit: int = 40) -> str:
-    text = " ".join(text.split())
-    return repr(text if len(text) <= limit else text[: limit - 3] + "...")
-
-
-def espeak_render(text: str, voice: str = ESPEAK_GUIDE_VOICE) -> np.ndarray:
-    """espeak-ng's rendering of `text` as 16 kHz float32 samples (the espeak front end's guide)."""
-    import io
-
-    import soundfile as sf
-
-    from soundstorm_cli.audio import resample
-
-    try:
-        done = subprocess.run(
-            ["espeak-ng", "-v", voice, "--stdout", "--stdin"],
-            input=text.encode(),
-            capture_output=True,
-            check=True,
-        )
-    except (OSError, subprocess.CalledProcessError) as exc:
-        raise ModelNotAvailableError(f"espeak-ng could not render the text: {exc}") from exc
-    try:
-        data, rate = sf.read(io.BytesIO(done.stdout), dtype="float32")
-    except RuntimeError:  # soundfile.LibsndfileError: not a WAV (e.g. empty)
-        raise ModelNotAvailableError(
-            f"espeak-ng gave no audio for {_quoted(text)} (its output: {len(done.stdout)} bytes)"
-        ) from None
-    return resample(data.reshape(-1), rate, 16000)
+        return codes.cpu(), semantic, spans, result.forward_passes
 
 
 def _peak_memory_mb(device) -> float:

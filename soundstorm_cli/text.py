@@ -197,6 +197,15 @@ def normalize(text: str) -> str:
     return text
 
 
+READS = "the bundled models read English: words in Latin letters, numbers, common symbols"
+
+
+def quoted(text: str, limit: int = 40) -> str:
+    """`text` on one line, cut to `limit` characters, quoted: for error messages."""
+    text = " ".join(text.split())
+    return repr(text if len(text) <= limit else text[: limit - 3] + "...")
+
+
 def speakable(text: str) -> bool:
     """Whether `text` holds anything to speak once normalised (a letter; numbers are spelled out)."""
     return any(c.isalpha() for c in normalize(text))

@@ -17,6 +17,8 @@ from soundstorm_cli.audio import read_audio
 from soundstorm_cli.errors import AudioError, CheckpointError, InputError
 from soundstorm_cli.textfiles import read_json
 
+# The voice prompt that bench, eval and the pipelines' evaluations give: 3 s, as in the paper.
+REFERENCE_PROMPT_S = 3.0
 MIN_PROMPT_S = 1.0
 MAX_PROMPT_S = 10.0
 PROMPT_READ_S = 60.0  # of a prompt file, only this much is read: the speech in it is trimmed and cut

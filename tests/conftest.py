@@ -77,8 +77,9 @@ def voice_like(seconds: float, rate: int, pitch: float, seed: int) -> np.ndarray
     return (0.2 * wave * envelope + 0.003 * rng.standard_normal(len(t))).astype(np.float32)
 
 
-def build_tiny_bundle(folder):
-    """A complete bundle of tiny random-init models (codec, semantic, text, t2s, soundstorm, voices)."""
+def build_tiny_bundle(folder, semantic_codec: bool = False):
+    """A complete bundle of tiny random-init models (codec, semantic, text, t2s, soundstorm, voices);
+    with `semantic_codec`, its codec is conditioned on the semantic tokens (models/frame_codec.py)."""
     import json
     import shutil
 
@@ -97,7 +98,14 @@ def build_tiny_bundle(folder):
     torch.manual_seed(0)
     src = folder / "src"
     codec_config = FrameCodecConfig(
-        width=16, encoder_layers=1, decoder_layers=1, levels=3, codebook_size=32, codebook_dim=4, n_mels=20
+        width=16,
+        encoder_layers=1,
+        decoder_layers=1,
+        levels=3,
+        codebook_size=32,
+        codebook_dim=4,
+        n_mels=20,
+        semantic_vocab=16 if semantic_codec else 0,
     )
     save_codec(FrameCodec(codec_config).eval(), src / "codec")
     rng = np.random.default_rng(0)

@@ -67,7 +67,7 @@ def test_shipped_codec_resynthesises_a_held_out_voice(tmp_path):
 def test_model_card_reports_the_ar_baseline_from_what_its_stages_recorded(tmp_path):
     import json
 
-    from pipelines.bundle import model_card
+    from pipelines.model_card import model_card
 
     (tmp_path / "ar_baseline").mkdir()
     (tmp_path / "stages.json").write_text(

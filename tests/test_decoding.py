@@ -131,8 +131,9 @@ def test_long_items_decode_window_by_window(model):
     )
     assert result.codes.shape == (3, T)
     assert (result.codes < TINY.codebook_size).all()
-    windows = result.per_level_passes[0]
+    windows = result.windows
     assert windows == -(-T // (14 - P - 3))  # ceil(30 / 7) = 5 windows
+    assert result.per_level_passes == [windows * n for n in options.iterations]
     assert result.forward_passes == windows * sum(options.iterations)
     again = decode_long(
         model, semantic, speakers, prompt, semantic[:P], speakers[:P], window=14, overlap=3, options=options
@@ -150,3 +151,49 @@ def test_long_items_decode_window_by_window(model):
             overlap=3,
             options=options,
         )
+
+
+def test_the_paper_schedule():
+    assert DecodingOptions.paper(4, seed=2) == DecodingOptions(iterations=(16, 1, 1, 1), seed=2)
+    assert DecodingOptions.paper(1).iterations == (16,)
+
+
+def test_decode_prompted_is_one_decode_within_the_window_and_windows_past_it(model):
+    """The chain's one entry: [prompts | target] decodes exactly as a hand-assembled `decode` call when
+    it fits the window, and window by window (prompts cut to half a window in all) when it does not."""
+    from dataclasses import replace
+
+    from soundstorm_cli.decoding import PromptTokens, decode_long, decode_prompted
+
+    g = torch.Generator().manual_seed(7)
+    T, P1, P2 = 10, 3, 4
+    semantic = torch.randint(0, 10, (P1 + P2 + T,), generator=g)
+    track = torch.tensor([1] * P1 + [2] * P2 + [1, 2] * (T // 2))
+    c1, c2 = torch.randint(0, 16, (3, P1), generator=g), torch.randint(0, 16, (3, P2), generator=g)
+    prompts = [PromptTokens(c1, semantic[:P1], 1), PromptTokens(c2, semantic[P1 : P1 + P2], 2)]
+    options = DecodingOptions(iterations=(3, 1, 1), seed=4)
+    got = decode_prompted(model, semantic[P1 + P2 :], track[P1 + P2 :], prompts, options, overlap=2)
+    given = torch.cat([c1, c2, torch.zeros(3, T, dtype=torch.long)], dim=1)[None]
+    by_hand = decode(
+        model, semantic[None], track[None], torch.tensor([P1 + P2 + T]), given, torch.tensor([7]), options
+    )
+    assert got.codes.shape == (3, T) and torch.equal(got.codes, by_hand.codes[0, :, P1 + P2 :])
+    assert got.windows == 1 and got.per_level_passes == [3, 1, 1]
+
+    small = replace(model.config, window=14)  # 7 prompt frames + 10 > 14: windowed, prompts cut to 3 each
+    model.config = small
+    long = decode_prompted(model, semantic[P1 + P2 :], track[P1 + P2 :], prompts, options, overlap=2)
+    cut = torch.cat([c1[:, :3], c2[:, :3]], dim=1)
+    p_sem = torch.cat([semantic[:3], semantic[P1 : P1 + 3]])
+    expected = decode_long(
+        model,
+        semantic[P1 + P2 :],
+        track[P1 + P2 :],
+        cut,
+        p_sem,
+        torch.tensor([1, 1, 1, 2, 2, 2]),
+        14,
+        2,
+        options,
+    )
+    assert long.windows > 1 and torch.equal(long.codes, expected.codes)

@@ -14,8 +14,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from soundstorm_cli.frontends import espeak_render
 from soundstorm_cli.script import parse_script
-from soundstorm_cli.synthesize import Synthesizer, espeak_render
+from soundstorm_cli.synthesize import Synthesizer
 from soundstorm_cli.voices import trim_silence
 
 

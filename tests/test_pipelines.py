@@ -140,38 +140,40 @@ def test_all_stages_at_toy_size(tmp_path):
     t2s_stats = json.loads((out / "stages.json").read_text())["t2s"]
     assert t2s_stats["valid_loss"] > 0  # the validation loss on the valid split, in the card
 
-    # The same stage under torchrun, 2 processes on CPU (gloo): the ranks' weights stay identical.
+    # Every stage under torchrun, 2 processes on CPU (gloo), through the one training loop: the ranks'
+    # weights stay identical, and each records its hash and shuts its process group down.
     import subprocess
     import sys
 
-    shutil.rmtree(out / "soundstorm")
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node",
-        "2",
-        "--master_port",
-        "29531",
-        "-m",
-        "pipelines",
-        "soundstorm",
-        "--config",
-        "pipelines/configs/toy.yaml",
-        "--out-dir",
-        str(out),
-        "--quiet",
-        # a clock budget far above the 4 steps, calibrated from step 2: the ranks agree on the total
-        # after every step (an all-reduce), so they stop together and their weights match
-        "--set",
-        "soundstorm.time_budget_s=600",
-        "--set",
-        "soundstorm.warmup=2",
-    ]
-    result = subprocess.run(
-        cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"}
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    digests = [(out / "soundstorm" / f"rank{r}.sha256").read_text() for r in (0, 1)]
-    assert digests[0] == digests[1]
-    assert json.loads((out / "stages.json").read_text())["soundstorm"]["world_size"] == 2
+    for n, (stage, folder) in enumerate(
+        (("soundstorm", "soundstorm"), ("t2s", "t2s"), ("ar", "ar_baseline"))
+    ):
+        shutil.rmtree(out / folder)
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "--master_port",
+            str(29531 + n),
+            "-m",
+            "pipelines",
+            stage,
+            "--config",
+            "pipelines/configs/toy.yaml",
+            "--out-dir",
+            str(out),
+            "--quiet",
+        ]
+        if stage == "soundstorm":
+            # a clock budget far above the 4 steps, calibrated from step 2: the ranks agree on the total
+            # after every step (an all-reduce), so they stop together and their weights match
+            cmd += ["--set", "soundstorm.time_budget_s=600", "--set", "soundstorm.warmup=2"]
+        result = subprocess.run(
+            cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"}
+        )
+        assert result.returncode == 0, result.stderr[-2000:]
+        digests = [(out / folder / f"rank{r}.sha256").read_text() for r in (0, 1)]
+        assert digests[0] == digests[1], stage
+        assert json.loads((out / "stages.json").read_text())[stage]["world_size"] == 2

@@ -208,21 +208,7 @@ def ar_loss(model: ARBaseline, codes, semantic, speakers, lengths, prompt_length
 
 
 def load_ar_baseline(folder, device: str = "cpu") -> ARBaseline:
-    """Build from `config.json`, load `model.safetensors` (never pickle), eval mode."""
-    from pathlib import Path
+    """Build from `config.json`, load `model.safetensors` (never pickle), in fp32, eval mode."""
+    from soundstorm_cli.checkpoints import load_model_folder
 
-    from soundstorm_cli.checkpoints import load_safetensors
-    from soundstorm_cli.errors import CheckpointError
-    from soundstorm_cli.textfiles import read_json_object
-
-    folder = Path(folder)
-    raw = read_json_object(folder / "config.json", CheckpointError, "model config")
-    raw.pop("model_type", None)
-    try:
-        model = ARBaseline(ARConfig(**raw))
-        model.load_state_dict(
-            {k: v.float() for k, v in load_safetensors(folder / "model.safetensors").items()}
-        )
-    except (TypeError, RuntimeError) as exc:
-        raise CheckpointError(f"AR baseline weights in '{folder}' do not fit its config: {exc}") from exc
-    return model.to(device).eval()
+    return load_model_folder(folder, lambda raw: ARBaseline(ARConfig(**raw)), "AR baseline", device)

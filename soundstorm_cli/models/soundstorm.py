@@ -179,22 +179,6 @@ def soundstorm_loss(
 
 def load_soundstorm(folder, device: str = "cpu") -> SoundStorm:
     """Build from `config.json`, load `model.safetensors` (never pickle), in fp32, eval mode."""
-    from pathlib import Path
+    from soundstorm_cli.checkpoints import load_model_folder
 
-    from soundstorm_cli.checkpoints import load_safetensors
-    from soundstorm_cli.errors import CheckpointError
-    from soundstorm_cli.textfiles import read_json_object
-
-    folder = Path(folder)
-    raw = read_json_object(folder / "config.json", CheckpointError, "model config")
-    raw.pop("model_type", None)
-    try:
-        model = SoundStorm(SoundStormConfig(**raw))
-        model.load_state_dict(
-            {k: v.float() for k, v in load_safetensors(folder / "model.safetensors").items()}
-        )
-    except (TypeError, RuntimeError) as exc:
-        raise CheckpointError(
-            f"SoundStorm weights in '{folder}' do not fit its config: {str(exc).splitlines()[0]}"
-        ) from exc
-    return model.to(device).eval()
+    return load_model_folder(folder, lambda raw: SoundStorm(SoundStormConfig(**raw)), "SoundStorm", device)
