@@ -24,6 +24,7 @@ OUTPUT_FORMATS = {
     ".wav": ("WAV", "PCM_16"),
     ".flac": ("FLAC", "PCM_16"),
     ".ogg": ("OGG", "VORBIS"),
+    ".mp3": ("MP3", "MPEG_LAYER_III"),  # where the installed libsndfile writes MP3 (1.1 and newer)
 }
 
 # Peak a written file is brought down to when the signal would clip.
@@ -115,7 +116,13 @@ def output_format(path: str | os.PathLike) -> tuple[str, str]:
     if suffix not in OUTPUT_FORMATS:
         known = ", ".join(sorted(OUTPUT_FORMATS))
         raise OutputError(f"cannot write '{path}': unknown audio extension '{suffix}' (use one of {known})")
-    return OUTPUT_FORMATS[suffix]
+    fmt, subtype = OUTPUT_FORMATS[suffix]
+    if fmt not in sf.available_formats():
+        raise OutputError(
+            f"cannot write '{path}': this libsndfile ({sf.__libsndfile_version__}) cannot write {fmt}; "
+            "use .wav, .flac or .ogg"
+        )
+    return fmt, subtype
 
 
 def check_file_name(path: Path, what: str = "") -> None:
@@ -186,7 +193,7 @@ def peak_safe(samples: np.ndarray) -> np.ndarray:
 
 
 def write_audio(path: str | os.PathLike, samples: np.ndarray, sample_rate: int) -> Path:
-    """Write mono samples by extension (wav, flac, ogg), atomically.
+    """Write mono [S] or stereo [S, 2] samples by extension (wav, flac, ogg, mp3), atomically.
 
     The file is written next to the target under a temporary name and renamed
     over it only when complete: an existing output is replaced by a whole new
@@ -194,7 +201,14 @@ def write_audio(path: str | os.PathLike, samples: np.ndarray, sample_rate: int) 
     """
     path = check_output_path(path)
     fmt, subtype = output_format(path)
-    samples = peak_safe(np.asarray(samples, dtype=np.float32).reshape(-1))
+    samples = np.asarray(samples, dtype=np.float32)
+    if samples.ndim == 2 and samples.shape[1] == 1:
+        samples = samples[:, 0]
+    if samples.ndim != 1 and not (samples.ndim == 2 and samples.shape[1] == 2):
+        raise OutputError(
+            f"cannot write '{path}': audio must be mono [S] or stereo [S, 2], got {samples.shape}"
+        )
+    samples = peak_safe(samples)
     with replaced_atomically(path) as tmp, tmp.open("wb") as handle:
         sf.write(handle, samples, sample_rate, format=fmt, subtype=subtype)
         handle.flush()

@@ -86,6 +86,8 @@ checkpoints_app = typer.Typer(
     cls=TyperGroup, help="List, verify and fetch model bundles.", no_args_is_help=True
 )
 app.add_typer(checkpoints_app, name="checkpoints")
+voices_app = typer.Typer(cls=TyperGroup, invoke_without_command=True, no_args_is_help=False)
+app.add_typer(voices_app, name="voices")
 
 
 class Device(str, Enum):
@@ -164,6 +166,25 @@ Fp32Opt = Annotated[bool, typer.Option("--fp32", help="Full precision instead of
 TimingsOpt = Annotated[
     Path | None, typer.Option("--timings", help="Also write the turns as subtitles (.srt or .vtt).")
 ]
+StereoOpt = Annotated[
+    bool,
+    typer.Option("--stereo", help="A stereo mix, each speaker panned (S1 slightly left, S2 slightly right)."),
+]
+PanOpt = Annotated[
+    list[str] | None,
+    typer.Option("--pan", help="NAME=PAN: a speaker's place, -1 (left) to 1 (right); with --stereo."),
+]
+StemsOpt = Annotated[
+    Path | None,
+    typer.Option("--stems", help="Also write one file per speaker into this folder, aligned with the mix."),
+]
+LoudnessOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--loudness", help="Integrated loudness target, LUFS (EBU R128): -16 podcasts, -23 broadcast."
+    ),
+]
+TruePeakOpt = Annotated[float, typer.Option("--true-peak", help="True-peak ceiling with --loudness, dBTP.")]
 
 
 def _options(prompt_seconds, frontend, iterations, temperature, fp32):
@@ -184,16 +205,19 @@ def _options(prompt_seconds, frontend, iterations, temperature, fp32):
     ).check()
 
 
-def _preflight(output: Path, timings: Path | None, inputs: dict, checkpoint, device):
+def _preflight(output: Path, timings: Path | None, inputs: dict, checkpoint, device, stems=None):
     """Check every path before any model loads (a bad input fails in a second), then load the bundle.
 
-    `inputs`: label -> path of every file the command reads (the script, voice prompts)."""
+    `inputs`: label -> path of every file the command reads (the script, voice prompts); `stems`:
+    speaker -> the path of its stem."""
     from soundstorm_cli.audio import check_output_path, check_outputs_apart
     from soundstorm_cli.semantic import SAMPLE_RATE
     from soundstorm_cli.synthesize import Synthesizer
     from soundstorm_cli.voices import load_prompt_audio
 
-    check_outputs_apart({"the output": output, "the timings file": timings}, inputs)
+    outputs = {"the output": output, "the timings file": timings}
+    outputs |= {f"{s}'s stem": path for s, path in (stems or {}).items()}
+    check_outputs_apart(outputs, inputs)
     check_output_path(output)
     if timings is not None:
         from soundstorm_cli.subtitles import check_subtitle_path
@@ -201,27 +225,64 @@ def _preflight(output: Path, timings: Path | None, inputs: dict, checkpoint, dev
         check_subtitle_path(timings)
     for label, path in inputs.items():
         if path is not None and label != "the script":
-            load_prompt_audio(path, SAMPLE_RATE)
+            load_prompt_audio(_prompt_file(path, checkpoint), SAMPLE_RATE)
     return Synthesizer.from_checkpoint(checkpoint, device.value)
 
 
-def _render(run, output: Path, timings: Path | None, quiet: bool, json_out: bool):
-    """Run a synthesis with a progress bar, write its audio (atomically) and report."""
+def _production(speakers, output: Path, stereo, pan, stems, loudness, true_peak):
+    """The production settings, checked, and where each speaker's stem goes (before any model loads)."""
+    from soundstorm_cli.audio import check_output_path
+    from soundstorm_cli.production import Production
+
+    pans = {}
+    for item in pan or []:
+        name, sep, value = item.partition("=")
+        try:
+            pans[name.strip()] = float(value)
+        except ValueError:
+            raise InputError(f"--pan '{item}': expected NAME=PAN with PAN a number in [-1, 1]") from None
+        if not sep or not name.strip().isidentifier():
+            raise InputError(f"--pan '{item}': expected NAME=PAN with NAME a speaker")
+    production = Production(stereo, pans, stems is not None, loudness, true_peak).check(speakers)
+    if stems is None:
+        return production, {}
+    if stems.exists() and not stems.is_dir():
+        raise InputError(f"--stems '{stems}': not a folder")
+    if not stems.exists() and not stems.parent.is_dir():
+        raise InputError(f"--stems '{stems}': its parent folder does not exist")
+    paths = {s: stems / f"{output.stem}.{s}{output.suffix}" for s in speakers}
+    if stems.is_dir():
+        for path in paths.values():
+            check_output_path(path)
+    return production, paths
+
+
+def _render(run, output: Path, timings: Path | None, quiet: bool, json_out: bool, production, stem_paths):
+    """Run a synthesis with a progress bar, produce it (stems, stereo, loudness), write it atomically, report."""
     from soundstorm_cli.audio import write_audio
+    from soundstorm_cli.production import produce
     from soundstorm_cli.progress import stage_progress
 
     with stage_progress(quiet) as progress:
         result = run(progress)
     for warning in result.warnings:
         print(f"warning: {warning}", file=sys.stderr)
+    produced = produce(result.audio, result.turns, result.sample_rate, production)
+    if stem_paths:
+        next(iter(stem_paths.values())).parent.mkdir(exist_ok=True)
+    for speaker, path in stem_paths.items():
+        write_audio(path, produced.stems[speaker], result.sample_rate)
     with contextlib.ExitStack() as staged:  # the subtitles replace theirs only once the audio is written
         if timings is not None:
             from soundstorm_cli.subtitles import staged_subtitles
 
             staged.enter_context(staged_subtitles(timings, result.turns))
-        write_audio(output, result.audio, result.sample_rate)
+        write_audio(output, produced.mix, result.sample_rate)
     summary = {
         "output": str(output),
+        "channels": 2 if produced.mix.ndim == 2 else 1,
+        "loudness": produced.loudness,
+        "stems": {s: str(p) for s, p in stem_paths.items()},
         "duration_s": round(result.duration_s, 3),
         "sample_rate": result.sample_rate,
         "seed": result.seed,
@@ -264,6 +325,11 @@ def say(
     temperature: TemperatureOpt = 1.0,
     fp32: Fp32Opt = False,
     timings: TimingsOpt = None,
+    stereo: StereoOpt = False,
+    pan: PanOpt = None,
+    stems: StemsOpt = None,
+    loudness: LoudnessOpt = None,
+    true_peak: TruePeakOpt = -1.0,
     seed: SeedOpt = 0,
     device: DeviceOpt = Device.auto,
     checkpoint: CheckpointOpt = None,
@@ -275,13 +341,17 @@ def say(
 
     check_say(text, prompt_text)
     options = _options(prompt_seconds, frontend, iterations, temperature, fp32)
-    synth = _preflight(output, timings, {"the voice prompt": prompt}, checkpoint, device)
+    production, stem_paths = _production(["S1"], output, stereo, pan, stems, loudness, true_peak)
+    inputs = {"the voice prompt": prompt}
+    synth = _preflight(output, timings, inputs, checkpoint, device, stem_paths)
     _render(
         lambda progress: synth.say(text, prompt, prompt_text, seed, options, progress),
         output,
         timings,
         quiet or json_out,
         json_out,
+        production,
+        stem_paths,
     )
 
 
@@ -301,6 +371,11 @@ def dialogue(
     temperature: TemperatureOpt = 1.0,
     fp32: Fp32Opt = False,
     timings: TimingsOpt = None,
+    stereo: StereoOpt = False,
+    pan: PanOpt = None,
+    stems: StemsOpt = None,
+    loudness: LoudnessOpt = None,
+    true_peak: TruePeakOpt = -1.0,
     seed: SeedOpt = 0,
     device: DeviceOpt = Device.auto,
     checkpoint: CheckpointOpt = None,
@@ -323,14 +398,38 @@ def dialogue(
     inputs = {"the script": script} | {
         f"{s}'s voice": overrides.get(s) or parsed.voice_path(s) for s in parsed.speakers
     }
-    synth = _preflight(output, timings, inputs, checkpoint, device)
+    production, stem_paths = _production(parsed.speakers, output, stereo, pan, stems, loudness, true_peak)
+    synth = _preflight(output, timings, inputs, checkpoint, device, stem_paths)
     _render(
         lambda progress: synth.dialogue(parsed, overrides, seed, options, progress),
         output,
         timings,
         quiet or json_out,
         json_out,
+        production,
+        stem_paths,
     )
+
+
+def _prompt_file(source, checkpoint) -> Path:
+    """A prompt argument's file: itself, or the file of a named voice (the user's, then the bundle's)."""
+    from soundstorm_cli.errors import AudioError
+    from soundstorm_cli.user_voices import resolve_prompt
+
+    resolved = resolve_prompt(source)
+    bare = str(source) == resolved.name and "." not in str(source)
+    if isinstance(resolved, Path) and not resolved.exists() and bare:
+        from soundstorm_cli.checkpoints import component_path
+        from soundstorm_cli.voices import bundled_voices
+
+        bundle = _bundle(checkpoint)
+        found = bundled_voices(component_path(bundle, "voices")) if "voices" in bundle.components else []
+        resolved = resolve_prompt(source, found)
+        if isinstance(resolved, Path):
+            raise AudioError(
+                f"'{source}' is neither an audio file nor a voice name (`soundstorm voices` lists them)"
+            )
+    return getattr(resolved, "path", resolved)
 
 
 def _warn(message: str) -> None:
@@ -448,20 +547,52 @@ def evaluate(
     Console().print(quality_table(report))
 
 
-@app.command()
-def voices(checkpoint: CheckpointOpt = None, json_out: JsonOpt = False) -> None:
-    """List the bundled voices (use a name's file with --prompt or --voice)."""
+@voices_app.callback()
+def voices(ctx: typer.Context, checkpoint: CheckpointOpt = None, json_out: JsonOpt = False) -> None:
+    """The voices a name stands for, wherever a prompt file is taken: yours, then the bundle's."""
+    if ctx.invoked_subcommand is None:
+        voices_list(checkpoint, json_out)
+
+
+@voices_app.command("list")
+def voices_list(checkpoint: CheckpointOpt = None, json_out: JsonOpt = False) -> None:
+    """Your named voices and the bundle's (held-out speakers, never trained on)."""
     from soundstorm_cli.checkpoints import component_path
+    from soundstorm_cli.user_voices import list_voices
     from soundstorm_cli.voices import bundled_voices
 
     bundle = _bundle(checkpoint)
     bundle.require("voices", command="`voices`")
-    found = bundled_voices(component_path(bundle, "voices"))
+    rows = [("user", v) for v in list_voices()]
+    rows += [("bundled", v) for v in bundled_voices(component_path(bundle, "voices"))]
     if json_out:
-        print(json.dumps([{"name": v.name, "path": str(v.path), "text": v.text} for v in found]))
+        print(json.dumps([{"name": v.name, "kind": k, "path": str(v.path), "text": v.text} for k, v in rows]))
         return
-    for v in found:
-        print(f"{v.name}\t{v.path}")
+    for kind, v in rows:
+        print(f"{v.name}\t{kind}\t{v.path}")
+
+
+@voices_app.command("add")
+def voices_add(
+    name: Annotated[str, typer.Argument(help="The voice's name: letters, digits, '_' or '-'.")],
+    audio: Annotated[Path, typer.Argument(help="Audio of the voice; its first 10 s of speech are kept.")],
+    text: Annotated[str | None, typer.Option("--text", help="What is said in those seconds.")] = None,
+    replace: Annotated[bool, typer.Option("--replace", help="Replace a voice of that name.")] = False,
+) -> None:
+    """Keep a voice under NAME, for --prompt NAME, --voice S1=NAME and scripts' front matter."""
+    from soundstorm_cli.user_voices import add_voice
+
+    voice = add_voice(name, audio, text, replace)
+    print(f"added voice '{voice.name}': {voice.path}")
+
+
+@voices_app.command("remove")
+def voices_remove(name: Annotated[str, typer.Argument(help="The voice to remove.")]) -> None:
+    """Forget a named voice of yours."""
+    from soundstorm_cli.user_voices import remove_voice
+
+    remove_voice(name)
+    print(f"removed voice '{name}'")
 
 
 @checkpoints_app.command("list")

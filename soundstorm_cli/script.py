@@ -67,11 +67,16 @@ class Script:
         return list(dict.fromkeys(t.speaker for t in self.turns))
 
     def voice_path(self, speaker: str) -> Path | None:
+        """The speaker's voice file relative to the script's folder; a bare name (no folder, no such file
+        there) is kept as it is: a named voice (`user_voices.resolve_prompt`)."""
         raw = self.voices.get(speaker)
         if raw is None:
             return None
         path = Path(raw).expanduser()
-        return path if path.is_absolute() or self.base_dir is None else self.base_dir / path
+        if path.is_absolute() or self.base_dir is None:
+            return path
+        beside = self.base_dir / path
+        return path if raw == path.name and not beside.exists() and "." not in raw else beside
 
 
 def _error(source: str, line: int, column: int, message: str) -> ScriptError:

@@ -252,9 +252,12 @@ class Synthesizer:
     def prompt(
         self, source: str | Path | BundledVoice, seconds: float, text: str | None = None
     ) -> VoicePrompt:
-        """A voice prompt from an audio file or a bundled voice."""
+        """A voice prompt from an audio file, a named voice or a bundled voice."""
         import torch
 
+        from soundstorm_cli.user_voices import resolve_prompt
+
+        source = resolve_prompt(source, self.voices)
         bundled = isinstance(source, BundledVoice)
         if bundled:
             name, path, text = source.name, source.path, text or source.text

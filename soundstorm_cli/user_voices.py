@@ -1,0 +1,132 @@
+"""Named voices: a user's own voice prompts, kept under a name in the user's data folder.
+
+    soundstorm voices add alice alice.wav --text "What alice says in it."
+    soundstorm say "Hello." --prompt alice        # a name wherever a prompt file is taken
+
+Each voice is `NAME.wav` (its speech, trimmed of silence and cut to the longest prompt used, 10 s) and
+`NAME.json` (its transcript, where it came from) in `voices_home()`: `$SOUNDSTORM_HOME/voices`, else
+platformdirs' user data folder. A name is 1-64 letters, digits, '_' or '-', starting with a letter or
+digit, so it is always one file name inside that folder and never a path out of it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from soundstorm_cli.errors import InputError
+
+ENV_HOME = "SOUNDSTORM_HOME"
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+
+
+@dataclass(frozen=True)
+class UserVoice:
+    name: str
+    path: Path
+    text: str | None
+
+
+def voices_home() -> Path:
+    """Where named voices live: `$SOUNDSTORM_HOME/voices`, else the user data folder's `voices`."""
+    if os.environ.get(ENV_HOME):
+        return Path(os.environ[ENV_HOME]) / "voices"
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("soundstorm", appauthor=False)) / "voices"
+
+
+def is_voice_name(value: str) -> bool:
+    return _NAME.fullmatch(value) is not None
+
+
+def check_name(name: str) -> str:
+    if not is_voice_name(name):
+        raise InputError(
+            f"voice name '{name}': use 1-64 letters, digits, '_' or '-', starting with a letter or digit"
+        )
+    return name
+
+
+def list_voices() -> list[UserVoice]:
+    home = voices_home()
+    if not home.is_dir():
+        return []
+    found = []
+    for wav in sorted(home.glob("*.wav")):
+        if not is_voice_name(wav.stem):
+            continue
+        meta = _meta(home / f"{wav.stem}.json")
+        found.append(UserVoice(wav.stem, wav, meta.get("text")))
+    return found
+
+
+def find_voice(name: str) -> UserVoice | None:
+    """The user's voice of that name, or None."""
+    if not is_voice_name(name):
+        return None
+    wav = voices_home() / f"{name}.wav"
+    return UserVoice(name, wav, _meta(wav.with_suffix(".json")).get("text")) if wav.is_file() else None
+
+
+def add_voice(
+    name: str, audio: str | os.PathLike, text: str | None = None, replace: bool = False
+) -> UserVoice:
+    """Store `audio`'s speech (trimmed, at most 10 s) under `name`; refuses a taken name unless `replace`."""
+    from soundstorm_cli.audio import replaced_atomically, write_audio
+    from soundstorm_cli.semantic import SAMPLE_RATE
+    from soundstorm_cli.synthesize import MAX_PROMPT_TEXT_CHARS
+    from soundstorm_cli.voices import MAX_PROMPT_S, load_prompt_audio
+
+    check_name(name)
+    if text is not None and (not text.strip() or len(text) > MAX_PROMPT_TEXT_CHARS):
+        raise InputError(f"--text: the transcript must be 1-{MAX_PROMPT_TEXT_CHARS} characters")
+    home = voices_home()
+    wav = home / f"{name}.wav"
+    if wav.exists() and not replace:
+        raise InputError(f"a voice named '{name}' exists; `soundstorm voices remove {name}` or add --replace")
+    speech = load_prompt_audio(audio, SAMPLE_RATE, MAX_PROMPT_S)
+    home.mkdir(parents=True, exist_ok=True)
+    write_audio(wav, speech, SAMPLE_RATE)
+    with replaced_atomically(wav.with_suffix(".json")) as tmp:
+        tmp.write_text(json.dumps({"name": name, "text": text, "source": str(Path(audio).resolve())}))
+    return UserVoice(name, wav, text)
+
+
+def remove_voice(name: str) -> None:
+    check_name(name)
+    wav = voices_home() / f"{name}.wav"
+    if not wav.is_file():
+        raise InputError(f"there is no voice named '{name}' (`soundstorm voices` lists them)")
+    wav.unlink()
+    wav.with_suffix(".json").unlink(missing_ok=True)
+
+
+def resolve_prompt(source, bundled=()):
+    """What a prompt argument names: an existing file as it is; else a bare name (no folder in it) of a
+    user voice, then of a bundled voice (`voices.BundledVoice`); else the path, for its loader to refuse."""
+    from soundstorm_cli.voices import BundledVoice
+
+    if isinstance(source, BundledVoice):
+        return source
+    path = Path(source)
+    if path.exists() or str(source) != path.name:
+        return path
+    user = find_voice(path.name)
+    if user is not None:
+        return BundledVoice(user.name, user.path, user.text)
+    return next((v for v in bundled if v.name == path.name), path)
+
+
+def _meta(path: Path) -> dict:
+    from soundstorm_cli.errors import SoundstormError
+    from soundstorm_cli.textfiles import CONFIG_LIMIT, read_json
+
+    try:
+        value = read_json(path, SoundstormError, "voice", CONFIG_LIMIT) if path.is_file() else {}
+    except SoundstormError:
+        return {}
+    return value if isinstance(value, dict) else {}
