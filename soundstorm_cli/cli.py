@@ -166,6 +166,12 @@ Fp32Opt = Annotated[bool, typer.Option("--fp32", help="Full precision instead of
 TimingsOpt = Annotated[
     Path | None, typer.Option("--timings", help="Also write the turns as subtitles (.srt or .vtt).")
 ]
+FormatOpt = Annotated[
+    str,
+    typer.Option(
+        "--format", help="A batch's audio format: wav, flac, ogg or mp3 (a single render: -o's extension)."
+    ),
+]
 StereoOpt = Annotated[
     bool,
     typer.Option("--stereo", help="A stereo mix, each speaker panned (S1 slightly left, S2 slightly right)."),
@@ -308,8 +314,13 @@ def _render(run, output: Path, timings: Path | None, quiet: bool, json_out: bool
 
 @app.command()
 def say(
-    text: Annotated[str, typer.Argument(help="The text to speak.")],
+    text: Annotated[str | None, typer.Argument(help="The text to speak (or --lines).")] = None,
     output: OutputOpt = Path("say.wav"),
+    lines: Annotated[
+        Path | None,
+        typer.Option("--lines", help="A text file: one output per non-empty line, into -o FOLDER."),
+    ] = None,
+    audio_format: FormatOpt = "wav",
     prompt: Annotated[
         Path | None,
         typer.Option(
@@ -336,11 +347,22 @@ def say(
     quiet: QuietOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Speak TEXT in one voice."""
+    """Speak TEXT in one voice (or each line of --lines)."""
     from soundstorm_cli.synthesize import check_say
 
-    check_say(text, prompt_text)
     options = _options(prompt_seconds, frontend, iterations, temperature, fp32)
+    if lines is not None or text is None:
+        if lines is None or text is not None:
+            raise InputError("give the text to say, or --lines FILE (not both)")
+        _refuse_in_batch(timings=timings, stems=stems, prompt_text=prompt_text)
+        production, _ = _production(["S1"], output, stereo, pan, None, loudness, true_peak)
+        from soundstorm_cli.batch import plan_lines
+
+        out_dir = _batch_folder(output, audio_format)
+        items = plan_lines(lines, out_dir, f".{audio_format}", prompt, seed, options)
+        _run_batch(items, out_dir, production, checkpoint, device, quiet or json_out, json_out)
+        return
+    check_say(text, prompt_text)
     production, stem_paths = _production(["S1"], output, stereo, pan, stems, loudness, true_peak)
     inputs = {"the voice prompt": prompt}
     synth = _preflight(output, timings, inputs, checkpoint, device, stem_paths)
@@ -357,10 +379,15 @@ def say(
 
 @app.command()
 def dialogue(
-    script: Annotated[
-        Path, typer.Argument(help="Dialogue script: [S1] ... [S2] ... turns, optional YAML front matter.")
+    scripts: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Dialogue script: [S1] ... [S2] ... turns, optional YAML front matter. Several, or a folder "
+            "of .txt scripts: each renders into -o FOLDER."
+        ),
     ],
     output: OutputOpt = Path("dialogue.wav"),
+    audio_format: FormatOpt = "wav",
     voice: Annotated[
         list[str] | None,
         typer.Option("--voice", help="NAME=path.wav: the voice of a speaker (overrides the script)."),
@@ -382,10 +409,21 @@ def dialogue(
     quiet: QuietOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Render a whole dialogue SCRIPT in one pass."""
+    """Render a whole dialogue SCRIPT in one pass (or several SCRIPTS, the models loaded once)."""
     from soundstorm_cli.script import read_script
     from soundstorm_cli.synthesize import check_script
 
+    if len(scripts) > 1 or scripts[0].is_dir():
+        _refuse_in_batch(timings=timings, stems=stems, voice=voice)
+        from soundstorm_cli.batch import plan_dialogues
+
+        options = _options(prompt_seconds, frontend, iterations, temperature, fp32)
+        production, _ = _production(None, output, stereo, pan, None, loudness, true_peak)
+        out_dir = _batch_folder(output, audio_format)
+        items = plan_dialogues(scripts, out_dir, f".{audio_format}", seed, options)
+        _run_batch(items, out_dir, production, checkpoint, device, quiet or json_out, json_out)
+        return
+    script = scripts[0]
     parsed = read_script(script)
     check_script(parsed)
     overrides = _parse_voices(voice or [])
@@ -409,6 +447,66 @@ def dialogue(
         production,
         stem_paths,
     )
+
+
+def _refuse_in_batch(**given) -> None:
+    named = [f"--{k.replace('_', '-')}" for k, v in given.items() if v]
+    if named:
+        raise InputError(f"{', '.join(named)} apply to one render; not to a batch")
+
+
+def _batch_folder(output: Path, audio_format: str) -> Path:
+    """A batch's -o: a folder (made if its parent exists), not an audio file; its format is known."""
+    from soundstorm_cli.audio import output_format
+
+    output_format(f"item.{audio_format}")
+    if output.suffix and not output.is_dir():
+        raise InputError(f"-o '{output}': a batch renders into a folder; give one (e.g. -o out/)")
+    if output.exists() and not output.is_dir():
+        raise InputError(f"-o '{output}': not a folder")
+    if not output.exists() and not output.parent.is_dir():
+        raise InputError(f"-o '{output}': its parent folder does not exist")
+    output.mkdir(exist_ok=True)
+    return output
+
+
+def _run_batch(items, out_dir: Path, production, checkpoint, device, quiet: bool, json_out: bool) -> None:
+    """Render every item that passed its checks with the models loaded once; report each failure in one
+    line and go on; exit 5 when any item failed."""
+    from soundstorm_cli.audio import write_audio
+    from soundstorm_cli.errors import BatchError, SoundstormError
+    from soundstorm_cli.production import produce
+    from soundstorm_cli.progress import stage_progress
+    from soundstorm_cli.synthesize import Synthesizer
+
+    for item in items:
+        if item.error:
+            print(f"error: {item.error}", file=sys.stderr)
+    runnable = [i for i in items if not i.error]
+    rows = {id(i): {"input": i.source, "output": str(i.output), "ok": False, "error": i.error} for i in items}
+    if runnable:
+        synth = Synthesizer.from_checkpoint(checkpoint, device.value)
+        with stage_progress(quiet) as report:
+            for n, item in enumerate(runnable):
+                report("batch", n, len(runnable))
+                try:
+                    result = item.render(synth, None)
+                    produced = produce(result.audio, result.turns, result.sample_rate, production)
+                    write_audio(item.output, produced.mix, result.sample_rate)
+                except SoundstormError as exc:
+                    item.error = f"{item.source}: {exc}"
+                    print(f"error: {item.error}", file=sys.stderr)
+                    rows[id(item)]["error"] = item.error
+                    continue
+                rows[id(item)] |= {"ok": True, "duration_s": round(result.duration_s, 3)}
+            report("batch", len(runnable), len(runnable))
+    failed = [i for i in items if i.error]
+    if json_out:
+        print(json.dumps({"items": list(rows.values()), "failed": len(failed)}))
+    elif not quiet:
+        print(f"rendered {len(items) - len(failed)} of {len(items)} into {out_dir}")
+    if failed:
+        raise BatchError(f"{len(failed)} of {len(items)} items failed (each said above)")
 
 
 def _prompt_file(source, checkpoint) -> Path:

@@ -34,6 +34,12 @@ class OutputError(SoundstormError):
     exit_code = 3
 
 
+class BatchError(SoundstormError):
+    """Some items of a batch failed (each was reported in its own line); the others rendered."""
+
+    exit_code = 5
+
+
 class CheckpointError(SoundstormError):
     """A bundle or one of its files is unknown, missing, corrupt or unsafe."""
 

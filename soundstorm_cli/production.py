@@ -39,9 +39,9 @@ class Production:
     loudness_lufs: float | None = None
     true_peak_db: float = -1.0
 
-    def check(self, speakers: list[str]) -> Production:
-        """Refuse settings that cannot apply (before any model loads)."""
-        unknown = sorted(set(self.pans) - set(speakers))
+    def check(self, speakers: list[str] | None) -> Production:
+        """Refuse settings that cannot apply (before any model loads); `speakers` None: any names."""
+        unknown = sorted(set(self.pans) - set(speakers)) if speakers is not None else []
         if unknown:
             raise InputError(
                 f"--pan given for {', '.join(unknown)}, who has no turn (speakers: {', '.join(speakers)})"
