@@ -17,16 +17,18 @@ from dataclasses import asdict, replace
 import numpy as np
 import torch
 
+from pipelines.batching import ExampleSampler, batches, model_levels, valid_batches
 from pipelines.config import DataConfig
 from pipelines.shards import TokenShards
-from pipelines.soundstorm_train import ExampleSampler, batches, model_levels, valid_batches
 from pipelines.training import (
     Stage,
     autocast,
     ddp_setup,
     distributed,
     finish,
+    placement,
     resume,
+    schedule,
     summary,
     to_device,
     train,
@@ -119,16 +121,9 @@ def run(config: DataConfig, progress=None) -> dict:
         loss=loss,
         save=lambda: save_model(model, out),
         validate=validation,
-        steps=a.steps,
-        lr=c.lr,
-        warmup=c.warmup,
-        device=device,
-        accumulate=a.accumulate,
-        log_every=c.log_every,
-        save_every=c.save_every,
-        ddp=trained if world > 1 else None,
-        rank=rank,
-        world=world,
+        # SoundStorm's optimizer and schedule, its own step budget
+        **schedule(c, steps=a.steps, accumulate=a.accumulate, time_budget_s=None),
+        **placement(device, trained, rank, world),
     )
     step, log = train(stage, step, log, progress)
     finish(stage)

@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from pipelines.batching import speaker_track
 from pipelines.config import load_config
 from pipelines.shards import TokenShards
-from pipelines.soundstorm_train import speaker_track
 from soundstorm_cli.codec import load_codec
 from soundstorm_cli.decoding import DecodingOptions, PromptTokens, decode_prompted, overlap_frames
 from soundstorm_cli.evaluate import Transcriber, VoiceSimilarity, cer

@@ -188,6 +188,19 @@ class Stage:
     world: int = 1
 
 
+SCHEDULE_KEYS = ("steps", "lr", "warmup", "accumulate", "log_every", "save_every", "time_budget_s")
+
+
+def schedule(settings, **override) -> dict:
+    """A stage config's schedule fields (those of `SCHEDULE_KEYS` it has), as `Stage` keywords."""
+    return {k: getattr(settings, k) for k in SCHEDULE_KEYS if hasattr(settings, k)} | override
+
+
+def placement(device: torch.device, ddp, rank: int, world: int) -> dict:
+    """Where a stage runs, as `Stage` keywords: its device, and under torchrun its DDP wrapper and rank."""
+    return {"device": device, "ddp": ddp if world > 1 else None, "rank": rank, "world": world}
+
+
 def resume(out: Path, model, optimizer) -> tuple[int, list]:
     """(step, log) of an interrupted run in `out` (`train_state.pt`), or (0, [])."""
     return load_state(out / "train_state.pt", model, optimizer)

@@ -107,8 +107,8 @@ class _FakeShards:
 
 
 def test_validation_batches_do_not_depend_on_the_training_batch():
+    from pipelines.batching import valid_batches
     from pipelines.config import DataConfig
-    from pipelines.soundstorm_train import valid_batches
 
     def first_batches(frames_per_batch):
         config = DataConfig()
