@@ -60,7 +60,9 @@ def main(argv=None) -> int:
     if args.json:
         print(json.dumps(report))
         return 0
-    print(f"{args.script}: {report['audio_s']} s of audio, {report['threads']} threads, median of {args.runs}")
+    print(
+        f"{args.script}: {report['audio_s']} s of audio, {report['threads']} threads, median of {args.runs}"
+    )
     print(f"| stage | seconds |\n|---|---|\n| import | {report['import_s']} |\n| load | {report['load_s']} |")
     for stage, seconds in report["stages_s"].items():
         print(f"| {stage} | {seconds} |")
