@@ -101,7 +101,7 @@ def test_failed_write_leaves_the_existing_file_untouched(tmp_path):
 
 def test_unknown_extension_and_missing_folder_are_refused(tmp_path):
     with pytest.raises(OutputError, match="extension"):
-        write_audio(tmp_path / "out.mp3", sine(0.1, 16000), 16000)
+        write_audio(tmp_path / "out.xyz", sine(0.1, 16000), 16000)
     with pytest.raises(OutputError, match="does not exist"):
         write_audio(tmp_path / "nope" / "out.wav", sine(0.1, 16000), 16000)
     (tmp_path / "folder.wav").mkdir()

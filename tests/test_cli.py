@@ -70,11 +70,11 @@ def test_commands_without_models_say_so_and_fail(tmp_path, cli, args):
         (("bench", "--durations", "abc"), "--durations"),
         (("bench", "--runs", "0"), "--runs"),
         (("dialogue", "{tmp}/missing.txt"), "no such file"),
-        (("dialogue", "{tmp}"), "directory"),
+        (("dialogue", "{tmp}"), "a batch renders into a folder"),  # a folder of scripts is a batch
         (("dialogue", "{tmp}/empty.txt"), "empty"),
         (("dialogue", "{tmp}/binary.txt"), "UTF-8"),
         (("dialogue", "{tmp}/ok.txt", "--voice", "S1"), "NAME=path"),
-        (("say", "hi", "-o", "{tmp}/out.mp3"), "extension"),
+        (("say", "hi", "-o", "{tmp}/out.xyz"), "extension"),
         (("say", "hi", "-o", "{tmp}"), "directory"),
         (("say", "hi", "-o", "{tmp}/no/such/dir/out.wav"), "does not exist"),
         (("say", "hi", "--checkpoint", "nope"), "unknown checkpoint"),
