@@ -25,13 +25,11 @@ from pipelines.training import (
     autocast,
     ddp_setup,
     distributed,
-    finish,
     placement,
     resume,
+    run_stage,
     schedule,
-    summary,
     to_device,
-    train,
     train_device,
 )
 from soundstorm_cli.checkpoints import save_model_folder
@@ -125,6 +123,4 @@ def run(config: DataConfig, progress=None) -> dict:
         **schedule(c, steps=a.steps, accumulate=a.accumulate, time_budget_s=None),
         **placement(device, trained, rank, world),
     )
-    step, log = train(stage, step, log, progress)
-    finish(stage)
-    return summary(stage, step, log)
+    return run_stage(stage, step, log, progress)

@@ -28,13 +28,11 @@ from pipelines.training import (
     autocast,
     ddp_setup,
     distributed,
-    finish,
     placement,
     resume,
+    run_stage,
     schedule,
-    summary,
     to_device,
-    train,
     train_device,
 )
 from soundstorm_cli.models.t2s import END, FIRST_SEMANTIC, T2S, TURN, T2SConfig
@@ -205,6 +203,4 @@ def run(config: DataConfig, progress=None) -> dict:
         **schedule(c),
         **placement(device, trained, rank, world),
     )
-    step, log = train(stage, step, log, progress)
-    finish(stage)
-    return summary(stage, step, log)
+    return run_stage(stage, step, log, progress)

@@ -249,6 +249,13 @@ def train(stage: Stage, step: int, log: list, progress=None) -> tuple[int, list]
     return step, log
 
 
+def run_stage(stage: Stage, step: int, log: list, progress=None) -> dict:
+    """Train `stage` from (step, log), end it (`finish`) and return its `summary`."""
+    step, log = train(stage, step, log, progress)
+    finish(stage)
+    return summary(stage, step, log)
+
+
 def finish(stage: Stage, record_digest: bool = True) -> None:
     """End a run under torchrun: each rank records its weights' hash (DDP keeps them identical; the
     tests check), then the process group is shut down."""
