@@ -35,7 +35,7 @@ def _checked(source: str, output: Path, inputs: dict, prompts: list, render) -> 
     readable (a bare name, a named voice, is looked up when it renders)."""
     from soundstorm_cli.audio import check_output_path, check_outputs_apart
     from soundstorm_cli.semantic import SAMPLE_RATE
-    from soundstorm_cli.user_voices import resolve_prompt
+    from soundstorm_cli.user_voices import is_bare_name, resolve_prompt
     from soundstorm_cli.voices import load_prompt_audio
 
     try:
@@ -43,7 +43,7 @@ def _checked(source: str, output: Path, inputs: dict, prompts: list, render) -> 
         check_output_path(output)
         for prompt in prompts:
             resolved = resolve_prompt(prompt) if prompt is not None else None
-            if isinstance(resolved, Path) and (resolved.exists() or str(prompt) != resolved.name):
+            if isinstance(resolved, Path) and (resolved.exists() or not is_bare_name(prompt)):
                 load_prompt_audio(resolved, SAMPLE_RATE)
     except SoundstormError as exc:
         return BatchItem(source, output, error=str(exc))
@@ -115,6 +115,30 @@ def plan_lines(lines_file: Path, out_dir: Path, suffix: str, prompt, seed: int, 
         inputs = {"the lines file": lines_file, "the voice prompt": prompt}
         items.append(_checked(source, output, inputs, [prompt], render))
     return items
+
+
+def render_items(items: list[BatchItem], synth, production, report, on_error) -> list[dict]:
+    """Render every item that passed its checks with one loaded `synth`, produced as `production` says;
+    an item that fails gets its error (said through `on_error`) and the others go on. One row per item."""
+    from soundstorm_cli.audio import write_audio
+    from soundstorm_cli.production import produce
+
+    rows = {id(i): {"input": i.source, "output": str(i.output), "ok": False, "error": i.error} for i in items}
+    runnable = [i for i in items if not i.error]
+    for n, item in enumerate(runnable):
+        report("batch", n, len(runnable))
+        try:
+            result = item.render(synth, None)
+            produced = produce(result.audio, result.turns, result.sample_rate, production)
+            write_audio(item.output, produced.mix, result.sample_rate)
+        except SoundstormError as exc:
+            item.error = rows[id(item)]["error"] = f"{item.source}: {exc}"
+            on_error(item.error)
+            continue
+        rows[id(item)] |= {"ok": True, "duration_s": round(result.duration_s, 3)}
+    if runnable:
+        report("batch", len(runnable), len(runnable))
+    return list(rows.values())
 
 
 def _unique(path: Path, taken: set) -> Path:

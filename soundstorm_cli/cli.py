@@ -473,36 +473,21 @@ def _batch_folder(output: Path, audio_format: str) -> Path:
 def _run_batch(items, out_dir: Path, production, checkpoint, device, quiet: bool, json_out: bool) -> None:
     """Render every item that passed its checks with the models loaded once; report each failure in one
     line and go on; exit 5 when any item failed."""
-    from soundstorm_cli.audio import write_audio
-    from soundstorm_cli.errors import BatchError, SoundstormError
-    from soundstorm_cli.production import produce
+    from soundstorm_cli.batch import render_items
+    from soundstorm_cli.errors import BatchError
     from soundstorm_cli.progress import stage_progress
     from soundstorm_cli.synthesize import Synthesizer
 
     for item in items:
         if item.error:
             print(f"error: {item.error}", file=sys.stderr)
-    runnable = [i for i in items if not i.error]
-    rows = {id(i): {"input": i.source, "output": str(i.output), "ok": False, "error": i.error} for i in items}
-    if runnable:
-        synth = Synthesizer.from_checkpoint(checkpoint, device.value)
-        with stage_progress(quiet) as report:
-            for n, item in enumerate(runnable):
-                report("batch", n, len(runnable))
-                try:
-                    result = item.render(synth, None)
-                    produced = produce(result.audio, result.turns, result.sample_rate, production)
-                    write_audio(item.output, produced.mix, result.sample_rate)
-                except SoundstormError as exc:
-                    item.error = f"{item.source}: {exc}"
-                    print(f"error: {item.error}", file=sys.stderr)
-                    rows[id(item)]["error"] = item.error
-                    continue
-                rows[id(item)] |= {"ok": True, "duration_s": round(result.duration_s, 3)}
-            report("batch", len(runnable), len(runnable))
+    runnable = any(not i.error for i in items)
+    synth = Synthesizer.from_checkpoint(checkpoint, device.value) if runnable else None
+    with stage_progress(quiet or not runnable) as report:
+        rows = render_items(items, synth, production, report, lambda m: print(f"error: {m}", file=sys.stderr))
     failed = [i for i in items if i.error]
     if json_out:
-        print(json.dumps({"items": list(rows.values()), "failed": len(failed)}))
+        print(json.dumps({"items": rows, "failed": len(failed)}))
     elif not quiet:
         print(f"rendered {len(items) - len(failed)} of {len(items)} into {out_dir}")
     if failed:
@@ -512,11 +497,10 @@ def _run_batch(items, out_dir: Path, production, checkpoint, device, quiet: bool
 def _prompt_file(source, checkpoint) -> Path:
     """A prompt argument's file: itself, or the file of a named voice (the user's, then the bundle's)."""
     from soundstorm_cli.errors import AudioError
-    from soundstorm_cli.user_voices import resolve_prompt
+    from soundstorm_cli.user_voices import is_bare_name, resolve_prompt
 
     resolved = resolve_prompt(source)
-    bare = str(source) == resolved.name and "." not in str(source)
-    if isinstance(resolved, Path) and not resolved.exists() and bare:
+    if isinstance(resolved, Path) and not resolved.exists() and is_bare_name(source):
         from soundstorm_cli.checkpoints import component_path
         from soundstorm_cli.voices import bundled_voices
 

@@ -25,7 +25,8 @@ ESPEAK_GUIDE_VOICE = "en-us"
 class T2SFrontEnd:
     """The T5: text pieces (after the prompt's transcript, when given) -> semantic tokens."""
 
-    def __init__(self, t2s, text_tokenizer, silence_token: int):
+    def __init__(self, t2s, text_tokenizer, silence_token):
+        # `silence_token()`: the token of silence, asked for only when a segment needs it (it runs Whisper)
         self.t2s, self.text_tokenizer, self.silence = t2s, text_tokenizer, silence_token
 
     def tokens(self, segments, prompts, seed: int, options) -> list[np.ndarray]:
@@ -33,7 +34,7 @@ class T2SFrontEnd:
         out = []
         for i, segment in enumerate(segments):
             if not speakable(segment.text):  # e.g. '...' between two pauses: a short silence
-                out.append(np.full(3, self.silence, dtype=np.int64))
+                out.append(np.full(3, self.silence(), dtype=np.int64))
                 continue
             voice = prompts[segment.speaker]
             pieces = self.text_tokenizer.encode(normalize(segment.text))
@@ -50,7 +51,7 @@ class T2SFrontEnd:
                 seed=seed + i,
                 prompt_pieces=prompt_pieces,
             )
-            out.append(np.asarray(result.semantic or [self.silence], dtype=np.int64))
+            out.append(np.asarray(result.semantic or [self.silence()], dtype=np.int64))
         return out
 
 

@@ -75,8 +75,10 @@ class Script:
         path = Path(raw).expanduser()
         if path.is_absolute() or self.base_dir is None:
             return path
+        from soundstorm_cli.user_voices import is_bare_name
+
         beside = self.base_dir / path
-        return path if raw == path.name and not beside.exists() and "." not in raw else beside
+        return path if is_bare_name(raw) and not beside.exists() else beside
 
 
 def _error(source: str, line: int, column: int, message: str) -> ScriptError:

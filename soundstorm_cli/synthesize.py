@@ -161,9 +161,10 @@ def check_say(text: str, prompt_text: str | None = None) -> None:
         )
     if not any(c.isalpha() for c in spoken):
         raise InputError(f"nothing to speak in {quoted(text)}: {READS}")
-    if prompt_text is not None and len(normalize(prompt_text)) > MAX_PROMPT_TEXT_CHARS:
+    transcript = len(normalize(prompt_text)) if prompt_text is not None else 0
+    if transcript > MAX_PROMPT_TEXT_CHARS:
         raise InputError(
-            f"the prompt's transcript has {len(normalize(prompt_text))} characters to speak; at most "
+            f"the prompt's transcript has {transcript} characters to speak; at most "
             f"{MAX_PROMPT_TEXT_CHARS} (only the prompt's first seconds are used: give their transcript)"
         )
 
@@ -427,7 +428,7 @@ class Synthesizer:
         from soundstorm_cli.frontends import EspeakFrontEnd, T2SFrontEnd
 
         if name == "t2s":
-            return T2SFrontEnd(self.t2s, self.text_tokenizer, self.silence_token())
+            return T2SFrontEnd(self.t2s, self.text_tokenizer, self.silence_token)
         return EspeakFrontEnd(self.semantic)
 
     def silence_token(self) -> int:

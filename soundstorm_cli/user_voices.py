@@ -105,15 +105,21 @@ def remove_voice(name: str) -> None:
     wav.with_suffix(".json").unlink(missing_ok=True)
 
 
+def is_bare_name(source) -> bool:
+    """Whether a prompt argument can only be a voice's name: no folder and no extension in it."""
+    text = str(source)
+    return bool(text) and text == Path(text).name and "." not in text
+
+
 def resolve_prompt(source, bundled=()):
-    """What a prompt argument names: an existing file as it is; else a bare name (no folder in it) of a
+    """What a prompt argument names: an existing file as it is; else a bare name (`is_bare_name`) of a
     user voice, then of a bundled voice (`voices.BundledVoice`); else the path, for its loader to refuse."""
     from soundstorm_cli.voices import BundledVoice
 
     if isinstance(source, BundledVoice):
         return source
     path = Path(source)
-    if path.exists() or str(source) != path.name:
+    if path.exists() or not is_bare_name(source):
         return path
     user = find_voice(path.name)
     if user is not None:
