@@ -12,40 +12,25 @@ autocast; shipped as config.json + model.safetensors.
 
 from __future__ import annotations
 
-from dataclasses import asdict, replace
+from dataclasses import replace
 
 import numpy as np
 import torch
 
-from pipelines.batching import ExampleSampler, batches, model_levels, valid_batches
+from pipelines import training
+from pipelines.batching import TokenModel, model_levels, train_token_model
 from pipelines.config import DataConfig
-from pipelines.shards import TokenShards
-from pipelines.training import (
-    Stage,
-    autocast,
-    ddp_setup,
-    distributed,
-    placement,
-    resume,
-    run_stage,
-    schedule,
-    to_device,
-    train_device,
-)
-from soundstorm_cli.checkpoints import save_model_folder
 from soundstorm_cli.models.ar_baseline import ARBaseline, ARConfig, ar_loss, ar_targets
 
 
 def model_config(config: DataConfig, meta: dict) -> ARConfig:
-    c = config.soundstorm
+    """SoundStorm's sizes (the `soundstorm:` section) for the AR baseline: compared like with like."""
+    c = config.soundstorm.model
     return ARConfig(
         levels=model_levels(config, meta),
         codebook_size=meta["codebook_size"],
         semantic_vocab=config.semantic.clusters,
-        dim=c.dim,
-        layers=c.layers,
-        heads=c.heads,
-        dropout=c.dropout,
+        **{k: getattr(c, k) for k in ("dim", "layers", "heads", "dropout")},
     )
 
 
@@ -57,7 +42,7 @@ def validate(model: ARBaseline, batches_iter, count: int) -> dict:
     Q = model.config.levels
     hits, totals, losses = np.zeros(Q), np.zeros(Q), []
     for _ in range(count):
-        batch = to_device(next(batches_iter), device)
+        batch = training.to_device(next(batches_iter), device)
         logits = model(batch["codes"], batch["semantic"], batch["speakers"])
         targets, keep = ar_targets(batch["codes"], batch["lengths"], batch["prompt_lengths"])
         losses.append(torch.nn.functional.cross_entropy(logits[keep].float(), targets[keep]).item())
@@ -71,56 +56,23 @@ def validate(model: ARBaseline, batches_iter, count: int) -> dict:
     return {"valid_loss": round(float(np.mean(losses)), 4), "valid_accuracy": accuracy}
 
 
-def save_model(model: ARBaseline, folder) -> None:
-    """Shipped in bf16 (`load_ar_baseline` computes in fp32)."""
-    state = {k: v.to(torch.bfloat16) for k, v in model.state_dict().items()}
-    save_model_folder(folder, state, {"model_type": "ar_baseline", **asdict(model.config)})
-
-
 def run(config: DataConfig, progress=None) -> dict:
     c, a = config.soundstorm, config.ar
-    out = config.out_dir / "ar_baseline"
-    rank, world = ddp_setup()
-    torch.set_num_threads(max(1, a.threads))
-    torch.manual_seed(config.seed)
-    train_split = TokenShards(config.out_dir / "shards", "train")
-    valid = TokenShards(config.out_dir / "shards", "valid")
-    device = train_device()
-    model = ARBaseline(model_config(config, train_split.meta)).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=c.lr, betas=(0.9, 0.98), weight_decay=c.weight_decay)
-    step, log = resume(out, model, optimizer)
-    trained = distributed(model, device, world)
     if a.max_seconds:  # the sampler cuts windows to soundstorm.max_seconds
         config = replace(config, soundstorm=replace(c, max_seconds=a.max_seconds))
-    sampler = ExampleSampler(train_split, config, np.random.default_rng([config.seed, rank, step, 7]))
-
-    def loss(batch):
-        with autocast(c.autocast_bf16):
-            return ar_loss(
-                trained,
-                batch["codes"],
-                batch["semantic"],
-                batch["speakers"],
-                batch["lengths"],
-                batch["prompt_lengths"],
-            )
-
-    def validation() -> dict:
-        # its own batch size: its sequences are Q times longer than SoundStorm's
-        return validate(
-            model, valid_batches(valid, config, model.config.levels, a.frames_per_batch), c.valid_batches
-        )
-
-    stage = Stage(
-        model=model,
-        optimizer=optimizer,
-        out=out,
-        batches=batches(sampler, a.frames_per_batch, model.config.levels),
-        loss=loss,
-        save=lambda: save_model(model, out),
-        validate=validation,
+    spec = TokenModel(
+        name="ar_baseline",
+        build=lambda meta: ARBaseline(model_config(config, meta)),
+        loss=lambda _, forward, b: ar_loss(
+            forward, b["codes"], b["semantic"], b["speakers"], b["lengths"], b["prompt_lengths"]
+        ),
+        validate=lambda model, valid: validate(model, valid, c.valid_batches),
+        threads=a.threads,
+        frames_per_batch=a.frames_per_batch,
+        # its own validation batches: its sequences are Q times longer than SoundStorm's
+        valid_frames_per_batch=a.frames_per_batch,
+        rng_salt=(7,),
         # SoundStorm's optimizer and schedule, its own step budget
-        **schedule(c, steps=a.steps, accumulate=a.accumulate, time_budget_s=None),
-        **placement(device, trained, rank, world),
+        schedule={"steps": a.steps, "accumulate": a.accumulate, "time_budget_s": None},
     )
-    return run_stage(stage, step, log, progress)
+    return train_token_model(config, spec, progress)

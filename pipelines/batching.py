@@ -12,6 +12,9 @@ candidates (bucketing). Shapes: codes [Q, T] per example, [B, Q, T] per batch.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
 import numpy as np
 import torch
 
@@ -133,3 +136,60 @@ def model_levels(config: DataConfig, meta: dict) -> int:
     if not 1 <= wanted <= meta["levels"]:
         raise ValueError(f"soundstorm.levels {wanted}: the codec has {meta['levels']} levels")
     return wanted
+
+
+@dataclass
+class TokenModel:
+    """What differs between the two models trained on the token shards (SoundStorm, the AR baseline);
+    `train_token_model` does the rest the same way for both."""
+
+    name: str  # its folder under out_dir and its config's model_type
+    build: Callable[[dict], torch.nn.Module]  # the shards' meta -> a fresh model
+    # (model, what runs it: the model or its DDP wrapper, batch) -> loss
+    loss: Callable[[torch.nn.Module, torch.nn.Module, dict], torch.Tensor]
+    validate: Callable[[torch.nn.Module, object], dict]  # (model, validation batches) -> figures
+    threads: int
+    frames_per_batch: int
+    valid_frames_per_batch: int | None = None  # None: soundstorm.valid_frames_per_batch
+    rng_salt: tuple = ()  # keeps the two models' example streams apart
+    schedule: dict = field(default_factory=dict)  # overrides of the `soundstorm:` section's schedule
+    prepare: Callable[[torch.nn.Module, int], None] | None = None  # (model, resumed step), before DDP
+
+
+def train_token_model(config: DataConfig, spec: TokenModel, progress=None) -> dict:
+    """Train `spec`'s model on the token shards with the `soundstorm:` section's optimizer and schedule."""
+    from pipelines import training
+
+    c = config.soundstorm
+    out = config.out_dir / spec.name
+    rank, world, device = training.start(spec.threads, config.seed)
+    train_split, valid = (TokenShards(config.out_dir / "shards", split) for split in ("train", "valid"))
+    model = spec.build(train_split.meta).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=c.lr, betas=(0.9, 0.98), weight_decay=c.weight_decay)
+    step, log = training.resume(out, model, optimizer)
+    if spec.prepare is not None:
+        spec.prepare(model, step)
+    trained = training.distributed(model, device, world)
+    sampler = ExampleSampler(
+        train_split, config, np.random.default_rng([config.seed, rank, step, *spec.rng_salt])
+    )
+    levels = model.config.levels
+
+    def loss(batch):
+        with training.autocast(c.autocast_bf16):
+            return spec.loss(model, trained, batch)
+
+    stage = training.Stage(
+        model=model,
+        optimizer=optimizer,
+        out=out,
+        batches=batches(sampler, spec.frames_per_batch, levels),
+        loss=loss,
+        save=lambda: training.save_bf16(model, out, spec.name),
+        validate=lambda: spec.validate(
+            model, valid_batches(valid, config, levels, spec.valid_frames_per_batch)
+        ),
+        **training.schedule(c, **spec.schedule),
+        **training.placement(device, trained, rank, world),
+    )
+    return training.run_stage(stage, step, log, progress)

@@ -7,7 +7,9 @@ through `Synthesizer` exactly as the CLI runs it (seed 0). For each sentence and
 each turn: the share of its words that Whisper tiny.en hears (`recall`: words of
 the text found in the transcript) and, for turns, whether the turn is closer in
 voice (resemblyzer) to its own speaker's prompt than to the other's. Prints one
-JSON object (rows and summary); `--report` writes it too.
+JSON object (rows and summary); `--report` writes it too. `--retries N` renders with
+the per-turn check (`soundstorm_cli/turncheck.py`); `synthesis_s` sums the renders' own
+time, so the check's cost can be read off against a run without it.
 """
 
 from __future__ import annotations
@@ -43,24 +45,35 @@ DIALOGUES = [
 ]
 
 
+def _tries(out, turn: int) -> dict:
+    """How many renders the per-turn check tried for this turn (none without --retries)."""
+    return {"tries": out.checks[turn].tries} if out.checks else {}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", default="tiny")
     parser.add_argument("--frontend", default="auto", choices=["auto", "t2s", "espeak"])
+    parser.add_argument("--retries", type=int, default=0, help="the per-turn check's retries (issue 26)")
+    parser.add_argument("--check-threshold", type=float, default=0.8)
     parser.add_argument("--report", type=Path)
     args = parser.parse_args(argv)
     started = time.time()
     synth = Synthesizer.from_checkpoint(args.checkpoint, device="cpu")
-    options = SynthesisOptions(frontend=args.frontend)
+    options = SynthesisOptions(
+        frontend=args.frontend, retries=args.retries, check_threshold=args.check_threshold
+    ).check()
     asr, sim = Transcriber(), VoiceSimilarity()
     voices = [v.path for v in synth.voices]
-    says = []
+    says, synthesis_s = [], 0.0
     for n, text in enumerate(SENTENCES):
         voice = voices[n % len(voices)]
         out = synth.say(text, prompt=voice, options=options, seed=0)
+        synthesis_s += out.timings["total"]
         heard = asr(out.audio, out.sample_rate)
         says.append(
             {"text": text, "voice": voice.stem, "recall": round(word_recall(text, heard), 3), "heard": heard}
+            | _tries(out, 0)
         )
         print(json.dumps(says[-1]), flush=True)
     turns = []
@@ -70,8 +83,9 @@ def main(argv=None) -> int:
     for text, (a, b) in [(text, pair) for text in DIALOGUES for pair in pairs]:
         pair = {"A": a, "B": b}
         out = synth.dialogue(parse_script(text), voices=pair, options=options, seed=0)
+        synthesis_s += out.timings["total"]
         prompts = {name: read_audio(path, SAMPLE_RATE).samples for name, path in pair.items()}
-        for turn in out.turns:
+        for n, turn in enumerate(out.turns):
             piece = out.audio[int(turn.start_s * out.sample_rate) : int(turn.end_s * out.sample_rate)]
             heard = asr(piece, out.sample_rate)
             scores = {name: sim(piece, audio) for name, audio in prompts.items()}
@@ -86,6 +100,7 @@ def main(argv=None) -> int:
                     "right_voice": scores[turn.speaker] > scores[other],
                     "heard": heard,
                 }
+                | _tries(out, n)
             )
             print(json.dumps(turns[-1]), flush=True)
     summary = {
@@ -95,6 +110,8 @@ def main(argv=None) -> int:
         "turns_at_least_half": f"{sum(t['recall'] >= 0.5 for t in turns)}/{len(turns)}",
         "turns_right_voice": f"{sum(t['right_voice'] for t in turns)}/{len(turns)}",
         "frontend": synth.frontend(options),
+        "retries": args.retries,
+        "synthesis_s": round(synthesis_s, 1),
         "wall_s": round(time.time() - started, 1),
     }
     report = {"summary": summary, "say": says, "turns": turns}

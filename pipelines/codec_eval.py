@@ -14,7 +14,6 @@ codes' unigram entropy and log(codebook size).
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
@@ -23,7 +22,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from pipelines.config import load_config
+from pipelines.config import config_of, config_parser
 from pipelines.manifest import read_manifest
 from soundstorm_cli.codec import load_codec
 from soundstorm_cli.evaluate import Transcriber, VoiceSimilarity, cer, log_mel_distance, wer
@@ -104,14 +103,12 @@ def evaluate_codec(
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", required=True, type=Path)
+    parser = config_parser(__doc__)
     parser.add_argument("--codec", type=Path, help="codec folder (default: OUT_DIR/codec)")
-    parser.add_argument("--out-dir", type=Path, help="override the config's out_dir")
     parser.add_argument("--probe", type=Path, help="a shards folder of this codec: measure predictability")
     parser.add_argument("--report", type=Path, help="write here instead of OUT_DIR/codec/eval.json")
     args = parser.parse_args(argv)
-    config = load_config(args.config, {"out_dir": str(args.out_dir)} if args.out_dir else None)
+    config = config_of(args)
     torch.set_num_threads(2)
     test = [r for r in read_manifest(config.out_dir, "test") if r["kind"] == "single"]
     # An even spread over the held-out speakers.

@@ -12,6 +12,7 @@ The result, `config.json` + `model.safetensors`, is a folder `load_codec` reads.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -28,7 +29,6 @@ from pipelines.training import cosine_lr, load_state, optimizer_step, save_state
 from soundstorm_cli.models.frame_codec import (
     TRAINING_ONLY_BUFFERS,
     FrameCodec,
-    FrameCodecConfig,
     log_mel,
     mel_basis,
 )
@@ -100,18 +100,11 @@ def random_batch(
 
 
 def build_model(config: DataConfig) -> FrameCodec:
+    """The config's codec at the data set's sample rate (conditioned on its semantic tokens if asked)."""
     c = config.codec
+    semantic_vocab = config.semantic.clusters if c.semantic else 0
     return FrameCodec(
-        FrameCodecConfig(
-            sample_rate=config.sample_rate,
-            width=c.width,
-            encoder_layers=c.encoder_layers,
-            decoder_layers=c.decoder_layers,
-            levels=c.levels,
-            codebook_size=c.codebook_size,
-            codebook_dim=c.codebook_dim,
-            semantic_vocab=config.semantic.clusters if c.semantic else 0,
-        )
+        dataclasses.replace(c.model, sample_rate=config.sample_rate, semantic_vocab=semantic_vocab)
     )
 
 
@@ -135,6 +128,19 @@ def save_codec(model: FrameCodec, folder: Path) -> None:
     save_file(state, str(folder / "model.safetensors.tmp"))
     os.replace(folder / "model.safetensors.tmp", folder / "model.safetensors")
     (folder / "config.json").write_text(json.dumps(model.config.to_dict(), indent=1))
+
+
+def record(log: list, step: int, window: list, started: float) -> None:
+    """Log (and print) the mean mel L1 of the steps since the last record, and start a new window."""
+    log.append(
+        {
+            "step": step,
+            "mel_l1": round(float(np.mean(window)), 4),
+            "elapsed_s": round(time.time() - started, 1),
+        }
+    )
+    window.clear()
+    print(json.dumps(log[-1]), flush=True)
 
 
 def run(config: DataConfig, progress=None) -> dict:
@@ -167,7 +173,7 @@ def run(config: DataConfig, progress=None) -> dict:
         rng = np.random.default_rng([config.seed, step])
         wav = random_batch(clips, c.batch_size, samples, rng, semantic, model.config.hop_length)
         wav, tokens = wav if semantic is not None else (wav, None)
-        num_levels = int(rng.integers(1, c.levels + 1)) if rng.random() < 0.5 else None
+        num_levels = int(rng.integers(1, c.model.levels + 1)) if rng.random() < 0.5 else None
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=c.autocast_bf16):
             recon, _, commit = model(wav, num_levels, tokens)
         recon = recon.float()
@@ -177,15 +183,7 @@ def run(config: DataConfig, progress=None) -> dict:
         step += 1
         window.append(mel.item())
         if step % c.log_every == 0 or step == c.steps:
-            log.append(
-                {
-                    "step": step,
-                    "mel_l1": round(float(np.mean(window)), 4),
-                    "elapsed_s": round(time.time() - started, 1),
-                }
-            )
-            window = []
-            print(json.dumps(log[-1]), flush=True)
+            record(log, step, window, started)
         if step % c.save_every == 0 or step == c.steps:
             save_state(state_path, model, optimizer, step, log)
         if progress:
@@ -196,7 +194,7 @@ def run(config: DataConfig, progress=None) -> dict:
         "steps": c.steps,
         "batch_size": c.batch_size,
         "segment_s": c.segment_s,
-        "codebook_size": c.codebook_size,
+        "codebook_size": c.model.codebook_size,
         "semantic": c.semantic,
         "train_audio_hours": round(sum(len(x) for x in clips) / config.sample_rate / 3600, 2),
         "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 2),

@@ -1,13 +1,25 @@
-"""Stage configs: one YAML file per data set (`configs/tiny.yaml`), one dataclass per stage."""
+"""Stage configs: one YAML file per data set (`configs/tiny.yaml`), one dataclass per stage.
+
+A stage that trains a model holds that model's own config dataclass as `model`
+(`FrameCodecConfig`, `SoundStormConfig`, `T2SConfig`): its sizes are set in the
+YAML beside the training settings (`soundstorm: {dim: 256, steps: 3000}`) or under
+`model:`, and go there either way. Fields the data decides (levels, vocabularies,
+the window) are filled in by the stage from the shards it trains on.
+"""
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
+
+from soundstorm_cli.models.frame_codec import FrameCodecConfig
+from soundstorm_cli.models.soundstorm import SoundStormConfig
+from soundstorm_cli.models.t2s import T2SConfig
 
 
 @dataclass
@@ -45,12 +57,7 @@ class CodecConfig:
     lr: float = 1e-3
     threads: int = 1
     autocast_bf16: bool = True  # bf16 matmuls on CPUs with AVX512-BF16/AMX: ~2x faster steps here
-    width: int = 384
-    encoder_layers: int = 4
-    decoder_layers: int = 8
-    levels: int = 8
-    codebook_size: int = 1024
-    codebook_dim: int = 64
+    model: FrameCodecConfig = field(default_factory=FrameCodecConfig)  # width, levels, codebook_size, ...
     # condition the codec on the semantic tokens (models/frame_codec.py: semantic_vocab): its levels then
     # carry only the acoustic detail, and decoding needs the semantic tokens too
     semantic: bool = False
@@ -75,14 +82,9 @@ class SoundStormTrainConfig:
     weight_decay: float = 0.01
     threads: int = 2
     autocast_bf16: bool = True
-    dim: int = 256
-    layers: int = 6
-    heads: int = 4
-    conv_kernel: int = 15
-    dropout: float = 0.1
-    # dropout on the attention weights; None: `dropout`. 0 keeps a CPU on the fused attention kernel
-    # (half the step time when dropout > 0; soundstorm_cli.models.conformer.Conformer)
-    attention_dropout: float | None = None
+    # dim, layers, heads, conv_kernel, ff_mult, dropout, attention_dropout (0 keeps a CPU on the fused
+    # attention kernel: half the step time when dropout > 0); levels and vocabularies come from the shards
+    model: SoundStormConfig = field(default_factory=SoundStormConfig)
     log_every: int = 25
     save_every: int = 250
     valid_batches: int = 8
@@ -109,10 +111,9 @@ class T2STrainConfig:
     warmup: int = 200
     threads: int = 2
     autocast_bf16: bool = True
-    dim: int = 256
-    heads: int = 4
-    layers: int = 4
-    dropout: float = 0.1
+    model: T2SConfig = field(
+        default_factory=T2SConfig
+    )  # d_model, d_ff, heads, encoder/decoder_layers, dropout
     log_every: int = 25
     save_every: int = 250
     time_budget_s: float | None = None  # fit the schedule to this many seconds (training.StepBudget)
@@ -147,12 +148,26 @@ class DataConfig:
     ar: ARTrainConfig = field(default_factory=ARTrainConfig)
 
 
+def _model_beside(cls, raw: dict) -> dict:
+    """A stage's mapping with the model sizes that sit beside its training settings moved under `model`
+    (they win over what `model` already holds there)."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    if "model" not in names or not isinstance(raw, dict):
+        return raw
+    model_fields = {f.name for f in dataclasses.fields(typing.get_type_hints(cls)["model"])}
+    beside = {k: v for k, v in raw.items() if k not in names and k in model_fields}
+    raw = {k: v for k, v in raw.items() if k not in beside}
+    return raw | {"model": {**(raw.get("model") or {}), **beside}}
+
+
 def _build(cls, raw: dict):
     """A dataclass from a mapping; nested dataclass fields are built from their own mappings."""
     if not isinstance(raw, dict):
         raise ValueError(f"{cls.__name__}: expected a mapping, got {type(raw).__name__}")
     hints = typing.get_type_hints(cls)
-    unknown = set(raw) - {f.name for f in dataclasses.fields(cls)}
+    names = {f.name for f in dataclasses.fields(cls)}
+    raw = _model_beside(cls, raw)
+    unknown = set(raw) - names
     if unknown:
         raise ValueError(f"{cls.__name__}: unknown keys {sorted(unknown)}")
     values = {k: _build(hints[k], v) if dataclasses.is_dataclass(hints[k]) else v for k, v in raw.items()}
@@ -165,6 +180,14 @@ def _build(cls, raw: dict):
 def load_config(path: str | Path, overrides: dict | None = None) -> DataConfig:
     """Read a data-set config; `overrides` (dotted keys) win over the file."""
     raw = yaml.safe_load(Path(path).read_text()) or {}
+    if isinstance(
+        raw, dict
+    ):  # the file's own sizes go under `model` first, so an override of either form wins
+        hints = typing.get_type_hints(DataConfig)
+        raw = {
+            k: _model_beside(hints[k], v) if k in hints and dataclasses.is_dataclass(hints[k]) else v
+            for k, v in raw.items()
+        }
     for dotted, value in (overrides or {}).items():
         node = raw
         *parents, leaf = dotted.split(".")
@@ -172,3 +195,16 @@ def load_config(path: str | Path, overrides: dict | None = None) -> DataConfig:
             node = node.setdefault(key, {})
         node[leaf] = value
     return _build(DataConfig, raw)
+
+
+def config_parser(doc: str) -> argparse.ArgumentParser:
+    """The argument parser of a `pipelines` tool: its doc's first line, --config and --out-dir."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--config", required=True, type=Path)
+    parser.add_argument("--out-dir", type=Path, help="override the config's out_dir")
+    return parser
+
+
+def config_of(args: argparse.Namespace) -> DataConfig:
+    """The config a `config_parser` command line names, with its --out-dir."""
+    return load_config(args.config, {"out_dir": str(args.out_dir)} if args.out_dir else None)

@@ -20,114 +20,113 @@ def _read(path: Path) -> dict:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-def _soundstorm_section(train: dict, result: dict) -> list[str]:
+def _section(title: str, train: dict, intro: str, result: dict, details) -> list[str]:
+    """A trained model's section: its title, how it was trained, and `details(result)` of its evaluation
+    (nothing where the model was not trained here)."""
     if not train:
         return []
-    parts = [
-        "## SoundStorm",
-        "",
+    return [f"## {title}", "", intro, ""] + (details(result) if result else [])
+
+
+def _soundstorm_section(train: dict, result: dict) -> list[str]:
+    intro = (
         f"{train.get('params_m')} M parameters, {train.get('steps')} steps, {round(train.get('wall_s', 0) / 60)} min of "
         f"training on {train.get('trained_on', 'this CPU')} (settings in the config's `soundstorm:` section); "
         "final valid loss "
         f"{train.get('valid_loss')}, masked-token accuracy per level (valid split, the paper's mask) "
-        f"{train.get('valid_accuracy')}.",
+        f"{train.get('valid_accuracy')}."
+    )
+    return _section("SoundStorm", train, intro, result, _soundstorm_details)
+
+
+def _soundstorm_details(result: dict) -> list[str]:
+    single = result["single"]
+    return [
+        f"{len(result['single_rows'])} held-out utterances of the 10 held-out speakers, their ground-truth semantic "
+        "tokens, a 3 s prompt from another utterance of the same speaker, 16/1/1/1 iterations; Whisper tiny.en CER, "
+        "resemblyzer similarity to the prompt:",
+        "",
+        _table(
+            [
+                ["SoundStorm", single["cer_soundstorm"], single["similarity_soundstorm"]],
+                [
+                    "codec resynthesis (same levels)",
+                    single["cer_resynthesis"],
+                    single["similarity_resynthesis"],
+                ],
+                ["codec resynthesis (8 levels)", single.get("cer_resynthesis_all_levels", "-"), "-"],
+            ],
+            ["audio", "Whisper CER", "similarity to the prompt"],
+        ),
+        "",
+        f"Held-out two-speaker dialogues ({result.get('turns')} turns, the longest, each rendered in one call with "
+        f"a 3 s prompt per speaker): {result.get('turns_right')} of the turns are closer in voice to their own "
+        "speaker's prompt than to the other's"
+        + (
+            f" (the real turns, codec-resynthesised, pass the same test {result['turns_right_resynthesis']}"
+            " of the time: the test's ceiling)."
+            if result.get("turns_right_resynthesis") is not None
+            else "."
+        ),
         "",
     ]
-    if result:
-        single = result["single"]
-        parts += [
-            f"{len(result['single_rows'])} held-out utterances of the 10 held-out speakers, their ground-truth semantic "
-            "tokens, a 3 s prompt from another utterance of the same speaker, 16/1/1/1 iterations; Whisper tiny.en CER, "
-            "resemblyzer similarity to the prompt:",
-            "",
-            _table(
-                [
-                    ["SoundStorm", single["cer_soundstorm"], single["similarity_soundstorm"]],
-                    [
-                        "codec resynthesis (same levels)",
-                        single["cer_resynthesis"],
-                        single["similarity_resynthesis"],
-                    ],
-                    ["codec resynthesis (8 levels)", single.get("cer_resynthesis_all_levels", "-"), "-"],
-                ],
-                ["audio", "Whisper CER", "similarity to the prompt"],
-            ),
-            "",
-            f"Held-out two-speaker dialogues ({result.get('turns')} turns, the longest, each rendered in one call with "
-            f"a 3 s prompt per speaker): {result.get('turns_right')} of the turns are closer in voice to their own "
-            "speaker's prompt than to the other's"
-            + (
-                f" (the real turns, codec-resynthesised, pass the same test {result['turns_right_resynthesis']}"
-                " of the time: the test's ceiling)."
-                if result.get("turns_right_resynthesis") is not None
-                else "."
-            ),
-            "",
-        ]
-    return parts
 
 
 def _t2s_section(train: dict, result: dict) -> list[str]:
-    if not train:
-        return []
-    parts = [
-        "## Text to semantic (T5)",
-        "",
+    intro = (
         f"{train.get('params_m')} M parameters, {train.get('steps')} steps, {round(train.get('wall_s', 0) / 60)} min on "
         f"{train.get('trained_on', 'this CPU')}; final training loss {train.get('final_loss')}"
-        + (f", validation loss {train['valid_loss']}." if train.get("valid_loss") is not None else "."),
+        + (f", validation loss {train['valid_loss']}." if train.get("valid_loss") is not None else ".")
+    )
+    return _section("Text to semantic (T5)", train, intro, result, _t2s_details)
+
+
+def _t2s_details(result: dict) -> list[str]:
+    m = result["summary"]
+    return [
+        f"{result['utterances']} held-out utterances; a prompt from another utterance of the same held-out "
+        "speaker; the semantic tokens of three sources through the same SoundStorm and codec:",
+        "",
+        _table(
+            [
+                ["ground truth", m["cer_ground_truth"], m["seconds_ground_truth"]],
+                ["T2S (T5)", m["cer_t2s"], m["seconds_t2s"]],
+                ["espeak front end", m["cer_espeak"], m["seconds_espeak"]],
+            ],
+            ["semantic tokens", "Whisper CER", "mean seconds"],
+        ),
+        "",
+        f"T2S duration / original: {m['duration_ratio_t2s']} on average. Dialogue mode: the number of turn "
+        f"boundaries equals the script's turns in {round(result['dialogues_turns_match'] * result['dialogues'])} "
+        f"of {result['dialogues']} held-out dialogues (the guards make this hold for any weights).",
         "",
     ]
-    if result:
-        m = result["summary"]
-        parts += [
-            f"{result['utterances']} held-out utterances; a prompt from another utterance of the same held-out "
-            "speaker; the semantic tokens of three sources through the same SoundStorm and codec:",
-            "",
-            _table(
-                [
-                    ["ground truth", m["cer_ground_truth"], m["seconds_ground_truth"]],
-                    ["T2S (T5)", m["cer_t2s"], m["seconds_t2s"]],
-                    ["espeak front end", m["cer_espeak"], m["seconds_espeak"]],
-                ],
-                ["semantic tokens", "Whisper CER", "mean seconds"],
-            ),
-            "",
-            f"T2S duration / original: {m['duration_ratio_t2s']} on average. Dialogue mode: the number of turn "
-            f"boundaries equals the script's turns in {round(result['dialogues_turns_match'] * result['dialogues'])} "
-            f"of {result['dialogues']} held-out dialogues (the guards make this hold for any weights).",
-            "",
-        ]
-    return parts
 
 
 def _ar_section(train: dict, result: dict) -> list[str]:
-    if not train:
-        return []
-    parts = [
-        "## AR baseline",
-        "",
+    intro = (
         f"Decoder-only Transformer of SoundStorm's width and depth over the flattened tokens (frame by frame, level "
         f"by level), {train.get('params_m')} M parameters, {train.get('steps')} steps, "
         f"{round((train.get('train_s') or train.get('wall_s', 0)) / 60)} min of training on this CPU (settings in the "
         f"config's `ar:` section); final valid loss {train.get('valid_loss')}, teacher-forced next-token accuracy "
-        f"per level (valid split) {train.get('valid_accuracy')}.",
+        f"per level (valid split) {train.get('valid_accuracy')}."
+    )
+    return _section("AR baseline", train, intro, result, _ar_details)
+
+
+def _ar_details(result: dict) -> list[str]:
+    rows = [
+        [system, m["cer"], m["wer"], m["similarity"], m["consistency"]]
+        for system, m in result["summary"].items()
+    ]
+    return [
+        f"`soundstorm eval` ({result['utterances']} held-out utterances, their first 3 s as the prompt, "
+        "ground-truth semantic tokens; SoundStorm 16/1/1/1 passes, temperature 1 annealed to 0; the AR baseline "
+        "sampling every token at temperature 1; the paper's Table 1):",
+        "",
+        _table(rows, ["system", "Whisper CER", "WER", "similarity to the prompt", "consistency"]),
         "",
     ]
-    if result:
-        rows = [
-            [system, m["cer"], m["wer"], m["similarity"], m["consistency"]]
-            for system, m in result["summary"].items()
-        ]
-        parts += [
-            f"`soundstorm eval` ({result['utterances']} held-out utterances, their first 3 s as the prompt, "
-            "ground-truth semantic tokens; SoundStorm 16/1/1/1 passes, temperature 1 annealed to 0; the AR baseline "
-            "sampling every token at temperature 1; the paper's Table 1):",
-            "",
-            _table(rows, ["system", "Whisper CER", "WER", "similarity to the prompt", "consistency"]),
-            "",
-        ]
-    return parts
 
 
 def _default_commands(config_path, name: str) -> list[str]:

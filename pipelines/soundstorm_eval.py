@@ -12,7 +12,6 @@ Writes `soundstorm/eval.json` under the data set's out_dir.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import time
@@ -22,7 +21,7 @@ import numpy as np
 import torch
 
 from pipelines.batching import speaker_track
-from pipelines.config import load_config
+from pipelines.config import config_of, config_parser
 from pipelines.shards import TokenShards
 from soundstorm_cli.codec import load_codec
 from soundstorm_cli.decoding import DecodingOptions, PromptTokens, decode_prompted, overlap_frames
@@ -179,9 +178,7 @@ def _mean(rows: list[dict], key: str):
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", required=True, type=Path)
-    parser.add_argument("--out-dir", type=Path, help="override the config's out_dir")
+    parser = config_parser(__doc__)
     parser.add_argument("--utterances", type=int, default=30)
     parser.add_argument("--dialogues", type=int, default=5)
     parser.add_argument("--temperature", type=float, default=1.0, help="decoding temperature (annealed)")
@@ -195,7 +192,7 @@ def main(argv=None) -> int:
     parser.add_argument("--noise", type=float, default=1.0, help="confidence noise scale")
     parser.add_argument("--report", type=Path, help="write here instead of soundstorm/eval.json")
     args = parser.parse_args(argv)
-    config = load_config(args.config, {"out_dir": str(args.out_dir)} if args.out_dir else None)
+    config = config_of(args)
     torch.set_num_threads(2)
     out = config.out_dir / "soundstorm"
     model, codec = load_soundstorm(out), load_codec(config.out_dir / "codec")

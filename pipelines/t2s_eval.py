@@ -15,7 +15,6 @@ tokens against the script's turns. Writes `t2s/eval.json`.
 
 from __future__ import annotations
 
-import argparse
 import json
 import tempfile
 import time
@@ -24,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from pipelines.bundle import write_bundle_folder
-from pipelines.config import load_config
+from pipelines.config import config_of, config_parser
 from pipelines.shards import TokenShards
 from soundstorm_cli.evaluate import Transcriber, cer
 from soundstorm_cli.semantic import SAMPLE_RATE, SEMANTIC_RATE
@@ -62,13 +61,11 @@ def build_bundle(out_dir: Path, folder: Path) -> Path:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", required=True, type=Path)
-    parser.add_argument("--out-dir", type=Path, help="override the config's out_dir")
+    parser = config_parser(__doc__)
     parser.add_argument("--utterances", type=int, default=50)
     parser.add_argument("--dialogues", type=int, default=19)
     args = parser.parse_args(argv)
-    config = load_config(args.config, {"out_dir": str(args.out_dir)} if args.out_dir else None)
+    config = config_of(args)
     started = time.time()
     shards = TokenShards(config.out_dir / "shards", "test")
     rng = np.random.default_rng(config.seed)
@@ -99,10 +96,10 @@ def main(argv=None) -> int:
             short = synth.prompt(wav, REFERENCE_PROMPT_S)  # SoundStorm's prompt: its first 3 s
             row = {"id": item["id"], "text": item["text"], "original_s": item["duration_s"]}
             for name, tokens in sources.items():
-                codes, _, _ = synth.acoustic(
+                codes, semantic, _, _ = synth.acoustic(
                     segment, tokens, {"S1": short}, ["S1"], n, options, lambda *_: None
                 )
-                audio = synth.codec.decode(codes).numpy()
+                audio = synth.decode_codes(codes, semantic)
                 row[f"cer_{name}"] = round(cer(item["text"], asr(audio)), 4)
                 row[f"seconds_{name}"] = round(len(tokens[0]) / SEMANTIC_RATE, 2)
             rows.append(row)

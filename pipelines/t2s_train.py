@@ -16,25 +16,15 @@ safetensors) plus `t2s.json` (the T2SConfig).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
 import torch
 
+from pipelines import training
 from pipelines.config import DataConfig
 from pipelines.shards import TokenShards
-from pipelines.training import (
-    Stage,
-    autocast,
-    ddp_setup,
-    distributed,
-    placement,
-    resume,
-    run_stage,
-    schedule,
-    to_device,
-    train_device,
-)
 from soundstorm_cli.models.t2s import END, FIRST_SEMANTIC, T2S, TURN, T2SConfig
 from soundstorm_cli.text import SEPARATOR, TextTokenizer
 
@@ -119,7 +109,9 @@ def validate(model, examples: T2SExamples, batch_size: int, count: int, device) 
     was_training = model.training
     model.eval()
     losses = [
-        float(model(**to_device(collate([examples.example() for _ in range(batch_size)]), device)).loss)
+        float(
+            model(**training.to_device(collate([examples.example() for _ in range(batch_size)]), device)).loss
+        )
         for _ in range(count)
     ]
     model.train(was_training)
@@ -150,25 +142,18 @@ def save_shipped(model, t2s_config: T2SConfig, out) -> None:
 def run(config: DataConfig, progress=None) -> dict:
     c = config.t2s
     out = config.out_dir / "t2s"
-    rank, world = ddp_setup()
+    rank, world = training.ddp_setup()
     torch.set_num_threads(max(1, c.threads))
     tokenizer = TextTokenizer(str(config.out_dir / "text_tokenizer" / "spm.model"))
-    t2s_config = T2SConfig(
-        text_vocab=tokenizer.vocab_size,
-        semantic_vocab=config.semantic.clusters,
-        d_model=c.dim,
-        d_ff=4 * c.dim,
-        heads=c.heads,
-        encoder_layers=c.layers,
-        decoder_layers=c.layers,
-        dropout=c.dropout,
+    t2s_config = dataclasses.replace(
+        c.model, text_vocab=tokenizer.vocab_size, semantic_vocab=config.semantic.clusters
     )
     t2s = T2S.random_init(t2s_config, seed=config.seed)
-    device = train_device()
+    device = training.train_device()
     model = t2s.model.to(device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=c.lr, weight_decay=0.01)
-    step, log = resume(out, model, optimizer)
-    trained = distributed(model, device, world)
+    step, log = training.resume(out, model, optimizer)
+    trained = training.distributed(model, device, world)
     examples = T2SExamples(
         TokenShards(config.out_dir / "shards", "train"),
         t2s_config,
@@ -180,7 +165,7 @@ def run(config: DataConfig, progress=None) -> dict:
     valid = TokenShards(config.out_dir / "shards", "valid")
 
     def loss(batch):
-        with autocast(c.autocast_bf16):
+        with training.autocast(c.autocast_bf16):
             return trained(**batch).loss
 
     def batches():
@@ -192,7 +177,7 @@ def run(config: DataConfig, progress=None) -> dict:
         batches_iter = valid_examples(config, t2s_config, sep, valid)
         return {"valid_loss": validate(model, batches_iter, c.batch_size, c.valid_batches, device)}
 
-    stage = Stage(
+    stage = training.Stage(
         model=model,
         optimizer=optimizer,
         out=out,
@@ -200,7 +185,7 @@ def run(config: DataConfig, progress=None) -> dict:
         loss=loss,
         save=lambda: save_shipped(model, t2s_config, out),
         validate=validation,
-        **schedule(c),
-        **placement(device, trained, rank, world),
+        **training.schedule(c),
+        **training.placement(device, trained, rank, world),
     )
-    return run_stage(stage, step, log, progress)
+    return training.run_stage(stage, step, log, progress)

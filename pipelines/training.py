@@ -7,7 +7,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -290,3 +290,20 @@ def summary(stage: Stage, step: int, log: list) -> dict:
         **{k: v for k, v in last_valid.items() if k.startswith("valid_")},
         "world_size": stage.world,
     }
+
+
+def start(threads: int, seed: int) -> tuple[int, int, torch.device]:
+    """A stage's process: (rank, world size, device), alone or under torchrun, with `threads` CPU threads
+    and torch seeded."""
+    rank, world = ddp_setup()
+    torch.set_num_threads(max(1, threads))
+    torch.manual_seed(seed)
+    return rank, world, train_device()
+
+
+def save_bf16(model: torch.nn.Module, folder: Path, model_type: str) -> None:
+    """The shipped form of a model with a config dataclass, in bf16 (its loader computes in fp32)."""
+    from soundstorm_cli.checkpoints import save_model_folder
+
+    state = {k: v.to(torch.bfloat16) for k, v in model.state_dict().items()}
+    save_model_folder(folder, state, {"model_type": model_type, **asdict(model.config)})

@@ -159,7 +159,7 @@ def _time_t2s(synth, tokens: int, runs: int, seed: int) -> float | None:
     """T2S producing exactly `tokens` semantic tokens (forced length: timing, not content)."""
     import torch
 
-    if synth.t2s is None:
+    if not synth.has_t2s:
         return None
     model = synth.t2s.model
     text = synth.text_tokenizer.encode("the quick brown fox jumps over the lazy dog " * 8)

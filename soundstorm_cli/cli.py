@@ -12,9 +12,12 @@ at module import, so `soundstorm --help` answers at once.
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
 import json
 import os
 import sys
+from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -143,6 +146,19 @@ def _bundle(checkpoint: str | None):
     return load_registry().get(checkpoint)
 
 
+LinesOpt = Annotated[
+    Path | None,
+    typer.Option("--lines", help="A text file: one output per non-empty line, into -o FOLDER."),
+]
+PromptOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--prompt", help="Voice prompt audio (its first seconds are used); a bundled voice otherwise."
+    ),
+]
+PromptTextOpt = Annotated[
+    str | None, typer.Option("--prompt-text", help="Transcript of the prompt, so T2S continues it.")
+]
 PromptSecondsOpt = Annotated[
     float,
     typer.Option(
@@ -191,48 +207,174 @@ LoudnessOpt = Annotated[
     ),
 ]
 TruePeakOpt = Annotated[float, typer.Option("--true-peak", help="True-peak ceiling with --loudness, dBTP.")]
+CheckOpt = Annotated[
+    bool, typer.Option("--check", help="Hear each turn with Whisper tiny.en and report its word recall.")
+]
+RetriesOpt = Annotated[
+    int,
+    typer.Option("--retries", help="Re-render turns heard below --check-threshold with up to N other seeds."),
+]
+ThresholdOpt = Annotated[
+    float, typer.Option("--check-threshold", help="Word recall below which a turn is re-rendered (0-1].")
+]
 
 
-def _options(prompt_seconds, frontend, iterations, temperature, fp32):
-    from soundstorm_cli.synthesize import SynthesisOptions
+@dataclass
+class RunFlags:
+    """The flags of every command that runs the models (`_run_flags` declares them once)."""
 
-    steps = None
-    if iterations is not None:
-        try:
-            steps = tuple(int(n) for n in iterations.split(",") if n.strip())
-        except ValueError:
-            raise InputError(f"--iterations '{iterations}': expected whole numbers, e.g. 16,1,1,1") from None
-    return SynthesisOptions(
-        prompt_seconds=prompt_seconds,
-        frontend=frontend,
-        iterations=steps,
-        temperature=temperature,
-        bf16=not fp32,
-    ).check()
+    seed: int
+    device: Device
+    checkpoint: str | None
+    quiet: bool
+    json_out: bool
+
+    @property
+    def silent(self) -> bool:
+        """No progress bar and no prose: asked for, or stdout is the JSON summary."""
+        return self.quiet or self.json_out
+
+    def load(self):
+        """The bundle's chain on the asked device."""
+        from soundstorm_cli.synthesize import Synthesizer
+
+        return Synthesizer.from_checkpoint(self.checkpoint, self.device.value)
 
 
-def _preflight(output: Path, timings: Path | None, inputs: dict, checkpoint, device, stems=None):
+@dataclass
+class RenderFlags(RunFlags):
+    """The flags `say` and `dialogue` share besides those (`_render_flags` declares them once)."""
+
+    output: Path
+    audio_format: str
+    prompt_seconds: float
+    frontend: str
+    iterations: str | None
+    temperature: float
+    fp32: bool
+    timings: Path | None
+    stereo: bool
+    pan: list[str] | None
+    stems: Path | None
+    loudness: float | None
+    true_peak: float
+    check: bool
+    retries: int
+    check_threshold: float
+
+    def options(self):
+        """The synthesis options these flags ask for, checked."""
+        from soundstorm_cli.synthesize import SynthesisOptions
+
+        steps = None
+        if self.iterations is not None:
+            try:
+                steps = tuple(int(n) for n in self.iterations.split(",") if n.strip())
+            except ValueError:
+                raise InputError(
+                    f"--iterations '{self.iterations}': expected whole numbers, e.g. 16,1,1,1"
+                ) from None
+        return SynthesisOptions(
+            prompt_seconds=self.prompt_seconds,
+            frontend=self.frontend,
+            iterations=steps,
+            temperature=self.temperature,
+            bf16=not self.fp32,
+            check_turns=self.check,
+            retries=self.retries,
+            check_threshold=self.check_threshold,
+        ).check()
+
+    def production(self, speakers, with_stems: bool = True):
+        """(Production, stem paths) for these speakers (None: any), checked before any model loads."""
+        stems = self.stems if with_stems else None
+        return _production(speakers, self.output, self.stereo, self.pan, stems, self.loudness, self.true_peak)
+
+    def run_batch(self, items, out_dir: Path, production) -> None:
+        _run_batch(items, out_dir, production, self.checkpoint, self.device, self.silent, self.json_out)
+
+    def render(self, run, production, stem_paths) -> None:
+        _render(run, self.output, self.timings, self.silent, self.json_out, production, stem_paths)
+
+
+def _run_flags(
+    seed: SeedOpt = 0,
+    device: DeviceOpt = Device.auto,
+    checkpoint: CheckpointOpt = None,
+    quiet: QuietOpt = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """The flags of every command that runs the models, listed last in its `--help`."""
+
+
+def _render_flags(
+    output: OutputOpt = Path("out.wav"),
+    audio_format: FormatOpt = "wav",
+    prompt_seconds: PromptSecondsOpt = 4.0,
+    frontend: FrontendOpt = "auto",
+    iterations: IterationsOpt = None,
+    temperature: TemperatureOpt = 1.0,
+    fp32: Fp32Opt = False,
+    timings: TimingsOpt = None,
+    stereo: StereoOpt = False,
+    pan: PanOpt = None,
+    stems: StemsOpt = None,
+    loudness: LoudnessOpt = None,
+    true_peak: TruePeakOpt = -1.0,
+    check: CheckOpt = False,
+    retries: RetriesOpt = 0,
+    check_threshold: ThresholdOpt = 0.8,
+) -> None:
+    """The flags of `say` and `dialogue`, listed after each command's own."""
+
+
+def _with_flags(kind, *templates, **defaults):
+    """Give a command the flags the `templates` declare: typer sees them in its signature, the command
+    gets them as one `flags` of dataclass `kind` (and its own parameters as they are). `defaults`
+    replace a template's defaults for this command."""
+
+    def wrap(command):
+        shared = [
+            p.replace(default=defaults[p.name]) if p.name in defaults else p
+            for template in templates
+            for p in inspect.signature(template, eval_str=True).parameters.values()
+        ]
+        own = [p for p in inspect.signature(command, eval_str=True).parameters.values() if p.name != "flags"]
+
+        @functools.wraps(command)
+        def run(**given):
+            flags = kind(**{p.name: given.pop(p.name) for p in shared})
+            return command(**given, flags=flags)
+
+        del run.__wrapped__  # typer reads the signature below, not the command's
+        run.__signature__ = inspect.Signature(own + shared)
+        run.__annotations__ = {p.name: p.annotation for p in own + shared}
+        return run
+
+    return wrap
+
+
+def _preflight(flags: RenderFlags, inputs: dict, stems=None):
     """Check every path before any model loads (a bad input fails in a second), then load the bundle.
 
     `inputs`: label -> path of every file the command reads (the script, voice prompts); `stems`:
     speaker -> the path of its stem."""
     from soundstorm_cli.audio import check_output_path, check_outputs_apart
     from soundstorm_cli.semantic import SAMPLE_RATE
-    from soundstorm_cli.synthesize import Synthesizer
     from soundstorm_cli.voices import load_prompt_audio
 
-    outputs = {"the output": output, "the timings file": timings}
+    outputs = {"the output": flags.output, "the timings file": flags.timings}
     outputs |= {f"{s}'s stem": path for s, path in (stems or {}).items()}
     check_outputs_apart(outputs, inputs)
-    check_output_path(output)
-    if timings is not None:
+    check_output_path(flags.output)
+    if flags.timings is not None:
         from soundstorm_cli.subtitles import check_subtitle_path
 
-        check_subtitle_path(timings)
+        check_subtitle_path(flags.timings)
     for label, path in inputs.items():
         if path is not None and label != "the script":
-            load_prompt_audio(_prompt_file(path, checkpoint), SAMPLE_RATE)
-    return Synthesizer.from_checkpoint(checkpoint, device.value)
+            load_prompt_audio(_prompt_file(path, flags.checkpoint), SAMPLE_RATE)
+    return flags.load()
 
 
 def _production(speakers, output: Path, stereo, pan, stems, loudness, true_peak):
@@ -303,9 +445,14 @@ def _render(run, output: Path, timings: Path | None, quiet: bool, json_out: bool
             for t in result.turns
         ],
     }
+    if result.checks is not None:
+        summary["checks"] = [c.to_dict() for c in result.checks]
     if json_out:
         print(json.dumps(summary))
     elif not quiet:
+        for c in result.checks or []:
+            tries = f" (best of {c.tries} tries)" if c.tries > 1 else ""
+            print(f"turn {c.turn + 1} [{c.speaker}]: {c.recall:.0%} of the words heard{tries}: {c.heard!r}")
         print(
             f"wrote {output}: {result.duration_s:.1f} s of audio in {result.timings['total']:.1f} s "
             f"(RTF {result.rtf:.3f}; models loaded in {result.timings['load']:.1f} s)"
@@ -313,71 +460,45 @@ def _render(run, output: Path, timings: Path | None, quiet: bool, json_out: bool
 
 
 @app.command()
+@_with_flags(RenderFlags, _render_flags, _run_flags, output=Path("say.wav"))
 def say(
     text: Annotated[str | None, typer.Argument(help="The text to speak (or --lines).")] = None,
-    output: OutputOpt = Path("say.wav"),
-    lines: Annotated[
-        Path | None,
-        typer.Option("--lines", help="A text file: one output per non-empty line, into -o FOLDER."),
-    ] = None,
-    audio_format: FormatOpt = "wav",
-    prompt: Annotated[
-        Path | None,
-        typer.Option(
-            "--prompt", help="Voice prompt audio (its first seconds are used); a bundled voice otherwise."
-        ),
-    ] = None,
-    prompt_text: Annotated[
-        str | None, typer.Option("--prompt-text", help="Transcript of the prompt, so T2S continues it.")
-    ] = None,
-    prompt_seconds: PromptSecondsOpt = 4.0,
-    frontend: FrontendOpt = "auto",
-    iterations: IterationsOpt = None,
-    temperature: TemperatureOpt = 1.0,
-    fp32: Fp32Opt = False,
-    timings: TimingsOpt = None,
-    stereo: StereoOpt = False,
-    pan: PanOpt = None,
-    stems: StemsOpt = None,
-    loudness: LoudnessOpt = None,
-    true_peak: TruePeakOpt = -1.0,
-    seed: SeedOpt = 0,
-    device: DeviceOpt = Device.auto,
-    checkpoint: CheckpointOpt = None,
-    quiet: QuietOpt = False,
-    json_out: JsonOpt = False,
+    lines: LinesOpt = None,
+    prompt: PromptOpt = None,
+    prompt_text: PromptTextOpt = None,
+    *,
+    flags: RenderFlags,
 ) -> None:
     """Speak TEXT in one voice (or each line of --lines)."""
     from soundstorm_cli.synthesize import check_say
 
-    options = _options(prompt_seconds, frontend, iterations, temperature, fp32)
+    options = flags.options()
     if lines is not None or text is None:
         if lines is None or text is not None:
             raise InputError("give the text to say, or --lines FILE (not both)")
-        _refuse_in_batch(timings=timings, stems=stems, prompt_text=prompt_text)
-        production, _ = _production(["S1"], output, stereo, pan, None, loudness, true_peak)
+        _refuse_in_batch(timings=flags.timings, stems=flags.stems, prompt_text=prompt_text)
+        production, _ = flags.production(["S1"], with_stems=False)
         from soundstorm_cli.batch import plan_lines
 
-        out_dir = _batch_folder(output, audio_format)
-        items = plan_lines(lines, out_dir, f".{audio_format}", prompt, seed, options)
-        _run_batch(items, out_dir, production, checkpoint, device, quiet or json_out, json_out)
+        out_dir = _batch_folder(flags.output, flags.audio_format)
+        flags.run_batch(
+            plan_lines(lines, out_dir, f".{flags.audio_format}", prompt, flags.seed, options),
+            out_dir,
+            production,
+        )
         return
     check_say(text, prompt_text)
-    production, stem_paths = _production(["S1"], output, stereo, pan, stems, loudness, true_peak)
-    inputs = {"the voice prompt": prompt}
-    synth = _preflight(output, timings, inputs, checkpoint, device, stem_paths)
-    _render(
-        lambda progress: synth.say(text, prompt, prompt_text, seed, options, progress),
-        output,
-        timings,
-        quiet or json_out,
-        json_out,
+    production, stem_paths = flags.production(["S1"])
+    synth = _preflight(flags, {"the voice prompt": prompt}, stem_paths)
+    flags.render(
+        lambda progress: synth.say(text, prompt, prompt_text, flags.seed, options, progress),
         production,
         stem_paths,
     )
 
 
 @app.command()
+@_with_flags(RenderFlags, _render_flags, _run_flags, output=Path("dialogue.wav"))
 def dialogue(
     scripts: Annotated[
         list[Path],
@@ -386,48 +507,35 @@ def dialogue(
             "of .txt scripts: each renders into -o FOLDER."
         ),
     ],
-    output: OutputOpt = Path("dialogue.wav"),
-    audio_format: FormatOpt = "wav",
     voice: Annotated[
         list[str] | None,
         typer.Option("--voice", help="NAME=path.wav: the voice of a speaker (overrides the script)."),
     ] = None,
-    prompt_seconds: PromptSecondsOpt = 4.0,
-    frontend: FrontendOpt = "auto",
-    iterations: IterationsOpt = None,
-    temperature: TemperatureOpt = 1.0,
-    fp32: Fp32Opt = False,
-    timings: TimingsOpt = None,
-    stereo: StereoOpt = False,
-    pan: PanOpt = None,
-    stems: StemsOpt = None,
-    loudness: LoudnessOpt = None,
-    true_peak: TruePeakOpt = -1.0,
-    seed: SeedOpt = 0,
-    device: DeviceOpt = Device.auto,
-    checkpoint: CheckpointOpt = None,
-    quiet: QuietOpt = False,
-    json_out: JsonOpt = False,
+    *,
+    flags: RenderFlags,
 ) -> None:
     """Render a whole dialogue SCRIPT in one pass (or several SCRIPTS, the models loaded once)."""
     from soundstorm_cli.script import read_script
     from soundstorm_cli.synthesize import check_script
 
     if len(scripts) > 1 or scripts[0].is_dir():
-        _refuse_in_batch(timings=timings, stems=stems, voice=voice)
+        _refuse_in_batch(timings=flags.timings, stems=flags.stems, voice=voice)
         from soundstorm_cli.batch import plan_dialogues
 
-        options = _options(prompt_seconds, frontend, iterations, temperature, fp32)
-        production, _ = _production(None, output, stereo, pan, None, loudness, true_peak)
-        out_dir = _batch_folder(output, audio_format)
-        items = plan_dialogues(scripts, out_dir, f".{audio_format}", seed, options)
-        _run_batch(items, out_dir, production, checkpoint, device, quiet or json_out, json_out)
+        options = flags.options()
+        production, _ = flags.production(None, with_stems=False)
+        out_dir = _batch_folder(flags.output, flags.audio_format)
+        flags.run_batch(
+            plan_dialogues(scripts, out_dir, f".{flags.audio_format}", flags.seed, options),
+            out_dir,
+            production,
+        )
         return
     script = scripts[0]
     parsed = read_script(script)
     check_script(parsed)
     overrides = _parse_voices(voice or [])
-    options = _options(prompt_seconds, frontend, iterations, temperature, fp32)
+    options = flags.options()
     unknown = sorted(set(overrides) - set(parsed.speakers))
     if unknown:
         raise InputError(
@@ -436,14 +544,10 @@ def dialogue(
     inputs = {"the script": script} | {
         f"{s}'s voice": overrides.get(s) or parsed.voice_path(s) for s in parsed.speakers
     }
-    production, stem_paths = _production(parsed.speakers, output, stereo, pan, stems, loudness, true_peak)
-    synth = _preflight(output, timings, inputs, checkpoint, device, stem_paths)
-    _render(
-        lambda progress: synth.dialogue(parsed, overrides, seed, options, progress),
-        output,
-        timings,
-        quiet or json_out,
-        json_out,
+    production, stem_paths = flags.production(parsed.speakers)
+    synth = _preflight(flags, inputs, stem_paths)
+    flags.render(
+        lambda progress: synth.dialogue(parsed, overrides, flags.seed, options, progress),
         production,
         stem_paths,
     )
@@ -538,7 +642,29 @@ def _parse_durations(value: str) -> list[float]:
     return durations
 
 
+def _against_ar_baseline(synth, without_weights: str, quiet: bool, run):
+    """`run(ar_model, weights, progress)` with the bundle's AR baseline (a random-init one of the same size,
+    with a warning that says `without_weights`, where the bundle has none) under one progress bar."""
+    from soundstorm_cli.bench import ar_baseline_of
+    from soundstorm_cli.progress import stage_progress
+
+    ar_model, weights = ar_baseline_of(synth, without_weights, _warn)
+    with stage_progress(quiet) as progress:
+        return run(ar_model, weights, progress)
+
+
+def _print_report(report, json_out: bool, table) -> None:
+    """A report as one JSON line, or as its rich table."""
+    if json_out:
+        print(json.dumps(report.to_dict()))
+        return
+    from rich.console import Console
+
+    Console().print(table(report))
+
+
 @app.command()
+@_with_flags(RunFlags, _run_flags)
 def bench(
     durations: Annotated[
         str, typer.Option("--durations", help="Comma-separated durations in seconds.")
@@ -548,37 +674,29 @@ def bench(
     ] = 3,
     plot: Annotated[Path | None, typer.Option("--plot", help="Write time vs duration as a PNG.")] = None,
     fp32: Fp32Opt = False,
-    seed: SeedOpt = 0,
-    device: DeviceOpt = Device.auto,
-    checkpoint: CheckpointOpt = None,
-    quiet: QuietOpt = False,
-    json_out: JsonOpt = False,
+    *,
+    flags: RunFlags,
 ) -> None:
     """Time SoundStorm against the autoregressive baseline on the same input."""
-    from soundstorm_cli.bench import ar_baseline_of, bench_table, plot_bench, run_bench
-    from soundstorm_cli.progress import stage_progress
-    from soundstorm_cli.synthesize import Synthesizer
+    from soundstorm_cli.bench import bench_table, plot_bench, run_bench
 
     seconds = _parse_durations(durations)
     if plot is not None and plot.suffix.lower() != ".png":
         raise InputError(f"--plot '{plot}': the plot is a .png file")
-    synth = Synthesizer.from_checkpoint(checkpoint, device.value)
-    ar_model, weights = ar_baseline_of(synth, "timing a random-init one of the same size", _warn)
-    if weights != "trained":
-        weights += ", timing only"
-    with stage_progress(quiet or json_out) as progress:
-        report = run_bench(synth, ar_model, weights, seconds, runs, not fp32, seed, progress)
+    synth = flags.load()
+
+    def timed(ar_model, weights, progress):
+        weights += "" if weights == "trained" else ", timing only"
+        return run_bench(synth, ar_model, weights, seconds, runs, not fp32, flags.seed, progress)
+
+    report = _against_ar_baseline(synth, "timing a random-init one of the same size", flags.silent, timed)
     if plot is not None:
         plot_bench(report, plot)
-    if json_out:
-        print(json.dumps(report.to_dict()))
-        return
-    from rich.console import Console
-
-    Console().print(bench_table(report))
+    _print_report(report, flags.json_out, bench_table)
 
 
 @app.command("eval")
+@_with_flags(RunFlags, _run_flags)
 def evaluate(
     test_set: Annotated[
         Path | None,
@@ -593,40 +711,34 @@ def evaluate(
     asr_model: Annotated[
         str | None, typer.Option("--asr-model", help="faster-whisper model name or folder (default tiny.en).")
     ] = None,
-    seed: SeedOpt = 0,
-    device: DeviceOpt = Device.auto,
-    checkpoint: CheckpointOpt = None,
-    quiet: QuietOpt = False,
-    json_out: JsonOpt = False,
+    *,
+    flags: RunFlags,
 ) -> None:
     """The paper's quality table: intelligibility, voice similarity, consistency."""
-    from soundstorm_cli.bench import ar_baseline_of
     from soundstorm_cli.checkpoints import component_path
-    from soundstorm_cli.progress import stage_progress
     from soundstorm_cli.quality import evaluate as run_eval
     from soundstorm_cli.quality import quality_table, read_test_set, write_csv
-    from soundstorm_cli.synthesize import Synthesizer
 
     if test_set is not None and not test_set.is_dir():
         raise InputError(f"--test-set '{test_set}' is not a folder")
     if csv is not None and (csv.is_dir() or not csv.parent.is_dir() or not os.access(csv.parent, os.W_OK)):
         raise InputError(f"--csv '{csv}': not a file in an existing, writable folder")
-    synth = Synthesizer.from_checkpoint(checkpoint, device.value)
+    synth = flags.load()
     if test_set is None:
         synth.bundle.require("testset", command="`eval` without --test-set")
         test_set = component_path(synth.bundle, "testset")
     items = read_test_set(test_set, limit)
-    ar_model, weights = ar_baseline_of(synth, "its row is of a random-init one", _warn)
-    with stage_progress(quiet or json_out) as progress:
-        report = run_eval(synth, ar_model, weights, items, seed, asr_model, progress)
+    report = _against_ar_baseline(
+        synth,
+        "its row is of a random-init one",
+        flags.silent,
+        lambda ar_model, weights, progress: run_eval(
+            synth, ar_model, weights, items, flags.seed, asr_model, progress
+        ),
+    )
     if csv is not None:
         write_csv(report, csv)
-    if json_out:
-        print(json.dumps(report.to_dict()))
-        return
-    from rich.console import Console
-
-    Console().print(quality_table(report))
+    _print_report(report, flags.json_out, quality_table)
 
 
 @voices_app.callback()

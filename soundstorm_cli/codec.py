@@ -38,6 +38,13 @@ class Codec(ABC):
     codebook_size: int
     needs_semantic: bool = False
 
+    model: object  # the torch module behind it
+
+    @property
+    def device(self):
+        """Where the codec's weights are (inputs are moved there)."""
+        return next(self.model.parameters()).device
+
     @property
     def hop_length(self) -> int:
         """Samples per codec frame."""
@@ -144,10 +151,6 @@ class EncodecCodec(Codec):
                 f"sample rate {self.sample_rate} is not a multiple of frame rate {self.frame_rate}"
             )
 
-    @property
-    def device(self):
-        return next(self.model.parameters()).device
-
     def _encode(self, wav, semantic=None):
         wav = wav.to(self.device).unsqueeze(1)  # [B, 1, S]
         embeddings = self.model.encoder(wav)  # [B, D, T]
@@ -192,10 +195,6 @@ class FrameCodecWrapper(Codec):
             raise CodecError(
                 f"codec at {self.frame_rate} Hz with semantic_ratio {config.semantic_ratio}: they must meet at 25 Hz"
             )
-
-    @property
-    def device(self):
-        return next(self.model.parameters()).device
 
     def _encode(self, wav, semantic=None):
         return self.model.encode(wav.to(self.device), self.num_levels, semantic)

@@ -17,6 +17,7 @@ inputs longer than its trained window are decoded window by window
 from __future__ import annotations
 
 import dataclasses
+import functools
 import resource
 import shutil
 import time
@@ -60,6 +61,9 @@ class SynthesisOptions:
     bf16: bool = True  # bf16 autocast for SoundStorm (CPU with AVX512-BF16/AMX, CUDA)
     overlap_s: float = 2.0  # windowed decoding: frames of the previous window given as prompt
     turn_gap_s: float = 0.3  # silence between two turns (the corpus's dialogues have 0.15-0.6 s)
+    check_turns: bool = False  # hear every turn with Whisper and report its word recall (`turncheck.py`)
+    retries: int = 0  # re-render turns heard below `check_threshold` with up to this many other seeds
+    check_threshold: float = 0.8
 
     def check(self) -> SynthesisOptions:
         check_prompt_seconds(self.prompt_seconds)
@@ -77,7 +81,14 @@ class SynthesisOptions:
             raise InputError("the gap between turns must be in [0, 5] seconds")
         if not 0 <= self.overlap_s <= 10:
             raise InputError("overlap must be in [0, 10] seconds")
+        from soundstorm_cli.turncheck import check_retry_options
+
+        check_retry_options(self.retries, self.check_threshold)
         return self
+
+    @property
+    def checking(self) -> bool:
+        return self.check_turns or self.retries > 0
 
 
 @dataclass(frozen=True)
@@ -102,6 +113,7 @@ class Synthesis:
     forward_passes: int = 0
     peak_memory_mb: float = 0.0
     warnings: list[str] = field(default_factory=list)
+    checks: list | None = None  # a TurnCheck per turn, with --check or --retries
 
     @property
     def duration_s(self) -> float:
@@ -200,12 +212,27 @@ class Synthesizer:
 
     def __init__(self, bundle, codec, semantic, text_tokenizer, t2s, soundstorm, voices, device, load_s=0.0):
         self.bundle, self.codec, self.semantic = bundle, codec, semantic
-        self.text_tokenizer, self.t2s, self.soundstorm = text_tokenizer, t2s, soundstorm
+        self.text_tokenizer, self.soundstorm = text_tokenizer, soundstorm
+        # the T5, or a function that loads it (the default front end of `tiny` never needs it)
+        self._t2s = t2s
         self.voices: list[BundledVoice] = voices
         self.device, self.load_s = device, load_s
         self.ratio = codec.frame_rate // int(bundle.facts.get("semantic_rate", SEMANTIC_RATE))
         self._silence_token: int | None = None
+        self._transcriber = None  # Whisper, loaded by the first --check
+        self._prompt_identity: str | None = None  # the bundle's part of a prompt cache key
         self._warnings: list[str] = []
+
+    @property
+    def has_t2s(self) -> bool:
+        return self._t2s is not None
+
+    @property
+    def t2s(self):
+        """The bundle's T5 (None without one), loaded at its first use."""
+        if isinstance(self._t2s, functools.partial):
+            self._t2s = self._t2s()
+        return self._t2s
 
     @classmethod
     def from_checkpoint(cls, name_or_path: str | None = None, device: str = "auto") -> Synthesizer:
@@ -234,7 +261,8 @@ class Synthesizer:
             from soundstorm_cli.models.t2s import load_t2s
 
             text_tokenizer = TextTokenizer(str(component_path(bundle, "text") / "spm.model"))
-            t2s = load_t2s(component_path(bundle, "t2s"), device=str(target))
+            folder = component_path(bundle, "t2s")  # hash-checked now; the T5 itself loads when first used
+            t2s = functools.partial(load_t2s, folder, device=str(target))
         voices = bundled_voices(component_path(bundle, "voices") if "voices" in bundle.components else None)
         return cls(
             bundle,
@@ -254,7 +282,6 @@ class Synthesizer:
         self, source: str | Path | BundledVoice, seconds: float, text: str | None = None
     ) -> VoicePrompt:
         """A voice prompt from an audio file, a named voice or a bundled voice."""
-        import torch
 
         from soundstorm_cli.user_voices import resolve_prompt
 
@@ -276,10 +303,30 @@ class Synthesizer:
                 f"{seconds:g} s used (raise --prompt-seconds or cut the file)"
             )
             text = None
+        codes, semantic = self.prompt_tokens(samples)
+        return VoicePrompt(name=name, samples=samples, codes=codes, semantic=semantic, text=text)
+
+    def prompt_tokens(self, samples: np.ndarray):
+        """A prompt's codes [Q, P] and 25 Hz semantic tokens: from the prompt cache (`prompt_cache.py`) when
+        these samples were seen with this bundle before, else from the models (and then cached)."""
+        import torch
+
+        from soundstorm_cli import prompt_cache
+
+        levels = self.soundstorm.config.levels
+        if self._prompt_identity is None:
+            self._prompt_identity = prompt_cache.bundle_identity(
+                self.bundle, "codec", "semantic", levels=levels, rate=self.codec.sample_rate
+            )
+        entry = prompt_cache.key(samples, self._prompt_identity)
+        cached = prompt_cache.load(entry)
+        if cached is not None and cached[0].shape[0] == levels:
+            return cached
         semantic = self.semantic.tokenize([self.to_16k(samples)])[0]
         given = semantic if self.codec.needs_semantic else None  # a codec conditioned on them
-        codes = self.codec.encode(torch.from_numpy(samples), semantic=given)[: self.soundstorm.config.levels]
-        return VoicePrompt(name=name, samples=samples, codes=codes.cpu(), semantic=semantic, text=text)
+        codes = self.codec.encode(torch.from_numpy(samples), semantic=given)[:levels].cpu()
+        prompt_cache.store(entry, codes, semantic)
+        return codes, semantic
 
     def to_16k(self, samples: np.ndarray) -> np.ndarray:
         """Codec-rate samples at the semantic tokenizer's 16 kHz."""
@@ -360,8 +407,8 @@ class Synthesizer:
     def frontend(self, options: SynthesisOptions) -> str:
         choice = options.frontend
         if choice == "auto":
-            choice = self.bundle.facts.get("frontend") or ("t2s" if self.t2s is not None else "espeak")
-        if choice == "t2s" and self.t2s is None:
+            choice = self.bundle.facts.get("frontend") or ("t2s" if self.has_t2s else "espeak")
+        if choice == "t2s" and not self.has_t2s:
             raise ModelNotAvailableError(
                 f"bundle '{self.bundle.name}' has no t2s model; use --frontend espeak"
             )
@@ -394,11 +441,28 @@ class Synthesizer:
         )
         timings["acoustic"] = time.perf_counter() - started
 
+        def decode(codes):
+            return self.decode_codes(codes, semantic)
+
+        checks = None
+        if options.checking:
+            started = time.perf_counter()
+            codes, checks, retried = self._check_turns(
+                turns,
+                segments,
+                spans,
+                codes,
+                decode,
+                lambda k: self.acoustic(segments, tokens, prompts, speakers, seed + k, options, report),
+                options,
+                report,
+            )
+            passes += retried
+            timings["check"] = time.perf_counter() - started
+
         started = time.perf_counter()
         report("codec decode", 0, 1)
-        # a codec conditioned on the semantic tokens decodes with the dialogue's own (back at 25 Hz)
-        given = semantic[:: self.ratio] if self.codec.needs_semantic else None
-        audio = self.codec.decode(codes, semantic=given).float().cpu().numpy()
+        audio = decode(codes)
         report("codec decode", 1, 1)
         timings["decode"] = time.perf_counter() - started
         timings["total"] = sum(v for k, v in timings.items() if k != "load")
@@ -421,7 +485,46 @@ class Synthesizer:
             forward_passes=passes,
             peak_memory_mb=_peak_memory_mb(self.device),
             warnings=warnings,
+            checks=checks,
         )
+
+    def _check_turns(self, turns, segments, spans, codes, decode, render, options, report):
+        """`turncheck.best_of_tries` over this render: (codes, checks, forward passes of the retries)."""
+        from soundstorm_cli.turncheck import best_of_tries, turn_frames
+
+        if self._transcriber is None:
+            from soundstorm_cli.evaluate import Transcriber
+
+            self._transcriber = Transcriber()
+        hop = self.codec.hop_length
+        spoken = []
+        for index, turn in enumerate(turns):
+            own = [spans[i] for i, s in enumerate(segments) if s.turn == index]
+            spoken.append((turn.speaker, turn.text, (own[0][0] * hop, own[-1][1] * hop)))
+        ranges = turn_frames([s.turn for s in segments], spans, codes.shape[1])
+        passes = []
+
+        def attempt(k):
+            if k == 0:
+                return codes.clone()
+            report("retry", k, options.retries)
+            result = render(k)
+            passes.append(result[3])
+            return result[0]
+
+        def hear(piece):
+            return self._transcriber(piece, self.codec.sample_rate)
+
+        best, checks = best_of_tries(
+            attempt, decode, hear, spoken, ranges, options.retries, options.check_threshold
+        )
+        return best, checks, sum(passes)
+
+    def decode_codes(self, codes, semantic) -> np.ndarray:
+        """Audio [S] of codes [Q, T]; `semantic`: the codec-rate tokens [T] `acoustic` returned with them (a codec
+        conditioned on them decodes with them, back at 25 Hz)."""
+        given = semantic[:: self.ratio] if self.codec.needs_semantic else None
+        return self.codec.decode(codes, semantic=given).float().cpu().numpy()
 
     def front_end(self, name: str):
         """The front end `name` ('t2s' or 'espeak') over this bundle's models (`frontends.py`)."""

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
+import os
+import tempfile
+
 import numpy as np
 import pytest
 import soundfile as sf
 from typer.testing import CliRunner
 
 from soundstorm_cli.cli import app
+
+# Named voices and the prompt cache of the tests' own renders go to a throwaway home, never the user's.
+os.environ.setdefault("SOUNDSTORM_HOME", tempfile.mkdtemp(prefix="soundstorm-tests-"))
 
 
 def sine(seconds: float, rate: int, freq: float = 440.0, channels: int = 1) -> np.ndarray:
@@ -77,6 +84,23 @@ def voice_like(seconds: float, rate: int, pitch: float, seed: int) -> np.ndarray
     return (0.2 * wave * envelope + 0.003 * rng.standard_normal(len(t))).astype(np.float32)
 
 
+def tiny_t2s_config():
+    """A T5 text-to-semantic model small enough to run in a test (16 semantic tokens, 40 text ids)."""
+    from soundstorm_cli.models.t2s import T2SConfig
+
+    return T2SConfig(
+        text_vocab=40,
+        semantic_vocab=16,
+        d_model=32,
+        d_ff=64,
+        heads=2,
+        encoder_layers=1,
+        decoder_layers=1,
+        dropout=0.0,
+        max_frames_per_piece=3.0,
+    )
+
+
 def build_tiny_bundle(folder, semantic_codec: bool = False):
     """A complete bundle of tiny random-init models (codec, semantic, text, t2s, soundstorm, voices);
     with `semantic_codec`, its codec is conditioned on the semantic tokens (models/frame_codec.py)."""
@@ -87,11 +111,11 @@ def build_tiny_bundle(folder, semantic_codec: bool = False):
 
     from pipelines.bundle import write_bundle_folder
     from pipelines.codec_train import save_codec
-    from pipelines.soundstorm_train import save_model
+    from pipelines.training import save_bf16
     from soundstorm_cli.checkpoints import ASSETS
     from soundstorm_cli.models.frame_codec import FrameCodec, FrameCodecConfig
     from soundstorm_cli.models.soundstorm import SoundStorm, SoundStormConfig
-    from soundstorm_cli.models.t2s import T2S, T2SConfig
+    from soundstorm_cli.models.t2s import T2S
     from soundstorm_cli.semantic import SemanticTokenizer
     from soundstorm_cli.text import TextTokenizer
 
@@ -118,16 +142,7 @@ def build_tiny_bundle(folder, semantic_codec: bool = False):
     (src / "text").mkdir()
     shutil.copyfile(ASSETS / "tiny" / "text" / "spm.model", src / "text" / "spm.model")
     vocab = TextTokenizer(str(src / "text" / "spm.model")).vocab_size
-    t2s_config = T2SConfig(
-        text_vocab=vocab,
-        semantic_vocab=16,
-        d_model=32,
-        d_ff=64,
-        heads=2,
-        encoder_layers=1,
-        decoder_layers=1,
-        max_frames_per_piece=3.0,
-    )
+    t2s_config = dataclasses.replace(tiny_t2s_config(), text_vocab=vocab)
     t2s = T2S.random_init(t2s_config)
     t2s.model.save_pretrained(src / "t2s", safe_serialization=True)
     (src / "t2s" / "t2s.json").write_text(json.dumps(t2s_config.to_dict()))
@@ -143,7 +158,7 @@ def build_tiny_bundle(folder, semantic_codec: bool = False):
             window=300,
         )
     )
-    save_model(storm.eval(), src / "soundstorm")
+    save_bf16(storm.eval(), src / "soundstorm", "soundstorm")
     (src / "voices").mkdir()
     entries = []
     for n, pitch in enumerate((110.0, 220.0)):

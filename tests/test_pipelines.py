@@ -62,6 +62,25 @@ def test_set_overrides_any_key_read_as_yaml():
     assert config.t2s.autocast_bf16 is False
 
 
+def test_a_stage_config_holds_its_model_config():
+    """Model sizes sit beside the training settings or under `model:`; both land in the model's dataclass,
+    so every field of the model can be set (ff_mult, max_speakers, ...)."""
+    config = load_config(
+        "pipelines/configs/tiny.yaml",
+        {"soundstorm.ff_mult": 2, "soundstorm.model.layers": 3, "codec.codebook_size": 256, "t2s.d_ff": 512},
+    )
+    assert (config.soundstorm.model.dim, config.soundstorm.model.layers, config.soundstorm.model.ff_mult) == (
+        256,
+        3,
+        2,
+    )
+    assert config.soundstorm.levels == 4 and config.soundstorm.steps == 3000  # training settings stay
+    assert config.codec.model.codebook_size == 256 and config.codec.model.decoder_layers == 8
+    assert (config.t2s.model.d_model, config.t2s.model.d_ff, config.t2s.model.decoder_layers) == (256, 512, 4)
+    with pytest.raises(ValueError, match="unknown keys"):
+        load_config("pipelines/configs/tiny.yaml", {"soundstorm.model.widthh": 3})
+
+
 @pytest.mark.parametrize("item", ["soundstorm.steps", "=3", "soundstorm.stepz=3"])
 def test_a_bad_set_is_one_usage_error(item, capsys):
     with pytest.raises(SystemExit) as exit_info:
@@ -121,6 +140,7 @@ def test_all_stages_at_toy_size(tmp_path):
             == 0
         )
     assert load_soundstorm(out / "soundstorm").config.levels == 2
+    _decoder_tune_on(out)
     # its evaluation needs held-out speakers with a second utterance to prompt with; the toy test split
     # has none: one clear line, not a traceback
     from pipelines.soundstorm_eval import main as soundstorm_eval
@@ -177,3 +197,25 @@ def test_all_stages_at_toy_size(tmp_path):
         digests = [(out / folder / f"rank{r}.sha256").read_text() for r in (0, 1)]
         assert digests[0] == digests[1], stage
         assert json.loads((out / "stages.json").read_text())[stage]["world_size"] == 2
+
+
+def _decoder_tune_on(out):
+    """decoder_tune: SoundStorm's codes for the training utterances, then the codec's decoder tuned on them
+    with the semantic tokens: the encoder and codebooks stay the base codec's, so its codes are unchanged."""
+    import torch
+
+    from pipelines.decoder_tune import main as decoder_tune
+    from pipelines.shards import TokenShards
+    from soundstorm_cli.codec import load_codec
+
+    args = ["--config", "pipelines/configs/toy.yaml", "--out-dir", str(out)]
+    assert decoder_tune(["generate", *args, "--soundstorm", str(out / "soundstorm"), "--items", "3"]) == 0
+    assert decoder_tune(["train", *args, "--base-codec", str(out / "codec"), "--steps", "3"]) == 0
+    base, codec = load_codec(out / "codec"), load_codec(out / "decoder_tune")
+    assert codec.needs_semantic and not base.needs_semantic
+    item = TokenShards(out / "shards", "train")[0]
+    wav = torch.randn(16000) * 0.1
+    semantic = torch.from_numpy(item["semantic_tokens"][:25])
+    assert torch.equal(codec.encode(wav, semantic=semantic), base.encode(wav))
+    audio = codec.decode(torch.from_numpy(item["codes"][:, :50]), semantic=semantic)
+    assert audio.shape == (50 * codec.hop_length,) and torch.isfinite(audio).all()

@@ -262,3 +262,26 @@ def test_a_codec_conditioned_on_semantic_tokens_renders_through_the_chain(tmp_pa
     two = synth.say("Hello there.", seed=3, options=options)
     assert one.duration_s > 0.3 and np.isfinite(one.audio).all()
     assert np.array_equal(one.audio, two.audio)
+
+
+def test_a_prompt_is_encoded_once_then_read_from_the_cache(synth, tmp_path, monkeypatch):
+    """The second render with the same prompt reads its tokens from the cache and sounds the same; a damaged
+    entry is computed again; SOUNDSTORM_NO_CACHE=1 turns the cache off."""
+    from soundstorm_cli import prompt_cache
+
+    monkeypatch.setenv("SOUNDSTORM_HOME", str(tmp_path / "home"))
+    prompt = tmp_path / "voice.wav"
+    sf.write(prompt, voice_like(2.5, 16000, 150.0, seed=11), 16000)
+    encodes = []
+    real_encode = synth.codec.encode
+    monkeypatch.setattr(synth.codec, "encode", lambda *a, **k: encodes.append(1) or real_encode(*a, **k))
+    first = synth.say("Cached prompts.", prompt=prompt, seed=2, options=ESPEAK)
+    (entry,) = (tmp_path / "home" / "cache" / "prompts").glob("*.safetensors")
+    second = synth.say("Cached prompts.", prompt=prompt, seed=2, options=ESPEAK)
+    assert len(encodes) == 1 and np.array_equal(first.audio, second.audio)
+    entry.write_bytes(b"not safetensors")
+    third = synth.say("Cached prompts.", prompt=prompt, seed=2, options=ESPEAK)
+    assert len(encodes) == 2 and np.array_equal(first.audio, third.audio)
+    monkeypatch.setenv(prompt_cache.ENV_OFF, "1")
+    synth.say("Cached prompts.", prompt=prompt, seed=2, options=ESPEAK)
+    assert len(encodes) == 3

@@ -4,20 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import tiny_t2s_config
 
-from soundstorm_cli.models.t2s import END, T2S, T2SConfig
+from soundstorm_cli.models.t2s import END, T2S
 
-TINY = T2SConfig(
-    text_vocab=40,
-    semantic_vocab=16,
-    d_model=32,
-    d_ff=64,
-    heads=4,
-    encoder_layers=1,
-    decoder_layers=1,
-    dropout=0.0,
-    max_frames_per_piece=3.0,
-)
+TINY = tiny_t2s_config()
 
 
 @pytest.fixture(scope="module")

@@ -56,6 +56,9 @@ class FrameCodecConfig:
     # token does not (SpeechTokenizer's split of content and acoustics, with the content token as level 0).
     semantic_vocab: int = 0
     semantic_ratio: int = 2
+    # False: only the decoder sees the semantic tokens, so the codes are those of the same codec without
+    # them (a decoder fine-tuned to render SoundStorm's codes, `pipelines/decoder_tune.py`).
+    semantic_encoder: bool = True
     model_type: str = "soundstorm-frame-codec"
 
     def to_dict(self) -> dict:
@@ -181,12 +184,13 @@ class FrameCodec(nn.Module):
         self.decoder_norm = nn.LayerNorm(c.width)
         self.head = nn.Linear(c.width, c.n_fft + 2)  # log-magnitude and phase of each STFT bin
         if c.semantic_vocab:
-            self.semantic_encoder = nn.Embedding(c.semantic_vocab, c.width)
+            if c.semantic_encoder:
+                self.semantic_encoder = nn.Embedding(c.semantic_vocab, c.width)
             self.semantic_decoder = nn.Embedding(c.semantic_vocab, c.width)
 
     def _semantic(self, table: str, semantic, frames: int):
-        """Codec-rate semantic tokens [B, T] -> their embedding [B, D, T] (0 for a codec without them)."""
-        if not self.config.semantic_vocab:
+        """Codec-rate semantic tokens [B, T] -> their embedding [B, D, T] (0 where this side has no table)."""
+        if not hasattr(self, table):
             return 0
         if semantic is None or semantic.shape[-1] != frames:
             got = None if semantic is None else tuple(semantic.shape)

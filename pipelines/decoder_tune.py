@@ -1,0 +1,241 @@
+"""Teach the codec's decoder to render what SoundStorm generates, with the words from the semantic tokens.
+
+    python -m pipelines.decoder_tune generate --config C --out-dir D --soundstorm S [--shard k/n] [--items N]
+    python -m pipelines.decoder_tune train --config C --out-dir D --base-codec B [--steps N]
+
+SoundStorm's codes are not the codec's: on the training split its level 1 agrees
+with the true codes on about one frame in ten, and the decoder, trained only on
+true codes, turns them into babble. Vocoders met the same gap and closed it by
+training on the generator's own output ("ground-truth-aligned" fine-tuning).
+Here the decoder gets both the codes SoundStorm generated (from the true
+semantic tokens and a 3 s prompt of the same speaker, as at inference) and the
+semantic tokens themselves, and learns to render the real audio from them: the
+words come from the tokens, the voice from the codes.
+
+`generate` writes `generated/part-k.safetensors` (one [Q, T] int16 tensor per
+training item); `train` starts from `--base-codec` (its encoder and codebooks
+frozen, so the codes SoundStorm learnt stay valid), adds a zero-initialised
+semantic embedding to the decoder (`FrameCodecConfig.semantic_encoder = False`),
+and writes a codec folder, `decoder_tune/`, that a bundle can hold in place of its codec. A share of the
+batches (`--true-share`) uses the true codes, so resynthesis keeps working.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+import torch.nn.functional as F
+
+from pipelines.codec_train import MelLoss, record, save_codec
+from pipelines.config import config_of, config_parser
+from pipelines.manifest import read_manifest
+from pipelines.shards import TokenShards
+from pipelines.training import cosine_lr, load_state, optimizer_step, save_state
+from soundstorm_cli.semantic import semantic_to_codec
+
+PROMPT_FRAMES = 150  # 3 s at 50 Hz, as the evaluation prompts
+TRAINABLE = ("decoder_in", "decoder", "decoder_norm", "head", "semantic_decoder")
+
+
+def generate_part(shards: TokenShards, model, part: int, parts: int, items: int, seed: int) -> dict:
+    """SoundStorm's codes [Q, T] for every `parts`-th single training utterance from `part` on."""
+    from pipelines.soundstorm_eval import _prompt_for, generate
+
+    ratio, levels = model.config.semantic_ratio, model.config.levels
+    singles = [i for i, r in enumerate(shards.items) if r["kind"] == "single"][:items]
+    out = {}
+    for n in singles[part::parts]:
+        item = shards[n]
+        rng = np.random.default_rng([seed, n])
+        prompt = _prompt_for(shards, item["speakers"][0], item["id"], rng, PROMPT_FRAMES, ratio, levels)
+        if prompt is None:
+            continue
+        frames = item["codes"].shape[1]
+        semantic = semantic_to_codec(torch.from_numpy(item["semantic_tokens"]), ratio, frames)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            codes = generate(model, [prompt], semantic, torch.ones(frames, dtype=torch.long), seed + n)
+        out[item["id"]] = codes.to(torch.int16).contiguous()
+    return out
+
+
+def tuned_model(base: Path, semantic_vocab: int):
+    """The base codec with a zero-initialised semantic embedding on its decoder; only the decoder trains."""
+    from soundstorm_cli.checkpoints import load_safetensors
+    from soundstorm_cli.models.frame_codec import FrameCodec, FrameCodecConfig
+
+    raw = json.loads((base / "config.json").read_text())
+    config = FrameCodecConfig(**raw)
+    if config.semantic_vocab:
+        raise SystemExit(f"decoder_tune: {base} is already conditioned on semantic tokens")
+    config = dataclasses.replace(config, semantic_vocab=semantic_vocab, semantic_encoder=False)
+    model = FrameCodec(config)
+    state = {
+        k: v.float() if v.is_floating_point() else v
+        for k, v in load_safetensors(base / "model.safetensors").items()
+    }
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if unexpected or any(
+        k.startswith(("encoder", "quantizer.layers")) and k.endswith("weight") for k in missing
+    ):
+        raise SystemExit(f"decoder_tune: {base} does not fit its config ({missing}, {unexpected})")
+    torch.nn.init.zeros_(model.semantic_decoder.weight)
+    for name, param in model.named_parameters():
+        param.requires_grad = name.split(".")[0] in TRAINABLE
+    return model
+
+
+@dataclasses.dataclass
+class Pairs:
+    """Training items that have generated codes: audio, true and generated codes, codec-rate semantic."""
+
+    audio: list
+    true: list
+    generated: list
+    semantic: list
+
+    @classmethod
+    def load(cls, out_dir: Path, shards: TokenShards, levels: int) -> Pairs:
+        from safetensors.torch import load_file
+
+        generated = {}
+        for part in sorted((out_dir / "generated").glob("part-*.safetensors")):
+            generated.update(load_file(str(part)))
+        paths = {r["id"]: r["path"] for r in read_manifest(out_dir, "train")}
+        pairs = cls([], [], [], [])
+        for n, row in enumerate(shards.items):
+            if row["id"] not in generated or row["id"] not in paths:
+                continue
+            item = shards[n]
+            frames = item["codes"].shape[1]
+            pairs.audio.append(sf.read(paths[row["id"]], dtype="int16")[0])
+            pairs.true.append(torch.from_numpy(item["codes"][:levels]))
+            pairs.generated.append(generated[row["id"]].long())
+            pairs.semantic.append(
+                semantic_to_codec(torch.from_numpy(item["semantic_tokens"]), shards.ratio, frames)
+            )
+        if not pairs.audio:
+            raise SystemExit(
+                f"decoder_tune: no generated codes under {out_dir / 'generated'}: run generate first"
+            )
+        return pairs
+
+    def batch(self, rng: np.random.Generator, size: int, frames: int, hop: int, true_share: float):
+        """(codes [B, Q, frames], semantic [B, frames], audio [B, frames * hop]); crops start on a
+        semantic frame, so codes, tokens and samples stay aligned."""
+        codes, semantic, audio = [], [], []
+        for _ in range(size):
+            n = int(rng.integers(len(self.audio)))
+            source = self.true[n] if rng.random() < true_share else self.generated[n]
+            total = source.shape[1]
+            start = int(rng.integers(max(1, total - frames))) // 2 * 2
+            take = min(frames, total - start)
+            c = torch.zeros(source.shape[0], frames, dtype=torch.long)
+            c[:, :take] = source[:, start : start + take]
+            s = torch.zeros(frames, dtype=torch.long)
+            s[:take] = self.semantic[n][start : start + take]
+            a = np.zeros(frames * hop, dtype=np.float32)
+            piece = self.audio[n][start * hop : (start + frames) * hop].astype(np.float32) / 32768
+            a[: len(piece)] = piece
+            codes.append(c), semantic.append(s), audio.append(torch.from_numpy(a))
+        return torch.stack(codes), torch.stack(semantic), torch.stack(audio)
+
+
+def decode_train(model, codes, semantic):
+    """The decoder's training pass on given codes: [B, Q, T] -> [B, T * hop] (gradients to the decoder)."""
+    B, Q, T = codes.shape
+    with torch.no_grad():
+        latents = model.quantizer.decode(codes.transpose(0, 1).reshape(Q, B * T)).reshape(B, T, -1)
+    return model.decode_latents(latents, semantic)
+
+
+def train(config, base: Path, steps: int, true_share: float, lr: float, shards) -> dict:
+    out_dir, seed = config.out_dir, config.seed
+    model = tuned_model(base, semantic_vocab=config.semantic.clusters)
+    pairs = Pairs.load(out_dir, shards, levels=pairs_levels(out_dir))
+    mel_loss = MelLoss(model.config.sample_rate)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=lr, betas=(0.8, 0.99), weight_decay=0.01)
+    folder = out_dir / "decoder_tune"
+    step, log = load_state(folder / "train_state.pt", model, optimizer)
+    hop, started, window = model.config.hop_length, time.time(), []
+    model.train()
+    while step < steps:
+        rng = np.random.default_rng([seed, step])
+        codes, semantic, wav = pairs.batch(rng, 16, 50, hop, true_share)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            recon = decode_train(model, codes, semantic).float()
+        mel = mel_loss(recon, wav)
+        optimizer_step(model, optimizer, mel + 0.1 * F.l1_loss(recon, wav), cosine_lr(step, steps, lr, 100))
+        step += 1
+        window.append(mel.item())
+        if step % 100 == 0 or step == steps:
+            record(log, step, window, started)
+        if step % 500 == 0 or step == steps:
+            save_state(folder / "train_state.pt", model, optimizer, step, log)
+    model.eval()
+    save_codec(model, folder)
+    stats = {
+        "steps": steps,
+        "true_share": true_share,
+        "lr": lr,
+        "items": len(pairs.audio),
+        "base": str(base),
+        "log": log,
+    }
+    (folder / "train_stats.json").write_text(json.dumps(stats, indent=1))
+    return stats
+
+
+def pairs_levels(out_dir: Path) -> int:
+    meta = json.loads((out_dir / "generated" / "meta.json").read_text())
+    return int(meta["levels"])
+
+
+def main(argv=None) -> int:
+    parser = config_parser(__doc__)
+    parser.add_argument("command", choices=("generate", "train"))
+    parser.add_argument("--soundstorm", type=Path, help="generate: the SoundStorm folder to generate with")
+    parser.add_argument("--shard", default="0/1", help="generate: this part of the items, k/n")
+    parser.add_argument("--items", type=int, default=100000, help="generate: at most this many utterances")
+    parser.add_argument("--base-codec", type=Path, help="train: the codec whose decoder to tune")
+    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--true-share", type=float, default=0.25, help="train: batches of true codes")
+    parser.add_argument("--lr", type=float, default=3e-4)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args(argv)
+    config = config_of(args)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(config.seed)
+    shards = TokenShards(config.out_dir / "shards", "train")
+    if args.command == "generate":
+        from safetensors.torch import save_file
+
+        from soundstorm_cli.models.soundstorm import load_soundstorm
+
+        model = load_soundstorm(args.soundstorm)
+        part, parts = (int(x) for x in args.shard.split("/"))
+        folder = config.out_dir / "generated"
+        folder.mkdir(parents=True, exist_ok=True)
+        started = time.time()
+        codes = generate_part(shards, model, part, parts, args.items, config.seed)
+        save_file(codes, str(folder / f"part-{part}.safetensors"))
+        (folder / "meta.json").write_text(
+            json.dumps({"levels": model.config.levels, "soundstorm": str(args.soundstorm)})
+        )
+        print(json.dumps({"part": part, "items": len(codes), "wall_s": round(time.time() - started, 1)}))
+        return 0
+    if args.base_codec is None:
+        parser.error("train needs --base-codec")
+    stats = train(config, args.base_codec, args.steps, args.true_share, args.lr, shards)
+    print(json.dumps({k: v for k, v in stats.items() if k != "log"}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
