@@ -66,24 +66,16 @@ def generate_part(shards: TokenShards, model, part: int, parts: int, items: int,
 
 def tuned_model(base: Path, semantic_vocab: int):
     """The base codec with a zero-initialised semantic embedding on its decoder; only the decoder trains."""
-    from soundstorm_cli.checkpoints import load_safetensors
-    from soundstorm_cli.models.frame_codec import FrameCodec, FrameCodecConfig
+    from soundstorm_cli.codec import load_codec
+    from soundstorm_cli.models.frame_codec import FrameCodec
 
-    raw = json.loads((base / "config.json").read_text())
-    config = FrameCodecConfig(**raw)
-    if config.semantic_vocab:
+    base_model = load_codec(base).model  # safetensors only, its weights checked against its config
+    if base_model.config.semantic_vocab:
         raise SystemExit(f"decoder_tune: {base} is already conditioned on semantic tokens")
-    config = dataclasses.replace(config, semantic_vocab=semantic_vocab, semantic_encoder=False)
+    config = dataclasses.replace(base_model.config, semantic_vocab=semantic_vocab, semantic_encoder=False)
     model = FrameCodec(config)
-    state = {
-        k: v.float() if v.is_floating_point() else v
-        for k, v in load_safetensors(base / "model.safetensors").items()
-    }
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if unexpected or any(
-        k.startswith(("encoder", "quantizer.layers")) and k.endswith("weight") for k in missing
-    ):
-        raise SystemExit(f"decoder_tune: {base} does not fit its config ({missing}, {unexpected})")
+    missing, _ = model.load_state_dict(base_model.state_dict(), strict=False)  # all but the new table
+    assert missing == ["semantic_decoder.weight"], missing
     torch.nn.init.zeros_(model.semantic_decoder.weight)
     for name, param in model.named_parameters():
         param.requires_grad = name.split(".")[0] in TRAINABLE
@@ -98,6 +90,7 @@ class Pairs:
     true: list
     generated: list
     semantic: list
+    ratio: int  # codec frames per semantic frame
 
     @classmethod
     def load(cls, out_dir: Path, shards: TokenShards, levels: int) -> Pairs:
@@ -107,7 +100,7 @@ class Pairs:
         for part in sorted((out_dir / "generated").glob("part-*.safetensors")):
             generated.update(load_file(str(part)))
         paths = {r["id"]: r["path"] for r in read_manifest(out_dir, "train")}
-        pairs = cls([], [], [], [])
+        pairs = cls([], [], [], [], shards.ratio)
         for n, row in enumerate(shards.items):
             if row["id"] not in generated or row["id"] not in paths:
                 continue
@@ -133,7 +126,7 @@ class Pairs:
             n = int(rng.integers(len(self.audio)))
             source = self.true[n] if rng.random() < true_share else self.generated[n]
             total = source.shape[1]
-            start = int(rng.integers(max(1, total - frames))) // 2 * 2
+            start = int(rng.integers(max(1, total - frames))) // self.ratio * self.ratio
             take = min(frames, total - start)
             c = torch.zeros(source.shape[0], frames, dtype=torch.long)
             c[:, :take] = source[:, start : start + take]

@@ -319,8 +319,8 @@ class Synthesizer:
                 self.bundle, "codec", "semantic", levels=levels, rate=self.codec.sample_rate
             )
         entry = prompt_cache.key(samples, self._prompt_identity)
-        cached = prompt_cache.load(entry)
-        if cached is not None and cached[0].shape[0] == levels:
+        cached = prompt_cache.load(entry)  # the key holds the levels, the codec and the tokenizer
+        if cached is not None:
             return cached
         semantic = self.semantic.tokenize([self.to_16k(samples)])[0]
         given = semantic if self.codec.needs_semantic else None  # a codec conditioned on them
@@ -444,6 +444,7 @@ class Synthesizer:
         def decode(codes):
             return self.decode_codes(codes, semantic)
 
+        spoken = _turn_spans(len(turns), segments, spans)
         checks = None
         if options.checking:
             started = time.perf_counter()
@@ -451,6 +452,7 @@ class Synthesizer:
                 turns,
                 segments,
                 spans,
+                spoken,
                 codes,
                 decode,
                 lambda k: self.acoustic(segments, tokens, prompts, speakers, seed + k, options, report),
@@ -468,12 +470,10 @@ class Synthesizer:
         timings["total"] = sum(v for k, v in timings.items() if k != "load")
         timings = {k: round(v, 3) for k, v in timings.items()}
         rate = self.codec.frame_rate
-        turn_timings = []
-        for index, turn in enumerate(turns):
-            own = [spans[i] for i, s in enumerate(segments) if s.turn == index]
-            turn_timings.append(
-                TurnTiming(turn.speaker, turn.text, round(own[0][0] / rate, 3), round(own[-1][1] / rate, 3))
-            )
+        turn_timings = [
+            TurnTiming(turn.speaker, turn.text, round(first / rate, 3), round(last / rate, 3))
+            for turn, (first, last) in zip(turns, spoken, strict=True)
+        ]
         return Synthesis(
             audio=audio,
             sample_rate=self.codec.sample_rate,
@@ -488,7 +488,7 @@ class Synthesizer:
             checks=checks,
         )
 
-    def _check_turns(self, turns, segments, spans, codes, decode, render, options, report):
+    def _check_turns(self, turns, segments, spans, spoken, codes, decode, render, options, report):
         """`turncheck.best_of_tries` over this render: (codes, checks, forward passes of the retries)."""
         from soundstorm_cli.turncheck import best_of_tries, turn_frames
 
@@ -497,10 +497,7 @@ class Synthesizer:
 
             self._transcriber = Transcriber()
         hop = self.codec.hop_length
-        spoken = []
-        for index, turn in enumerate(turns):
-            own = [spans[i] for i, s in enumerate(segments) if s.turn == index]
-            spoken.append((turn.speaker, turn.text, (own[0][0] * hop, own[-1][1] * hop)))
+        heard = [(t.speaker, t.text, (a * hop, b * hop)) for t, (a, b) in zip(turns, spoken, strict=True)]
         ranges = turn_frames([s.turn for s in segments], spans, codes.shape[1])
         passes = []
 
@@ -516,7 +513,7 @@ class Synthesizer:
             return self._transcriber(piece, self.codec.sample_rate)
 
         best, checks = best_of_tries(
-            attempt, decode, hear, spoken, ranges, options.retries, options.check_threshold
+            attempt, decode, hear, heard, ranges, options.retries, options.check_threshold
         )
         return best, checks, sum(passes)
 
@@ -592,6 +589,16 @@ class Synthesizer:
             codes = result.codes
         report("SoundStorm", config.levels, config.levels)
         return codes.cpu(), semantic, spans, result.forward_passes
+
+
+def _turn_spans(count: int, segments: list[Segment], spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Each turn's spoken frames: from its first segment's first frame to its last segment's last."""
+    firsts: dict[int, int] = {}
+    lasts: dict[int, int] = {}
+    for segment, (start, end) in zip(segments, spans, strict=True):
+        firsts.setdefault(segment.turn, start)
+        lasts[segment.turn] = end
+    return [(firsts[n], lasts[n]) for n in range(count)]
 
 
 def _peak_memory_mb(device) -> float:
