@@ -9,7 +9,7 @@ fixed; the AR baseline always emits T x Q tokens), so both are random-init and t
 this runs where no bundle, codec or Whisper is at hand (a lent GPU). `soundstorm bench` times the
 whole chain with the shipped bundle.
 
-`--train-step` also times one SoundStorm training step (AdamW, bf16 autocast, the paper's mask) at
+`--train-step` also times one SoundStorm training step (AdamW, the paper's mask) at
 each size, with its peak GPU memory: what `pipelines/configs/base.yaml` costs a GPU user.
 
 Sizes: `tiny` is the embedded bundle's (d=256, 6 layers, 4 levels); `base` is the paper's
@@ -27,6 +27,7 @@ from soundstorm_cli.bench import _median_time, _sync
 from soundstorm_cli.decoding import DecodingOptions, PromptTokens, decode_prompted
 from soundstorm_cli.models.ar_baseline import ARBaseline, ARConfig
 from soundstorm_cli.models.soundstorm import SoundStorm, SoundStormConfig, soundstorm_loss
+from soundstorm_cli.runtime import PRECISIONS, autocast, resolve_precision
 from soundstorm_cli.voices import REFERENCE_PROMPT_S
 
 FRAME_RATE = 50  # codec frames a second (the tiny codec's; EnCodec 24 kHz is 75)
@@ -53,7 +54,7 @@ def models(size: str, window: int, device: torch.device) -> tuple[SoundStorm, AR
     return storm, ar.eval()
 
 
-def generation(size: str, seconds: float, runs: int, device: torch.device, bf16: bool) -> dict:
+def generation(size: str, seconds: float, runs: int, device: torch.device, precision: str) -> dict:
     P, T = int(REFERENCE_PROMPT_S * FRAME_RATE), int(seconds * FRAME_RATE)
     storm, ar = models(size, P + T, device)
     Q, K = storm.config.levels, storm.config.codebook_size
@@ -62,18 +63,17 @@ def generation(size: str, seconds: float, runs: int, device: torch.device, bf16:
     speakers = torch.ones(P + T, dtype=torch.long, device=device)
     prompt = torch.randint(0, K, (Q, P), generator=g).to(device)
     decoding = DecodingOptions.paper(Q)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
 
     @torch.no_grad()
     def soundstorm():
-        with autocast:  # the model's window is P + T: one pass, as `say` renders it
+        with autocast(device, precision):  # the model's window is P + T: one pass, as `say` renders it
             return decode_prompted(
                 storm, semantic[P:], speakers[P:], [PromptTokens(prompt, semantic[:P], 1)], decoding, 0
             )
 
     @torch.no_grad()
     def autoregressive(frames: int = P + T):
-        with autocast:
+        with autocast(device, precision):
             return ar.generate(semantic[:frames], speakers[:frames], prompt)
 
     storm_s = _timed(soundstorm, runs, device)
@@ -92,7 +92,9 @@ def generation(size: str, seconds: float, runs: int, device: torch.device, bf16:
     }
 
 
-def train_step(size: str, frames: int, seconds: float, runs: int, device: torch.device) -> dict:
+def train_step(
+    size: str, frames: int, seconds: float, runs: int, device: torch.device, precision: str
+) -> dict:
     """One AdamW step on `frames` padded frames in windows of `seconds` (random tokens)."""
     T = int(seconds * FRAME_RATE)
     B = max(1, frames // T)
@@ -111,7 +113,7 @@ def train_step(size: str, frames: int, seconds: float, runs: int, device: torch.
 
     def step():
         optimizer.zero_grad(set_to_none=True)
-        with torch.autocast(device.type, dtype=torch.bfloat16):
+        with autocast(device, precision):
             loss = soundstorm_loss(storm, batch)[0]
         loss.backward()
         optimizer.step()
@@ -135,15 +137,16 @@ def main() -> None:
     parser.add_argument("--sizes", default="tiny,base")
     parser.add_argument("--durations", default="10,30")
     parser.add_argument("--runs", type=int, default=2)
-    parser.add_argument("--fp32", action="store_true")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto", help="auto: bf16 where native")
     parser.add_argument("--train-step", action="store_true")
     parser.add_argument("--frames", type=int, default=16000, help="padded frames per training step")
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args()
     device = torch.device(args.device)
+    precision = resolve_precision(args.precision, device)
     report = {
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-        "dtype": "fp32" if args.fp32 else "bf16",
+        "dtype": precision,
         "torch": torch.__version__,
         "generation": [],
         "training": [],
@@ -158,9 +161,9 @@ def main() -> None:
 
     for size in args.sizes.split(","):
         for seconds in [float(d) for d in args.durations.split(",")]:
-            add("generation", generation(size, seconds, args.runs, device, not args.fp32))
+            add("generation", generation(size, seconds, args.runs, device, precision))
         if args.train_step:
-            add("training", train_step(size, args.frames, 30.0, args.runs + 3, device))
+            add("training", train_step(size, args.frames, 30.0, args.runs + 3, device, precision))
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ def main(argv=None) -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--top", type=int, default=12)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--precision", default="auto", help="auto (bf16 where native), bf16 or fp32")
     parser.add_argument("--memory", action="store_true", help="peak RSS of a short and a long render")
     parser.add_argument("--repeat", type=int, default=6, help="--memory: the long script's repeats")
     parser.add_argument("--render-once", type=int, help=argparse.SUPPRESS)  # --memory's child: N repeats
@@ -49,21 +50,23 @@ def main(argv=None) -> int:
     import torch
 
     from soundstorm_cli.script import read_script
-    from soundstorm_cli.synthesize import Synthesizer
+    from soundstorm_cli.synthesize import SynthesisOptions, Synthesizer
 
     imported = time.perf_counter() - started
+    options = SynthesisOptions(precision=args.precision).check()
     synth = Synthesizer.from_checkpoint(args.checkpoint, device="cpu")
     cold_load = synth.load_s
     script = read_script(args.script)
-    first = synth.dialogue(script, seed=0)  # also the warm-up
-    runs = [synth.dialogue(script, seed=0) for _ in range(args.runs)]
+    first = synth.dialogue(script, seed=0, options=options)  # also the warm-up
+    runs = [synth.dialogue(script, seed=0, options=options) for _ in range(args.runs)]
     rows = {stage: statistics.median(r.timings[stage] for r in runs) for stage in STAGES}
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
-        synth.dialogue(script, seed=0)
+        synth.dialogue(script, seed=0, options=options)
     ops = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)[: args.top]
     report = {
         "audio_s": round(runs[0].duration_s, 2),
         "threads": torch.get_num_threads(),
+        "precision": runs[0].precision,
         "import_s": round(imported, 3),
         "load_s": round(cold_load, 3),
         "first_render_s": {k: round(first.timings[k], 3) for k in STAGES},
@@ -78,7 +81,8 @@ def main(argv=None) -> int:
         print(json.dumps(report))
         return 0
     print(
-        f"{args.script}: {report['audio_s']} s of audio, {report['threads']} threads, median of {args.runs}"
+        f"{args.script}: {report['audio_s']} s of audio, {report['threads']} threads, "
+        f"{report['precision']}, median of {args.runs}"
     )
     print("| stage | first render, s | later renders, s |\n|---|---|---|")
     print(f"| import | {report['import_s']} | |\n| load | {report['load_s']} | |")

@@ -32,8 +32,10 @@ from soundstorm_cli.models.frame_codec import (
     log_mel,
     mel_basis,
 )
+from soundstorm_cli.runtime import native_bf16
 
 MEL_RESOLUTIONS = ((512, 128, 64), (1024, 256, 80), (2048, 512, 128))  # (n_fft, hop, mels)
+CPU = torch.device("cpu")
 TRAIN_HOURS = 4.0  # audio held in memory for random crops
 
 
@@ -174,7 +176,7 @@ def run(config: DataConfig, progress=None) -> dict:
         wav = random_batch(clips, c.batch_size, samples, rng, semantic, model.config.hop_length)
         wav, tokens = wav if semantic is not None else (wav, None)
         num_levels = int(rng.integers(1, c.model.levels + 1)) if rng.random() < 0.5 else None
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=c.autocast_bf16):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=c.autocast_bf16 and native_bf16(CPU)):
             recon, _, commit = model(wav, num_levels, tokens)
         recon = recon.float()
         mel = mel_loss(recon, wav[:, : recon.shape[-1]])

@@ -56,7 +56,7 @@ class CodecConfig:
     segment_s: float = 1.0
     lr: float = 1e-3
     threads: int = 1
-    autocast_bf16: bool = True  # bf16 matmuls on CPUs with AVX512-BF16/AMX: ~2x faster steps here
+    autocast_bf16: bool = True  # bf16 matmuls where native (AVX512-BF16/AMX, CUDA): ~2x faster steps
     model: FrameCodecConfig = field(default_factory=FrameCodecConfig)  # width, levels, codebook_size, ...
     # condition the codec on the semantic tokens (models/frame_codec.py: semantic_vocab): its levels then
     # carry only the acoustic detail, and decoding needs the semantic tokens too

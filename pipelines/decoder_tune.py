@@ -37,8 +37,10 @@ from pipelines.config import config_of, config_parser
 from pipelines.manifest import read_manifest
 from pipelines.shards import TokenShards
 from pipelines.training import cosine_lr, load_state, optimizer_step, save_state
+from soundstorm_cli.runtime import native_bf16
 from soundstorm_cli.semantic import semantic_to_codec
 
+CPU = torch.device("cpu")
 PROMPT_FRAMES = 150  # 3 s at 50 Hz, as the evaluation prompts
 TRAINABLE = ("decoder_in", "decoder", "decoder_norm", "head", "semantic_decoder")
 
@@ -58,7 +60,7 @@ def generate_part(shards: TokenShards, model, part: int, parts: int, items: int,
             continue
         frames = item["codes"].shape[1]
         semantic = semantic_to_codec(torch.from_numpy(item["semantic_tokens"]), ratio, frames)
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=native_bf16(CPU)):
             codes = generate(model, [prompt], semantic, torch.ones(frames, dtype=torch.long), seed + n)
         out[item["id"]] = codes.to(torch.int16).contiguous()
     return out
@@ -161,7 +163,7 @@ def train(config, base: Path, steps: int, true_share: float, lr: float, shards) 
     while step < steps:
         rng = np.random.default_rng([seed, step])
         codes, semantic, wav = pairs.batch(rng, 16, 50, hop, true_share)
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=native_bf16(CPU)):
             recon = decode_train(model, codes, semantic).float()
         mel = mel_loss(recon, wav)
         optimizer_step(model, optimizer, mel + 0.1 * F.l1_loss(recon, wav), cosine_lr(step, steps, lr, 100))

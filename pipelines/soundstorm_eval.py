@@ -6,7 +6,8 @@
    similarity to the prompt of both.
 2. Held-out two-speaker dialogues rendered in one pass with one 3 s prompt per
    speaker: the share of turns closer in voice to their own speaker's prompt, and
-   the same share for the real turns (codec resynthesis): the test's ceiling.
+   the same share for the real turns (codec resynthesis): the test's ceiling; and
+   each turn's CER, of SoundStorm's audio and of the resynthesis.
 Writes `soundstorm/eval.json` under the data set's out_dir.
 """
 
@@ -150,6 +151,8 @@ def _dialogues(ev: Evaluation, count: int) -> list[dict]:
                 {
                     "dialogue": item["id"],
                     "duration_s": item["duration_s"],
+                    "cer": cer(turn["text"], ev.asr(audio[span])),
+                    "cer_resynthesis": cer(turn["text"], ev.asr(resynthesis[span])),
                     "own": scores[own],
                     "other": scores[1 - own],
                     "right": scores[own] > scores[1 - own],
@@ -215,12 +218,14 @@ def main(argv=None) -> int:
         "turns_right": _mean(dialogues, "right"),
         "turns_right_resynthesis": _mean(dialogues, "right_resynthesis"),
         "turns": len(dialogues),
+        "turn_cer": _mean(dialogues, "cer"),
+        "turn_cer_resynthesis": _mean(dialogues, "cer_resynthesis"),
         "dialogue_rows": dialogues,
         "wall_s": round(time.time() - started, 1),
         "decoding": dataclasses.asdict(ev.options) | {"seed": "per item"},
     }
     (args.report or out / "eval.json").write_text(json.dumps(report, indent=1))
-    brief = ("single", "turns_right", "turns_right_resynthesis", "turns")
+    brief = ("single", "turns_right", "turns_right_resynthesis", "turns", "turn_cer", "turn_cer_resynthesis")
     print(json.dumps({k: report[k] for k in brief}, indent=1))
     return 0
 

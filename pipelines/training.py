@@ -84,10 +84,12 @@ def _collective_device() -> torch.device:
 
 
 def autocast(enabled: bool):
-    """bf16 autocast on the device training runs on (CUDA when present, else the CPU)."""
-    return torch.autocast(
-        "cuda" if torch.cuda.is_available() else "cpu", dtype=torch.bfloat16, enabled=enabled
-    )
+    """bf16 autocast on the device training runs on (CUDA when present, else the CPU), where that device
+    runs bf16 natively (`runtime.native_bf16`); elsewhere bf16 is emulated, slower than fp32, so fp32."""
+    from soundstorm_cli.runtime import native_bf16
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled and native_bf16(device))
 
 
 def accumulated_step(model, optimizer, lr: float, micro_losses, ddp=None, clip: float = 1.0) -> float:

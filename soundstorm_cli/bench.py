@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from soundstorm_cli.errors import InputError
+from soundstorm_cli.runtime import autocast, resolve_precision
 from soundstorm_cli.voices import REFERENCE_PROMPT_S
 
 
@@ -74,7 +75,7 @@ def run_bench(
     ar_weights: str,
     durations: list[float],
     runs: int = 3,
-    bf16: bool = True,
+    precision: str = "auto",
     seed: int = 0,
     progress=None,
 ) -> BenchReport:
@@ -94,12 +95,10 @@ def run_bench(
     prompt = [PromptTokens(voice.codes, p_sem, 1)]
     decoding = DecodingOptions.paper(levels, seed=seed)
     overlap = overlap_frames(storm.config.window, codec.frame_rate)
-    autocast = torch.autocast(
-        device.type, dtype=torch.bfloat16, enabled=bf16 and device.type in ("cpu", "cuda")
-    )
+    precision = resolve_precision(precision, device)  # both generators run in it
     report = BenchReport(
         device=str(device),
-        dtype="bf16" if bf16 else "fp32",
+        dtype=precision,
         threads=torch.get_num_threads(),
         cpu=platform.processor() or platform.machine(),
         ar_weights=ar_weights,
@@ -112,13 +111,13 @@ def run_bench(
         speakers = torch.ones(P + T, dtype=torch.long, device=device)
 
         def soundstorm(semantic=semantic, speakers=speakers):
-            with autocast:  # what `say` runs: one window, or window by window past the trained length
+            with autocast(device, precision):  # as `say` runs: one window, or window by window past it
                 result = decode_prompted(storm, semantic[P:], speakers[P:], prompt, decoding, overlap)
             _sync(device)
             return result
 
         def ar(semantic=semantic, speakers=speakers):
-            with autocast:
+            with autocast(device, precision):
                 out = ar_model.generate(semantic, speakers, voice.codes.to(device), seed=seed)
             _sync(device)
             return out

@@ -178,7 +178,15 @@ IterationsOpt = Annotated[
 TemperatureOpt = Annotated[
     float, typer.Option("--temperature", help="SoundStorm sampling temperature (annealed to 0 per level).")
 ]
-Fp32Opt = Annotated[bool, typer.Option("--fp32", help="Full precision instead of bf16 autocast.")]
+PrecisionOpt = Annotated[
+    str,
+    typer.Option(
+        "--precision",
+        help="SoundStorm's matmuls: auto (bf16 where the device runs it natively: CUDA, CPUs with "
+        "AVX512-BF16 or AMX; else fp32), bf16 or fp32.",
+    ),
+]
+Fp32Opt = Annotated[bool, typer.Option("--fp32", help="The same as --precision fp32.")]
 TimingsOpt = Annotated[
     Path | None, typer.Option("--timings", help="Also write the turns as subtitles (.srt or .vtt).")
 ]
@@ -251,6 +259,7 @@ class RenderFlags(RunFlags):
     frontend: str
     iterations: str | None
     temperature: float
+    precision: str
     fp32: bool
     timings: Path | None
     stereo: bool
@@ -279,7 +288,7 @@ class RenderFlags(RunFlags):
             frontend=self.frontend,
             iterations=steps,
             temperature=self.temperature,
-            bf16=not self.fp32,
+            precision="fp32" if self.fp32 else self.precision,
             check_turns=self.check,
             retries=self.retries,
             check_threshold=self.check_threshold,
@@ -314,6 +323,7 @@ def _render_flags(
     frontend: FrontendOpt = "auto",
     iterations: IterationsOpt = None,
     temperature: TemperatureOpt = 1.0,
+    precision: PrecisionOpt = "auto",
     fp32: Fp32Opt = False,
     timings: TimingsOpt = None,
     stereo: StereoOpt = False,
@@ -435,6 +445,7 @@ def _render(run, output: Path, timings: Path | None, quiet: bool, json_out: bool
         "sample_rate": result.sample_rate,
         "seed": result.seed,
         "device": result.device,
+        "precision": result.precision,
         "frontend": result.frontend,
         "timings_s": result.timings,
         "rtf": round(result.rtf, 4),
@@ -673,6 +684,7 @@ def bench(
         int, typer.Option("--runs", min=1, max=100, help="Timed runs per point (median reported).")
     ] = 3,
     plot: Annotated[Path | None, typer.Option("--plot", help="Write time vs duration as a PNG.")] = None,
+    precision: PrecisionOpt = "auto",
     fp32: Fp32Opt = False,
     *,
     flags: RunFlags,
@@ -687,7 +699,8 @@ def bench(
 
     def timed(ar_model, weights, progress):
         weights += "" if weights == "trained" else ", timing only"
-        return run_bench(synth, ar_model, weights, seconds, runs, not fp32, flags.seed, progress)
+        chosen = "fp32" if fp32 else precision
+        return run_bench(synth, ar_model, weights, seconds, runs, chosen, flags.seed, progress)
 
     report = _against_ar_baseline(synth, "timing a random-init one of the same size", flags.silent, timed)
     if plot is not None:

@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from soundstorm_cli.errors import InputError
+from soundstorm_cli.runtime import autocast, resolve_precision
 from soundstorm_cli.voices import REFERENCE_PROMPT_S
 
 SYSTEMS = ("original", "codec", "soundstorm", "ar_baseline")
@@ -91,7 +92,7 @@ def evaluate(
         speakers = torch.ones(T, dtype=torch.long, device=device)
         semantic = semantic.to(device)
         prompt = [PromptTokens(codes[:, :P].to(device), semantic[:P], 1)]
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type in ("cpu", "cuda")):
+        with autocast(device, resolve_precision("auto", device)):
             continuation = decode_prompted(
                 storm,
                 semantic[P:],

@@ -29,6 +29,7 @@ import numpy as np
 
 from soundstorm_cli.errors import InputError, ModelNotAvailableError, ScriptError
 from soundstorm_cli.frontends import FRONTENDS
+from soundstorm_cli.runtime import PRECISIONS, autocast, resolve_precision
 from soundstorm_cli.script import Pause, Script, Turn, script_error
 from soundstorm_cli.semantic import SAMPLE_RATE, SEMANTIC_RATE
 from soundstorm_cli.text import MAX_SPEAKERS, READS, normalize, quoted
@@ -58,7 +59,7 @@ class SynthesisOptions:
     temperature: float = 1.0  # SoundStorm sampling temperature, annealed to 0 within a level
     t2s_temperature: float = 0.8
     t2s_top_k: int = 50
-    bf16: bool = True  # bf16 autocast for SoundStorm (CPU with AVX512-BF16/AMX, CUDA)
+    precision: str = "auto"  # SoundStorm's matmuls: auto (bf16 where the device runs it natively), bf16, fp32
     overlap_s: float = 2.0  # windowed decoding: frames of the previous window given as prompt
     turn_gap_s: float = 0.3  # silence between two turns (the corpus's dialogues have 0.15-0.6 s)
     check_turns: bool = False  # hear every turn with Whisper and report its word recall (`turncheck.py`)
@@ -69,6 +70,8 @@ class SynthesisOptions:
         check_prompt_seconds(self.prompt_seconds)
         if self.frontend not in FRONTENDS:
             raise InputError(f"front end '{self.frontend}': use one of {', '.join(FRONTENDS)}")
+        if self.precision not in PRECISIONS:
+            raise InputError(f"precision '{self.precision}': use one of {', '.join(PRECISIONS)}")
         check_temperature(self.temperature)
         check_temperature(self.t2s_temperature, "T2S temperature")
         if self.t2s_top_k < 1:
@@ -110,6 +113,7 @@ class Synthesis:
     seed: int
     device: str
     frontend: str
+    precision: str = "fp32"  # what SoundStorm ran in: bf16 or fp32
     forward_passes: int = 0
     peak_memory_mb: float = 0.0
     warnings: list[str] = field(default_factory=list)
@@ -481,6 +485,7 @@ class Synthesizer:
             timings=timings,
             seed=seed,
             device=str(self.device),
+            precision=resolve_precision(options.precision, self.device),
             frontend=frontend,
             forward_passes=passes,
             peak_memory_mb=_peak_memory_mb(self.device),
@@ -574,9 +579,7 @@ class Synthesizer:
         decoding = DecodingOptions(iterations=iterations, temperature=options.temperature, seed=seed)
         device = self.device
         report("SoundStorm", 0, config.levels)
-        with torch.autocast(
-            device.type, dtype=torch.bfloat16, enabled=options.bf16 and device.type in ("cpu", "cuda")
-        ):
+        with autocast(device, resolve_precision(options.precision, device)):
             result = decode_prompted(
                 self.soundstorm,
                 semantic.to(device),

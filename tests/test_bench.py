@@ -19,6 +19,8 @@ def test_bench_json_at_toy_size(cli, tiny_bundle, tmp_path):
         "--json",
         "--device",
         "cpu",
+        "--precision",
+        "bf16",
     )
     assert code == 0, stderr
     report = json.loads(stdout)

@@ -7,9 +7,11 @@ import json
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 from conftest import voice_like
 
 from soundstorm_cli.errors import AudioError, InputError, ScriptError
+from soundstorm_cli.runtime import resolve_precision
 from soundstorm_cli.script import parse_script
 from soundstorm_cli.synthesize import SynthesisOptions, Synthesizer, segments_of
 from soundstorm_cli.voices import trim_silence
@@ -168,8 +170,23 @@ def test_cli_dialogue_writes_audio_json_and_subtitles(cli, tiny_bundle, tmp_path
     assert [t["speaker"] for t in summary["turns"]] == ["A", "B"]
     assert summary["rtf"] > 0 and summary["peak_memory_mb"] > 0
     assert set(summary["timings_s"]) >= {"load", "t2s", "acoustic", "decode", "total"}
+    assert summary["precision"] == resolve_precision("auto", torch.device("cpu"))  # what SoundStorm ran in
     assert "warning: speaker A has no voice" in stderr
     assert srt.read_text().startswith("1\n00:00:00,000 --> ")
+
+
+def test_precision_flags_choose_what_soundstorm_runs_in(cli, tiny_bundle, tmp_path):
+    """--fp32 is --precision fp32 (the same audio); bf16 is honoured and reported."""
+    rendered = {}
+    for name, flags in (("p", ("--precision", "fp32")), ("f", ("--fp32",)), ("b", ("--precision", "bf16"))):
+        out = tmp_path / f"{name}.wav"
+        code, stdout, stderr = cli(
+            "say", "Hello there.", "-o", out, "--checkpoint", tiny_bundle, "--json", *flags
+        )
+        assert code == 0, stderr
+        rendered[name] = (json.loads(stdout)["precision"], out.read_bytes())
+    assert rendered["p"] == rendered["f"] and rendered["p"][0] == "fp32"
+    assert rendered["b"][0] == "bf16"
 
 
 def test_cli_say_replaces_an_existing_output_only_when_done(cli, tiny_bundle, tmp_path):
