@@ -466,7 +466,8 @@ def _render(run, output: Path, timings: Path | None, quiet: bool, json_out: bool
             print(f"turn {c.turn + 1} [{c.speaker}]: {c.recall:.0%} of the words heard{tries}: {c.heard!r}")
         print(
             f"wrote {output}: {result.duration_s:.1f} s of audio in {result.timings['total']:.1f} s "
-            f"(RTF {result.rtf:.3f}; models loaded in {result.timings['load']:.1f} s)"
+            f"(RTF {result.rtf:.3f}, {result.device} {result.precision}; models loaded in "
+            f"{result.timings['load']:.1f} s)"
         )
 
 

@@ -187,6 +187,10 @@ def test_precision_flags_choose_what_soundstorm_runs_in(cli, tiny_bundle, tmp_pa
         rendered[name] = (json.loads(stdout)["precision"], out.read_bytes())
     assert rendered["p"] == rendered["f"] and rendered["p"][0] == "fp32"
     assert rendered["b"][0] == "bf16"
+    code, stdout, stderr = cli("say", "Hi.", "-o", tmp_path / "x.wav", "--checkpoint", tiny_bundle, "--fp32")
+    assert code == 0 and "(RTF " in stdout and "cpu fp32" in stdout, (
+        stdout + stderr
+    )  # said without --json too
 
 
 def test_cli_say_replaces_an_existing_output_only_when_done(cli, tiny_bundle, tmp_path):
