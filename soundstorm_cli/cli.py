@@ -100,6 +100,12 @@ class Device(str, Enum):
     mps = "mps"
 
 
+class Precision(str, Enum):
+    auto = "auto"
+    bf16 = "bf16"
+    fp32 = "fp32"
+
+
 # Shared options, one definition each (as the `hf` CLI does).
 OutputOpt = Annotated[
     Path, typer.Option("-o", "--output", help="Output audio; format from the extension: .wav, .flac, .ogg.")
@@ -179,7 +185,7 @@ TemperatureOpt = Annotated[
     float, typer.Option("--temperature", help="SoundStorm sampling temperature (annealed to 0 per level).")
 ]
 PrecisionOpt = Annotated[
-    str,
+    Precision,
     typer.Option(
         "--precision",
         help="SoundStorm's matmuls: auto (bf16 where the device runs it natively: CUDA, CPUs with "
@@ -259,7 +265,7 @@ class RenderFlags(RunFlags):
     frontend: str
     iterations: str | None
     temperature: float
-    precision: str
+    precision: Precision
     fp32: bool
     timings: Path | None
     stereo: bool
@@ -288,7 +294,7 @@ class RenderFlags(RunFlags):
             frontend=self.frontend,
             iterations=steps,
             temperature=self.temperature,
-            precision="fp32" if self.fp32 else self.precision,
+            precision="fp32" if self.fp32 else Precision(self.precision).value,
             check_turns=self.check,
             retries=self.retries,
             check_threshold=self.check_threshold,
@@ -323,7 +329,7 @@ def _render_flags(
     frontend: FrontendOpt = "auto",
     iterations: IterationsOpt = None,
     temperature: TemperatureOpt = 1.0,
-    precision: PrecisionOpt = "auto",
+    precision: PrecisionOpt = Precision.auto,
     fp32: Fp32Opt = False,
     timings: TimingsOpt = None,
     stereo: StereoOpt = False,
@@ -685,7 +691,7 @@ def bench(
         int, typer.Option("--runs", min=1, max=100, help="Timed runs per point (median reported).")
     ] = 3,
     plot: Annotated[Path | None, typer.Option("--plot", help="Write time vs duration as a PNG.")] = None,
-    precision: PrecisionOpt = "auto",
+    precision: PrecisionOpt = Precision.auto,
     fp32: Fp32Opt = False,
     *,
     flags: RunFlags,
@@ -700,7 +706,7 @@ def bench(
 
     def timed(ar_model, weights, progress):
         weights += "" if weights == "trained" else ", timing only"
-        chosen = "fp32" if fp32 else precision
+        chosen = "fp32" if fp32 else Precision(precision).value
         return run_bench(synth, ar_model, weights, seconds, runs, chosen, flags.seed, progress)
 
     report = _against_ar_baseline(synth, "timing a random-init one of the same size", flags.silent, timed)

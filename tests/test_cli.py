@@ -66,7 +66,7 @@ def test_commands_without_models_say_so_and_fail(tmp_path, cli, args):
         (("say", "hi", "--device", "gpu"), "--device"),
         (("say", "hi", "--seed", "-1"), "--seed"),
         (("say", "   "), "empty"),
-        (("say", "hi", "--precision", "fp16"), "precision 'fp16'"),
+        (("say", "hi", "--precision", "fp16"), "--precision"),
         (("bench", "--durations", "5,-3"), "--durations"),
         (("bench", "--durations", "abc"), "--durations"),
         (("bench", "--runs", "0"), "--runs"),
