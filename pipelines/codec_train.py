@@ -35,7 +35,6 @@ from soundstorm_cli.models.frame_codec import (
 from soundstorm_cli.runtime import native_bf16
 
 MEL_RESOLUTIONS = ((512, 128, 64), (1024, 256, 80), (2048, 512, 128))  # (n_fft, hop, mels)
-CPU = torch.device("cpu")
 TRAIN_HOURS = 4.0  # audio held in memory for random crops
 
 
@@ -170,13 +169,14 @@ def run(config: DataConfig, progress=None) -> dict:
     step, log = load_state(state_path, model, optimizer)
     samples = int(c.segment_s * config.sample_rate)
     started, window = time.time(), []
+    bf16 = c.autocast_bf16 and native_bf16(torch.device("cpu"))  # emulated bf16 is slower than fp32
     model.train()
     while step < c.steps:
         rng = np.random.default_rng([config.seed, step])
         wav = random_batch(clips, c.batch_size, samples, rng, semantic, model.config.hop_length)
         wav, tokens = wav if semantic is not None else (wav, None)
         num_levels = int(rng.integers(1, c.model.levels + 1)) if rng.random() < 0.5 else None
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=c.autocast_bf16 and native_bf16(CPU)):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             recon, _, commit = model(wav, num_levels, tokens)
         recon = recon.float()
         mel = mel_loss(recon, wav[:, : recon.shape[-1]])

@@ -51,7 +51,7 @@ def generate_part(shards: TokenShards, model, part: int, parts: int, items: int,
 
     ratio, levels = model.config.semantic_ratio, model.config.levels
     singles = [i for i, r in enumerate(shards.items) if r["kind"] == "single"][:items]
-    out = {}
+    bf16, out = native_bf16(CPU), {}
     for n in singles[part::parts]:
         item = shards[n]
         rng = np.random.default_rng([seed, n])
@@ -60,7 +60,7 @@ def generate_part(shards: TokenShards, model, part: int, parts: int, items: int,
             continue
         frames = item["codes"].shape[1]
         semantic = semantic_to_codec(torch.from_numpy(item["semantic_tokens"]), ratio, frames)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=native_bf16(CPU)):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             codes = generate(model, [prompt], semantic, torch.ones(frames, dtype=torch.long), seed + n)
         out[item["id"]] = codes.to(torch.int16).contiguous()
     return out
@@ -159,11 +159,12 @@ def train(config, base: Path, steps: int, true_share: float, lr: float, shards) 
     folder = out_dir / "decoder_tune"
     step, log = load_state(folder / "train_state.pt", model, optimizer)
     hop, started, window = model.config.hop_length, time.time(), []
+    bf16 = native_bf16(CPU)
     model.train()
     while step < steps:
         rng = np.random.default_rng([seed, step])
         codes, semantic, wav = pairs.batch(rng, 16, 50, hop, true_share)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=native_bf16(CPU)):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             recon = decode_train(model, codes, semantic).float()
         mel = mel_loss(recon, wav)
         optimizer_step(model, optimizer, mel + 0.1 * F.l1_loss(recon, wav), cosine_lr(step, steps, lr, 100))
