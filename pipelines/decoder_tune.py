@@ -1,6 +1,7 @@
 """Teach the codec's decoder to render what SoundStorm generates, with the words from the semantic tokens.
 
     python -m pipelines.decoder_tune generate --config C --out-dir D --soundstorm S [--shard k/n] [--items N]
+        [--soft --base-codec B]
     python -m pipelines.decoder_tune train --config C --out-dir D --base-codec B [--steps N]
 
 SoundStorm's codes are not the codec's: on the training split its level 1 agrees
@@ -18,6 +19,15 @@ frozen, so the codes SoundStorm learnt stay valid), adds a zero-initialised
 semantic embedding to the decoder (`FrameCodecConfig.semantic_encoder = False`),
 and writes a codec folder, `decoder_tune/`, that a bundle can hold in place of its codec. A share of the
 batches (`--true-share`) uses the true codes, so resynthesis keeps working.
+
+With `--soft`, `generate` stores instead, per item, the expectation of level 1's
+latent under SoundStorm's first pass (every code hidden: its distribution given
+the semantic tokens and the prompt; [T, C] float16), and `train` teaches the
+decoder to render that. Sampled codes are mostly wrong draws (about one in ten
+right); their expectation keeps what SoundStorm knows and none of the draw's
+noise, and rendering it takes one SoundStorm pass instead of 19. The codec it
+writes says so (`soft_level1`), and the chain then renders that way
+(`Codec.renders_posterior`). A base codec already tuned is tuned further.
 """
 
 from __future__ import annotations
@@ -45,9 +55,13 @@ PROMPT_FRAMES = 150  # 3 s at 50 Hz, as the evaluation prompts
 TRAINABLE = ("decoder_in", "decoder", "decoder_norm", "head", "semantic_decoder")
 
 
-def generate_part(shards: TokenShards, model, part: int, parts: int, items: int, seed: int) -> dict:
-    """SoundStorm's codes [Q, T] for every `parts`-th single training utterance from `part` on."""
+def generate_part(
+    shards: TokenShards, model, part: int, parts: int, items: int, seed: int, codebook=None
+) -> dict:
+    """SoundStorm's codes [Q, T] for every `parts`-th single training utterance from `part` on; with
+    `codebook` (level 1's [K, C]), the expectation of its first pass's level-1 latent [T, C] instead."""
     from pipelines.soundstorm_eval import _prompt_for, generate
+    from soundstorm_cli.decoding import PromptTokens, first_level_posterior
 
     ratio, levels = model.config.semantic_ratio, model.config.levels
     singles = [i for i, r in enumerate(shards.items) if r["kind"] == "single"][:items]
@@ -60,8 +74,13 @@ def generate_part(shards: TokenShards, model, part: int, parts: int, items: int,
             continue
         frames = item["codes"].shape[1]
         semantic = semantic_to_codec(torch.from_numpy(item["semantic_tokens"]), ratio, frames)
+        track = torch.ones(frames, dtype=torch.long)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            codes = generate(model, [prompt], semantic, torch.ones(frames, dtype=torch.long), seed + n)
+            if codebook is not None:
+                probs, _ = first_level_posterior(model, semantic, track, [PromptTokens(*prompt, 1)])
+                out[item["id"]] = (probs @ codebook).to(torch.float16).contiguous()
+                continue
+            codes = generate(model, [prompt], semantic, track, seed + n)
         out[item["id"]] = codes.to(torch.int16).contiguous()
     return out
 
@@ -73,7 +92,11 @@ def tuned_model(base: Path, semantic_vocab: int):
 
     base_model = load_codec(base).model  # safetensors only, its weights checked against its config
     if base_model.config.semantic_vocab:
-        raise SystemExit(f"decoder_tune: {base} is already conditioned on semantic tokens")
+        if base_model.config.semantic_encoder or base_model.config.semantic_vocab != semantic_vocab:
+            raise SystemExit(f"decoder_tune: {base} is conditioned on semantic tokens in its encoder")
+        for name, param in base_model.named_parameters():  # a tuned decoder, tuned further
+            param.requires_grad = name.split(".")[0] in TRAINABLE
+        return base_model
     config = dataclasses.replace(base_model.config, semantic_vocab=semantic_vocab, semantic_encoder=False)
     model = FrameCodec(config)
     missing, _ = model.load_state_dict(base_model.state_dict(), strict=False)  # all but the new table
@@ -94,15 +117,17 @@ class Pairs:
     semantic: list
     ratio: int  # codec frames per semantic frame
 
+    soft: bool = False  # generated: expected level-1 latents [T, C] (float), not codes
+
     @classmethod
-    def load(cls, out_dir: Path, shards: TokenShards, levels: int) -> Pairs:
+    def load(cls, out_dir: Path, shards: TokenShards, levels: int, soft: bool = False) -> Pairs:
         from safetensors.torch import load_file
 
         generated = {}
         for part in sorted((out_dir / "generated").glob("part-*.safetensors")):
             generated.update(load_file(str(part)))
         paths = {r["id"]: r["path"] for r in read_manifest(out_dir, "train")}
-        pairs = cls([], [], [], [], shards.ratio)
+        pairs = cls([], [], [], [], shards.ratio, soft)
         for n, row in enumerate(shards.items):
             if row["id"] not in generated or row["id"] not in paths:
                 continue
@@ -110,7 +135,7 @@ class Pairs:
             frames = item["codes"].shape[1]
             pairs.audio.append(sf.read(paths[row["id"]], dtype="int16")[0])
             pairs.true.append(torch.from_numpy(item["codes"][:levels]))
-            pairs.generated.append(generated[row["id"]].long())
+            pairs.generated.append(generated[row["id"]].float() if soft else generated[row["id"]].long())
             pairs.semantic.append(
                 semantic_to_codec(torch.from_numpy(item["semantic_tokens"]), shards.ratio, frames)
             )
@@ -120,18 +145,21 @@ class Pairs:
             )
         return pairs
 
-    def batch(self, rng: np.random.Generator, size: int, frames: int, hop: int, true_share: float):
-        """(codes [B, Q, frames], semantic [B, frames], audio [B, frames * hop]); crops start on a
-        semantic frame, so codes, tokens and samples stay aligned."""
+    def batch(self, rng: np.random.Generator, size: int, frames: int, hop: int, true_share: float, quantizer):
+        """(latents [B, frames, C], semantic [B, frames], audio [B, frames * hop]); crops start on a
+        semantic frame, so latents, tokens and samples stay aligned."""
         codes, semantic, audio = [], [], []
         for _ in range(size):
             n = int(rng.integers(len(self.audio)))
             source = self.true[n] if rng.random() < true_share else self.generated[n]
-            total = source.shape[1]
+            total = self.true[n].shape[1]
             start = int(rng.integers(max(1, total - frames))) // self.ratio * self.ratio
             take = min(frames, total - start)
-            c = torch.zeros(source.shape[0], frames, dtype=torch.long)
-            c[:, :take] = source[:, start : start + take]
+            with torch.no_grad():
+                if source.dtype == torch.long:
+                    source = quantizer.decode(source)  # [Q, T] codes -> [T, C] latents
+            c = torch.zeros(frames, source.shape[1])
+            c[:take] = source[start : start + take]
             s = torch.zeros(frames, dtype=torch.long)
             s[:take] = self.semantic[n][start : start + take]
             a = np.zeros(frames * hop, dtype=np.float32)
@@ -141,18 +169,11 @@ class Pairs:
         return torch.stack(codes), torch.stack(semantic), torch.stack(audio)
 
 
-def decode_train(model, codes, semantic):
-    """The decoder's training pass on given codes: [B, Q, T] -> [B, T * hop] (gradients to the decoder)."""
-    B, Q, T = codes.shape
-    with torch.no_grad():
-        latents = model.quantizer.decode(codes.transpose(0, 1).reshape(Q, B * T)).reshape(B, T, -1)
-    return model.decode_latents(latents, semantic)
-
-
 def train(config, base: Path, steps: int, true_share: float, lr: float, shards) -> dict:
     out_dir, seed = config.out_dir, config.seed
     model = tuned_model(base, semantic_vocab=config.semantic.clusters)
-    pairs = Pairs.load(out_dir, shards, levels=pairs_levels(out_dir))
+    meta = json.loads((out_dir / "generated" / "meta.json").read_text())
+    pairs = Pairs.load(out_dir, shards, levels=int(meta["levels"]), soft=bool(meta.get("soft")))
     mel_loss = MelLoss(model.config.sample_rate)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=lr, betas=(0.8, 0.99), weight_decay=0.01)
@@ -163,9 +184,9 @@ def train(config, base: Path, steps: int, true_share: float, lr: float, shards) 
     model.train()
     while step < steps:
         rng = np.random.default_rng([seed, step])
-        codes, semantic, wav = pairs.batch(rng, 16, 50, hop, true_share)
+        latents, semantic, wav = pairs.batch(rng, 16, 50, hop, true_share, model.quantizer)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            recon = decode_train(model, codes, semantic).float()
+            recon = model.decode_latents(latents, semantic).float()
         mel = mel_loss(recon, wav)
         optimizer_step(model, optimizer, mel + 0.1 * F.l1_loss(recon, wav), cosine_lr(step, steps, lr, 100))
         step += 1
@@ -175,22 +196,20 @@ def train(config, base: Path, steps: int, true_share: float, lr: float, shards) 
         if step % 500 == 0 or step == steps:
             save_state(folder / "train_state.pt", model, optimizer, step, log)
     model.eval()
+    if pairs.soft:  # the chain renders this decoder from SoundStorm's level-1 distribution
+        model.config = dataclasses.replace(model.config, soft_level1=True)
     save_codec(model, folder)
     stats = {
         "steps": steps,
         "true_share": true_share,
         "lr": lr,
         "items": len(pairs.audio),
+        "soft": pairs.soft,
         "base": str(base),
         "log": log,
     }
     (folder / "train_stats.json").write_text(json.dumps(stats, indent=1))
     return stats
-
-
-def pairs_levels(out_dir: Path) -> int:
-    meta = json.loads((out_dir / "generated" / "meta.json").read_text())
-    return int(meta["levels"])
 
 
 def main(argv=None) -> int:
@@ -199,7 +218,12 @@ def main(argv=None) -> int:
     parser.add_argument("--soundstorm", type=Path, help="generate: the SoundStorm folder to generate with")
     parser.add_argument("--shard", default="0/1", help="generate: this part of the items, k/n")
     parser.add_argument("--items", type=int, default=100000, help="generate: at most this many utterances")
-    parser.add_argument("--base-codec", type=Path, help="train: the codec whose decoder to tune")
+    parser.add_argument("--base-codec", type=Path, help="the codec whose decoder to tune")
+    parser.add_argument(
+        "--soft",
+        action="store_true",
+        help="generate: the expected level-1 latent of SoundStorm's first pass instead of its codes",
+    )
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--true-share", type=float, default=0.25, help="train: batches of true codes")
     parser.add_argument("--lr", type=float, default=3e-4)
@@ -219,11 +243,17 @@ def main(argv=None) -> int:
         folder = config.out_dir / "generated"
         folder.mkdir(parents=True, exist_ok=True)
         started = time.time()
-        codes = generate_part(shards, model, part, parts, args.items, config.seed)
+        codebook = None
+        if args.soft:
+            if args.base_codec is None:
+                parser.error("generate --soft needs --base-codec (its level-1 codebook)")
+            from soundstorm_cli.codec import load_codec
+
+            codebook = load_codec(args.base_codec).model.quantizer.levels[0].embed.float()
+        codes = generate_part(shards, model, part, parts, args.items, config.seed, codebook)
         save_file(codes, str(folder / f"part-{part}.safetensors"))
-        (folder / "meta.json").write_text(
-            json.dumps({"levels": model.config.levels, "soundstorm": str(args.soundstorm)})
-        )
+        meta = {"levels": model.config.levels, "soundstorm": str(args.soundstorm), "soft": args.soft}
+        (folder / "meta.json").write_text(json.dumps(meta))
         print(json.dumps({"part": part, "items": len(codes), "wall_s": round(time.time() - started, 1)}))
         return 0
     if args.base_codec is None:

@@ -25,7 +25,13 @@ from pipelines.batching import speaker_track
 from pipelines.config import config_of, config_parser
 from pipelines.shards import TokenShards
 from soundstorm_cli.codec import load_codec
-from soundstorm_cli.decoding import DecodingOptions, PromptTokens, decode_prompted, overlap_frames
+from soundstorm_cli.decoding import (
+    DecodingOptions,
+    PromptTokens,
+    decode_prompted,
+    first_level_posterior,
+    overlap_frames,
+)
 from soundstorm_cli.evaluate import Transcriber, VoiceSimilarity, cer
 from soundstorm_cli.models.soundstorm import load_soundstorm
 from soundstorm_cli.semantic import SEMANTIC_RATE, semantic_to_codec
@@ -75,6 +81,7 @@ class Evaluation:
     rng: np.random.Generator
     options: DecodingOptions
     frames: int  # prompt frames
+    soft: bool = False
     asr: Transcriber = dataclasses.field(default_factory=Transcriber)
     sim: VoiceSimilarity = dataclasses.field(default_factory=VoiceSimilarity)
 
@@ -85,6 +92,16 @@ class Evaluation:
     def prompt(self, speaker: int, exclude: str):
         levels = self.model.config.levels
         return _prompt_for(self.shards, speaker, exclude, self.rng, self.frames, self.ratio, levels)
+
+    def render(self, prompts, semantic, track, seed, item):
+        """The target's audio: SoundStorm's codes decoded, or (`soft`) its first pass's level-1 distribution
+        rendered by a decoder tuned on such distributions (`decoder_tune generate --soft`)."""
+        if not self.soft:
+            return self.decode(generate(self.model, prompts, semantic, track, seed, self.options), item)
+        voices = [PromptTokens(codes, sem, label) for label, (codes, sem) in enumerate(prompts, 1)]
+        probs, _ = first_level_posterior(self.model, semantic, track, voices)
+        tokens = item["semantic_tokens"] if self.codec.needs_semantic else None
+        return self.codec.decode_posterior(probs, semantic=tokens).numpy()
 
     def decode(self, codes, item):
         """Audio of codes [Q, T] (with the item's semantic tokens, for a codec that needs them)."""
@@ -105,7 +122,7 @@ def _singles(ev: Evaluation, count: int) -> list[dict]:
         if prompt is None:  # no other utterance of this speaker to prompt with
             continue
         track = torch.ones(gt.shape[1], dtype=torch.long)
-        generated = ev.decode(generate(ev.model, [prompt], semantic, track, n, ev.options), item)
+        generated = ev.render([prompt], semantic, track, n, item)
         resynth = ev.decode(gt, item)
         prompt_audio = _decode_prompt(ev.codec, prompt, ev.ratio)
         rows.append(
@@ -138,7 +155,7 @@ def _dialogues(ev: Evaluation, count: int) -> list[dict]:
         if any(p is None for p in prompts):
             continue
         track = speaker_track(item, gt.shape[1])
-        audio = ev.decode(generate(ev.model, prompts, semantic, track, 1000 + n, ev.options), item)
+        audio = ev.render(prompts, semantic, track, 1000 + n, item)
         resynthesis = ev.decode(gt, item)
         prompt_audio = [_decode_prompt(ev.codec, p, ev.ratio) for p in prompts]
         hop = ev.codec.hop_length
@@ -194,6 +211,11 @@ def main(argv=None) -> int:
     parser.add_argument("--top-p", type=float, help="sample within this probability mass")
     parser.add_argument("--noise", type=float, default=1.0, help="confidence noise scale")
     parser.add_argument("--report", type=Path, help="write here instead of soundstorm/eval.json")
+    parser.add_argument(
+        "--soft",
+        action="store_true",
+        help="render SoundStorm's first-pass expected level-1 latent (a decoder tuned with --soft)",
+    )
     args = parser.parse_args(argv)
     config = config_of(args)
     torch.set_num_threads(2)
@@ -202,7 +224,9 @@ def main(argv=None) -> int:
     # 3 s prompts (a quarter of the window at most: a toy model's window is short)
     frames = min(int(REFERENCE_PROMPT_S * codec.frame_rate), model.config.window // 4)
     shards = TokenShards(config.out_dir / "shards", "test")
-    ev = Evaluation(model, codec, shards, np.random.default_rng(config.seed), _options(args), frames)
+    ev = Evaluation(
+        model, codec, shards, np.random.default_rng(config.seed), _options(args), frames, args.soft
+    )
     started = time.time()
     rows = _singles(ev, args.utterances)
     dialogues = _dialogues(ev, args.dialogues)
@@ -222,7 +246,7 @@ def main(argv=None) -> int:
         "turn_cer_resynthesis": _mean(dialogues, "cer_resynthesis"),
         "dialogue_rows": dialogues,
         "wall_s": round(time.time() - started, 1),
-        "decoding": dataclasses.asdict(ev.options) | {"seed": "per item"},
+        "decoding": dataclasses.asdict(ev.options) | {"seed": "per item", "soft": args.soft},
     }
     (args.report or out / "eval.json").write_text(json.dumps(report, indent=1))
     brief = ("single", "turns_right", "turns_right_resynthesis", "turns", "turn_cer", "turn_cer_resynthesis")

@@ -5,7 +5,9 @@ For each duration, both acoustic generators get the same input (a bundled voice'
 levels; SoundStorm in the sum of its per-level iterations (16, 1, 1, ...), the AR
 baseline one token per forward pass (T x Q passes, with a KV cache). T2S and the
 codec decoder are timed on the same duration. One warm-up, then the median of
-`runs` runs. The measurements are of the generators' arithmetic: an AR baseline
+`runs` runs. Where the bundle's decoder renders SoundStorm's level-1 distribution
+(posterior decoding, the chain's default there), that one pass is timed too. The
+measurements are of the generators' arithmetic: an AR baseline
 without trained weights in the bundle is random-initialised at the same size and
 said so in the report (its speed does not depend on its weights; its quality does).
 """
@@ -15,7 +17,7 @@ from __future__ import annotations
 import platform
 import statistics
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +39,7 @@ class BenchPoint:
     ar_steps: int
     soundstorm_rtf: float
     ar_rtf: float
+    posterior_s: float | None = None  # SoundStorm's one posterior pass, where the decoder renders it
 
 
 @dataclass
@@ -82,7 +85,13 @@ def run_bench(
     """Time T2S, SoundStorm, the AR baseline and the codec decoder at each duration."""
     import torch
 
-    from soundstorm_cli.decoding import DecodingOptions, PromptTokens, decode_prompted, overlap_frames
+    from soundstorm_cli.decoding import (
+        DecodingOptions,
+        PromptTokens,
+        decode_prompted,
+        first_level_posterior,
+        overlap_frames,
+    )
     from soundstorm_cli.semantic import SEMANTIC_RATE, semantic_to_codec
 
     if runs < 1 or not durations:
@@ -122,7 +131,14 @@ def run_bench(
             _sync(device)
             return out
 
+        def posterior(semantic=semantic, speakers=speakers):
+            with autocast(device, precision):
+                result = first_level_posterior(storm, semantic[P:], speakers[P:], prompt)
+            _sync(device)
+            return result
+
         storm_s, result = _median_time(soundstorm, runs if n else 1)
+        posterior_s = _median_time(posterior, runs if n else 1)[0] if codec.renders_posterior else None
         ar_s, (_, ar_steps) = _median_time(ar, runs if n else 1)
         given = semantic[P :: synth.ratio] if codec.needs_semantic else None
         decode_s, _ = _median_time(
@@ -131,8 +147,9 @@ def run_bench(
         t2s_s = _time_t2s(synth, int(round(seconds * SEMANTIC_RATE)), runs if n else 1, seed)
         if n == 0:
             continue
+        point = _point(seconds, storm_s, ar_s, t2s_s, decode_s, result.forward_passes, ar_steps)
         report.results.append(
-            _point(seconds, storm_s, ar_s, t2s_s, decode_s, result.forward_passes, ar_steps)
+            replace(point, posterior_s=None if posterior_s is None else round(posterior_s, 4))
         )
         if progress:
             progress("bench", len(report.results), len(durations))
@@ -257,9 +274,12 @@ def bench_table(report: BenchReport):
         "AR / SoundStorm",
         "decode s",
     )
+    posterior = any(p.posterior_s is not None for p in report.results)
+    columns += ("posterior s",) if posterior else ()
     for column in columns:
         table.add_column(column, justify="right")
     for p in report.results:
+        extra = (f"{p.posterior_s:.2f}",) if posterior else ()
         table.add_row(
             f"{p.duration_s:g}",
             "-" if p.t2s_s is None else f"{p.t2s_s:.2f}",
@@ -269,5 +289,6 @@ def bench_table(report: BenchReport):
             str(p.ar_steps),
             f"{p.ratio:.1f}x",
             f"{p.decode_s:.2f}",
+            *extra,
         )
     return table

@@ -100,6 +100,12 @@ class Device(str, Enum):
     mps = "mps"
 
 
+class Decoding(str, Enum):
+    auto = "auto"
+    paper = "paper"
+    posterior = "posterior"
+
+
 class Precision(str, Enum):
     auto = "auto"
     bf16 = "bf16"
@@ -175,6 +181,15 @@ FrontendOpt = Annotated[
     str,
     typer.Option(
         "--frontend", help="Text to semantic tokens: t2s (the bundle's T5), espeak (espeak-ng guide), auto."
+    ),
+]
+DecodingOpt = Annotated[
+    Decoding,
+    typer.Option(
+        "--decoding",
+        help="How SoundStorm's output is rendered: posterior (one pass; its level-1 distribution, through a "
+        "decoder tuned on it), paper (iterative sampling of the codes, --iterations), auto (posterior where "
+        "the bundle's decoder renders it, unless --iterations or --retries ask for sampling).",
     ),
 ]
 IterationsOpt = Annotated[
@@ -263,6 +278,7 @@ class RenderFlags(RunFlags):
     audio_format: str
     prompt_seconds: float
     frontend: str
+    decoding: Decoding
     iterations: str | None
     temperature: float
     precision: Precision
@@ -292,6 +308,7 @@ class RenderFlags(RunFlags):
         return SynthesisOptions(
             prompt_seconds=self.prompt_seconds,
             frontend=self.frontend,
+            decoding=Decoding(self.decoding).value,
             iterations=steps,
             temperature=self.temperature,
             precision="fp32" if self.fp32 else Precision(self.precision).value,
@@ -327,6 +344,7 @@ def _render_flags(
     audio_format: FormatOpt = "wav",
     prompt_seconds: PromptSecondsOpt = 4.0,
     frontend: FrontendOpt = "auto",
+    decoding: DecodingOpt = Decoding.auto,
     iterations: IterationsOpt = None,
     temperature: TemperatureOpt = 1.0,
     precision: PrecisionOpt = Precision.auto,
@@ -452,6 +470,7 @@ def _render(run, output: Path, timings: Path | None, quiet: bool, json_out: bool
         "seed": result.seed,
         "device": result.device,
         "precision": result.precision,
+        "decoding": result.decoding,
         "frontend": result.frontend,
         "timings_s": result.timings,
         "rtf": round(result.rtf, 4),
@@ -472,7 +491,7 @@ def _render(run, output: Path, timings: Path | None, quiet: bool, json_out: bool
             print(f"turn {c.turn + 1} [{c.speaker}]: {c.recall:.0%} of the words heard{tries}: {c.heard!r}")
         print(
             f"wrote {output}: {result.duration_s:.1f} s of audio in {result.timings['total']:.1f} s "
-            f"(RTF {result.rtf:.3f}, {result.device} {result.precision}; models loaded in "
+            f"(RTF {result.rtf:.3f}, {result.device} {result.precision}, {result.decoding} decoding; models loaded in "
             f"{result.timings['load']:.1f} s)"
         )
 

@@ -7,6 +7,8 @@ wav`, and the facts the rest of the chain needs (`sample_rate`, `frame_rate`,
 
 - `encode(wav [S])    -> codes [Q, T]`, `encode(wav [B, S]) -> codes [B, Q, T]`
 - `decode(codes [Q, T]) -> wav [S]`,   `decode(codes [B, Q, T]) -> wav [B, S]`
+- `decode_posterior(probs [T, K]) -> wav [S]` where `renders_posterior`: a decoder tuned on the
+  expectation of SoundStorm's level-1 distribution renders that instead of sampled codes
 
 with T = ceil(S / hop) and S = T * hop on the way back (`length=` trims).
 
@@ -37,6 +39,7 @@ class Codec(ABC):
     num_levels: int
     codebook_size: int
     needs_semantic: bool = False
+    renders_posterior: bool = False
 
     model: object  # the torch module behind it
 
@@ -117,6 +120,26 @@ class Codec(ABC):
             wav = wav[..., :length]
         return wav[0] if single else wav
 
+    def decode_posterior(self, probs, length: int | None = None, semantic=None):
+        """Level 1's distribution [T, K] (rows summing to 1) -> waveform [S], for a codec that
+        `renders_posterior`; `length` trims to S samples."""
+        import torch
+
+        if not self.renders_posterior:
+            raise CodecError("this codec's decoder renders codes, not level-1 distributions")
+        probs = torch.as_tensor(probs, dtype=torch.float32)
+        if probs.dim() != 2 or probs.shape[1] != self.codebook_size or probs.shape[0] == 0:
+            raise CodecError(
+                f"a level-1 distribution must be [T, {self.codebook_size}], got {tuple(probs.shape)}"
+            )
+        semantic = self._semantic(semantic, 1, probs.shape[0])
+        with torch.inference_mode():
+            wav = self._decode_posterior(probs[None].to(self.device), semantic)[0]
+        return wav[:length] if length is not None else wav
+
+    def _decode_posterior(self, probs, semantic=None):
+        raise NotImplementedError
+
 
 class EncodecCodec(Codec):
     """Any mono `transformers.EncodecModel` (the pretrained 24 kHz one, or a small one of ours).
@@ -189,6 +212,7 @@ class FrameCodecWrapper(Codec):
         self.codebook_size = int(config.codebook_size)
         self.num_levels = int(num_levels or config.levels)
         self.needs_semantic = bool(config.semantic_vocab)
+        self.renders_posterior = bool(config.soft_level1)
         if not 1 <= self.num_levels <= config.levels:
             raise CodecError(f"this codec has {config.levels} levels, not {self.num_levels}")
         if self.needs_semantic and self.frame_rate != config.semantic_ratio * SEMANTIC_RATE:
@@ -201,6 +225,9 @@ class FrameCodecWrapper(Codec):
 
     def _decode(self, codes, semantic=None):
         return self.model.decode(codes.to(self.device), semantic)
+
+    def _decode_posterior(self, probs, semantic=None):
+        return self.model.decode_posterior(probs, semantic)
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, num_levels: int | None = None, device: str = "cpu"):

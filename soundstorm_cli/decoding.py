@@ -287,3 +287,48 @@ def decode_prompted(
         on_level=on_level,
     )
     return dataclasses.replace(result, codes=result.codes[0, :, P:])
+
+
+def _posterior_pass(model, p_codes, p_sem, p_track, semantic, speakers):
+    """One forward pass over [prompt | target with every code hidden]: level 1's distribution [T, K]."""
+    Q, T = p_codes.shape[0], semantic.shape[0]
+    hidden_codes = torch.full((Q, T), model.config.mask_id, dtype=torch.long, device=semantic.device)
+    hidden = model.hidden(
+        torch.cat([p_codes, hidden_codes], dim=1)[None],
+        torch.cat([p_sem, semantic])[None],
+        torch.cat([p_track, speakers])[None],
+    )
+    return model.level_logits(hidden, 0)[0, p_codes.shape[1] :].float().softmax(-1)
+
+
+@torch.no_grad()
+def first_level_posterior(model, semantic, speakers, prompts: list[PromptTokens], context: int = 100):
+    """SoundStorm's level-1 distribution [T, K] with every code of the target hidden (the first pass of
+    `decode`), and the passes run: what a decoder that `renders_posterior` turns into audio. No sampling,
+    so no seed.
+
+    semantic, speakers: [T] of the target at the codec rate. Past the model's window, the prompts are cut
+    to half a window together (as in `decode_prompted`) and the target goes window by window, each with
+    `context` frames of semantic tokens on either side that it reads and does not keep.
+    """
+    window, device = model.config.window, semantic.device
+    T = semantic.shape[0]
+    windowed = sum(p.codes.shape[1] for p in prompts) + T > window
+    keep = (window // 2) // len(prompts) if windowed else None
+    p_codes = torch.cat([p.codes[:, :keep] for p in prompts], dim=1).to(device)  # [Q, P]
+    p_sem = torch.cat([p.semantic[: p.codes[:, :keep].shape[1]] for p in prompts]).to(device)
+    p_track = torch.cat(
+        [torch.full((p.codes[:, :keep].shape[1],), p.label, dtype=torch.long) for p in prompts]
+    ).to(device)
+    if not windowed:
+        return _posterior_pass(model, p_codes, p_sem, p_track, semantic, speakers), 1
+    span = window - p_codes.shape[1]
+    context = min(context, span // 4)
+    step = span - 2 * context
+    pieces, passes = [], 0
+    for start in range(0, T, step):
+        lo, hi = max(0, start - context), min(T, start + step + context)
+        probs = _posterior_pass(model, p_codes, p_sem, p_track, semantic[lo:hi], speakers[lo:hi])
+        pieces.append(probs[start - lo : start - lo + min(step, T - start)])
+        passes += 1
+    return torch.cat(pieces), passes

@@ -48,6 +48,11 @@ MAX_SPOKEN_CHARS = 20000  # about 20 minutes of speech: beyond this, split the s
 MAX_PAUSE_TOTAL_S = 600.0
 MAX_PROMPT_TEXT_CHARS = 1000
 
+# How SoundStorm's output reaches the codec: auto (posterior where the bundle's decoder renders it, unless
+# --iterations or --retries ask for sampled codes); paper (iterative, confidence-based decoding of the codes);
+# posterior (one pass: level 1's distribution, rendered by a decoder tuned on it).
+DECODINGS = ("auto", "paper", "posterior")
+
 
 @dataclass(frozen=True)
 class SynthesisOptions:
@@ -55,6 +60,7 @@ class SynthesisOptions:
 
     prompt_seconds: float = 4.0  # the first seconds of speech of each voice prompt (1-10)
     frontend: str = "auto"  # auto: the bundle's choice; t2s; espeak
+    decoding: str = "auto"  # one of DECODINGS
     iterations: tuple[int, ...] | None = None  # SoundStorm passes per level (paper: 16, 1, 1, ...)
     temperature: float = 1.0  # SoundStorm sampling temperature, annealed to 0 within a level
     t2s_temperature: float = 0.8
@@ -70,6 +76,12 @@ class SynthesisOptions:
         check_prompt_seconds(self.prompt_seconds)
         if self.frontend not in FRONTENDS:
             raise InputError(f"front end '{self.frontend}': use one of {', '.join(FRONTENDS)}")
+        if self.decoding not in DECODINGS:
+            raise InputError(f"decoding '{self.decoding}': use one of {', '.join(DECODINGS)}")
+        if self.decoding == "posterior" and (self.iterations is not None or self.retries):
+            raise InputError(
+                "posterior decoding is one pass with no draws: --iterations and --retries need paper"
+            )
         if self.precision not in PRECISIONS:
             raise InputError(f"precision '{self.precision}': use one of {', '.join(PRECISIONS)}")
         check_temperature(self.temperature)
@@ -114,6 +126,7 @@ class Synthesis:
     device: str
     frontend: str
     precision: str = "fp32"  # what SoundStorm ran in: bf16 or fp32
+    decoding: str = "paper"  # how SoundStorm's output was rendered: paper or posterior
     forward_passes: int = 0
     peak_memory_mb: float = 0.0
     warnings: list[str] = field(default_factory=list)
@@ -425,6 +438,7 @@ class Synthesizer:
 
         from soundstorm_cli.runtime import seed_everything
 
+        options = dataclasses.replace(options, decoding=self.decoding(options))
         seed_everything(seed)
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
@@ -486,6 +500,7 @@ class Synthesizer:
             seed=seed,
             device=str(self.device),
             precision=resolve_precision(options.precision, self.device),
+            decoding=options.decoding,
             frontend=frontend,
             forward_passes=passes,
             peak_memory_mb=_peak_memory_mb(self.device),
@@ -523,10 +538,23 @@ class Synthesizer:
         return best, checks, sum(passes)
 
     def decode_codes(self, codes, semantic) -> np.ndarray:
-        """Audio [S] of codes [Q, T]; `semantic`: the codec-rate tokens [T] `acoustic` returned with them (a codec
-        conditioned on them decodes with them, back at 25 Hz)."""
+        """Audio [S] of what `acoustic` returned: codes [Q, T], or level 1's distribution [K, T] (float);
+        `semantic`: the codec-rate tokens [T] returned with them (a codec conditioned on them decodes with
+        them, back at 25 Hz)."""
         given = semantic[:: self.ratio] if self.codec.needs_semantic else None
+        if codes.is_floating_point():
+            return self.codec.decode_posterior(codes.T, semantic=given).float().cpu().numpy()
         return self.codec.decode(codes, semantic=given).float().cpu().numpy()
+
+    def decoding(self, options: SynthesisOptions) -> str:
+        """`options.decoding` resolved for this bundle: 'paper' or 'posterior'."""
+        renders = self.codec.renders_posterior
+        if options.decoding == "posterior" and not renders:
+            raise InputError("this bundle's decoder renders codes only: use --decoding paper or auto")
+        if options.decoding != "auto":
+            return options.decoding
+        sampling = options.iterations is not None or options.retries > 0
+        return "posterior" if renders and not sampling else "paper"
 
     def front_end(self, name: str):
         """The front end `name` ('t2s' or 'espeak') over this bundle's models (`frontends.py`)."""
@@ -544,11 +572,18 @@ class Synthesizer:
         return self._silence_token
 
     def acoustic(self, segments, tokens, prompts, speakers, seed, options, report):
-        """SoundStorm over [prompts | dialogue]: the dialogue's codes [Q, T] and codec-rate semantic tokens
-        [T], each segment's frame span, and the forward passes run."""
+        """SoundStorm over [prompts | dialogue]: the dialogue's codes [Q, T] (or, for posterior decoding,
+        level 1's distribution [K, T]) and codec-rate semantic tokens [T], each segment's frame span, and
+        the forward passes run."""
         import torch
 
-        from soundstorm_cli.decoding import DecodingOptions, PromptTokens, decode_prompted, overlap_frames
+        from soundstorm_cli.decoding import (
+            DecodingOptions,
+            PromptTokens,
+            decode_prompted,
+            first_level_posterior,
+            overlap_frames,
+        )
         from soundstorm_cli.semantic import semantic_to_codec
 
         config = self.soundstorm.config
@@ -574,10 +609,18 @@ class Synthesizer:
             )
             for s in speakers
         ]
+        device = self.device
+        if self.decoding(options) == "posterior":
+            report("SoundStorm", 0, 1)
+            with autocast(device, resolve_precision(options.precision, device)):
+                probs, passes = first_level_posterior(
+                    self.soundstorm, semantic.to(device), track.to(device), voices
+                )
+            report("SoundStorm", 1, 1)
+            return probs.T.float().cpu(), semantic, spans, passes
         iterations = tuple(options.iterations or DecodingOptions.paper(config.levels).iterations)
         iterations = (iterations + (iterations[-1],) * config.levels)[: config.levels]
         decoding = DecodingOptions(iterations=iterations, temperature=options.temperature, seed=seed)
-        device = self.device
         report("SoundStorm", 0, config.levels)
         with autocast(device, resolve_precision(options.precision, device)):
             result = decode_prompted(

@@ -101,9 +101,10 @@ def tiny_t2s_config():
     )
 
 
-def build_tiny_bundle(folder, semantic_codec: bool = False):
+def build_tiny_bundle(folder, semantic_codec: bool = False, posterior_codec: bool = False):
     """A complete bundle of tiny random-init models (codec, semantic, text, t2s, soundstorm, voices);
-    with `semantic_codec`, its codec is conditioned on the semantic tokens (models/frame_codec.py)."""
+    with `semantic_codec`, its codec is conditioned on the semantic tokens (models/frame_codec.py); with
+    `posterior_codec`, its decoder reads them and renders level-1 distributions, as the shipped one."""
     import json
     import shutil
 
@@ -129,7 +130,9 @@ def build_tiny_bundle(folder, semantic_codec: bool = False):
         codebook_size=32,
         codebook_dim=4,
         n_mels=20,
-        semantic_vocab=16 if semantic_codec else 0,
+        semantic_vocab=16 if semantic_codec or posterior_codec else 0,
+        semantic_encoder=not posterior_codec,
+        soft_level1=posterior_codec,
     )
     save_codec(FrameCodec(codec_config).eval(), src / "codec")
     rng = np.random.default_rng(0)

@@ -34,6 +34,19 @@ def test_bench_json_at_toy_size(cli, tiny_bundle, tmp_path):
         assert row["soundstorm_passes"] == 16 + 1
         assert row["ratio"] == pytest.approx(row["ar_s"] / row["soundstorm_s"], rel=0.02)
         assert row["t2s_s"] > 0 and row["decode_s"] >= 0
+        assert row["posterior_s"] is None  # this bundle's decoder renders codes only
+
+
+def test_bench_times_the_posterior_pass_where_the_decoder_renders_it(cli, tmp_path):
+    from conftest import build_tiny_bundle
+
+    bundle = build_tiny_bundle(tmp_path, posterior_codec=True)
+    code, stdout, stderr = cli("bench", "--durations", "0.5", "--runs", "1", "--checkpoint", bundle, "--json")
+    assert code == 0, stderr
+    (row,) = json.loads(stdout)["results"]
+    assert row["posterior_s"] > 0 and row["soundstorm_passes"] == 16 + 1
+    code, stdout, stderr = cli("bench", "--durations", "0.5", "--runs", "1", "--checkpoint", bundle)
+    assert code == 0 and "poste" in stdout, stderr  # the column (a narrow terminal cuts its title)
 
 
 def test_bench_table_and_plot(cli, tiny_bundle, tmp_path):

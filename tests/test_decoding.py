@@ -197,3 +197,46 @@ def test_decode_prompted_is_one_decode_within_the_window_and_windows_past_it(mod
         options,
     )
     assert long.windows > 1 and torch.equal(long.codes, expected.codes)
+
+
+def _prompted_target(seed: int, T: int, P: int = 4):
+    """A 3-level prompt of P frames and a target of T frames: (target semantic [T], track [T], prompt)."""
+    from soundstorm_cli.decoding import PromptTokens
+
+    g = torch.Generator().manual_seed(seed)
+    semantic = torch.randint(0, 10, (P + T,), generator=g)
+    prompt = PromptTokens(torch.randint(0, 16, (3, P), generator=g), semantic[:P], 1)
+    return semantic[P:], torch.ones(T, dtype=torch.long), prompt
+
+
+def test_the_posterior_is_the_first_pass_whose_argmax_one_greedy_pass_keeps(model):
+    """`first_level_posterior` is level 1's distribution with every target code hidden: rows sum to one,
+    no seed enters it, and a single (greedy) level-1 pass of `decode_prompted` keeps its argmax."""
+    from soundstorm_cli.decoding import decode_prompted, first_level_posterior
+
+    T = 11
+    semantic, track, prompt = _prompted_target(5, T)
+    probs, passes = first_level_posterior(model, semantic, track, [prompt])
+    assert probs.shape == (T, 16) and passes == 1
+    assert torch.allclose(probs.sum(-1), torch.ones(T), atol=1e-5) and (probs >= 0).all()
+    again, _ = first_level_posterior(model, semantic, track, [prompt])
+    assert torch.equal(probs, again)
+    one_pass = decode_prompted(model, semantic, track, [prompt], DecodingOptions((1, 1, 1), seed=9), 2)
+    assert torch.equal(one_pass.codes[0], probs.argmax(-1))
+
+
+def test_the_posterior_goes_window_by_window_past_the_window(model):
+    """Past the window each piece reads semantic context on both sides and keeps only its own frames:
+    every frame comes out once, as a distribution, from one pass a window."""
+    from dataclasses import replace
+
+    from soundstorm_cli.decoding import first_level_posterior
+
+    T = 40
+    semantic, track, prompt = _prompted_target(6, T)
+    whole, _ = first_level_posterior(model, semantic, track, [prompt])
+    model.config = replace(model.config, window=24)  # the 4 prompt frames leave 20 a window
+    pieces, passes = first_level_posterior(model, semantic, track, [prompt], context=5)
+    assert pieces.shape == (T, 16) and passes == 4  # 10 new frames a window (20 - 2 x 5 of context)
+    assert torch.allclose(pieces.sum(-1), torch.ones(T), atol=1e-5)
+    assert not torch.allclose(pieces, whole)  # the windows read less than the whole

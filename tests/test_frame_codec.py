@@ -131,3 +131,30 @@ def test_a_semantic_codec_needs_its_tokens_and_they_change_the_audio(tmp_path):
     assert not torch.allclose(one, codec.decode(codes, semantic=torch.tensor([6, 6, 0, 0, 1])))
     # The shipped kind of codec takes no tokens and ignores none: its config has no semantic_vocab.
     assert not FrameCodecWrapper(FrameCodec(TINY)).needs_semantic
+
+
+def test_a_posterior_decoder_renders_the_expected_latent_and_a_one_hot_is_the_code(tmp_path, model):
+    """`decode_posterior` renders the expectation of level 1's latent: a one-hot distribution decodes as
+    that level-1 code does, a spread one as the mean of its codes' latents; a codec not tuned for it, or
+    a distribution of the wrong shape, is refused."""
+    from soundstorm_cli.errors import CodecError
+
+    config = FrameCodecConfig(**{**TINY.to_dict(), "soft_level1": True})
+    posterior = FrameCodec(config)
+    posterior.load_state_dict(model.state_dict())
+    save_codec(posterior.eval(), tmp_path / "codec")
+    codec = load_codec(tmp_path / "codec")
+    assert codec.renders_posterior
+    codes = torch.randint(0, 32, (1, 10))
+    one_hot = torch.nn.functional.one_hot(codes[0], 32).float()
+    assert torch.allclose(codec.decode_posterior(one_hot), codec.decode(codes), atol=1e-5)
+    spread = torch.softmax(torch.randn(10, 32), -1)
+    loaded = codec.model  # as stored: the shipped form may round the weights
+    with torch.no_grad():
+        by_hand = loaded.decode_latents((spread @ loaded.quantizer.levels[0].embed)[None])[0]
+    assert torch.allclose(codec.decode_posterior(spread), by_hand, atol=1e-5)
+    assert codec.decode_posterior(spread, length=3000).shape == (3000,)
+    with pytest.raises(CodecError, match="distribution"):
+        codec.decode_posterior(torch.rand(10, 31))
+    with pytest.raises(CodecError, match="renders codes"):
+        FrameCodecWrapper(model).decode_posterior(one_hot)

@@ -219,3 +219,25 @@ def _decoder_tune_on(out):
     assert torch.equal(codec.encode(wav, semantic=semantic), base.encode(wav))
     audio = codec.decode(torch.from_numpy(item["codes"][:, :50]), semantic=semantic)
     assert audio.shape == (50 * codec.hop_length,) and torch.isfinite(audio).all()
+    assert not codec.renders_posterior
+
+    # --soft: SoundStorm's first-pass level-1 expectation, and that tuned decoder tuned further on it
+    soft = out / "soft"
+    soft.mkdir()
+    for name in ("corpus", "shards"):
+        (soft / name).symlink_to(out / name)
+    args = ["--config", "pipelines/configs/toy.yaml", "--out-dir", str(soft)]
+    tuned = ["--base-codec", str(out / "decoder_tune")]
+    assert (
+        decoder_tune(
+            ["generate", *args, "--soundstorm", str(out / "soundstorm"), "--items", "3", "--soft", *tuned]
+        )
+        == 0
+    )
+    assert decoder_tune(["train", *args, *tuned, "--steps", "3"]) == 0
+    posterior = load_codec(soft / "decoder_tune")
+    assert posterior.renders_posterior and posterior.needs_semantic
+    assert torch.equal(posterior.encode(wav, semantic=semantic), base.encode(wav))
+    probs = torch.softmax(torch.randn(50, posterior.codebook_size), -1)
+    audio = posterior.decode_posterior(probs, semantic=semantic)
+    assert audio.shape == (50 * codec.hop_length,) and torch.isfinite(audio).all()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -283,6 +284,54 @@ def test_a_codec_conditioned_on_semantic_tokens_renders_through_the_chain(tmp_pa
     two = synth.say("Hello there.", seed=3, options=options)
     assert one.duration_s > 0.3 and np.isfinite(one.audio).all()
     assert np.array_equal(one.audio, two.audio)
+
+
+def test_a_decoder_that_renders_the_posterior_is_rendered_in_one_pass(tmp_path, cli):
+    """A bundle whose decoder was tuned on level-1 distributions renders them by default: one SoundStorm
+    pass, deterministic whatever the seed; --iterations or --decoding paper sample codes as before;
+    asking a codes-only bundle for the posterior, or the posterior for draws, is one error line."""
+    from conftest import build_tiny_bundle
+
+    bundle = build_tiny_bundle(tmp_path, posterior_codec=True)
+    synth = Synthesizer.from_checkpoint(str(bundle), device="cpu")
+    assert synth.codec.renders_posterior
+    one = synth.say("Hello there.", seed=3, options=ESPEAK)
+    other_seed = synth.say("Hello there.", seed=4, options=ESPEAK)
+    assert one.decoding == "posterior" and one.forward_passes == 1
+    assert np.isfinite(one.audio).all() and np.array_equal(one.audio, other_seed.audio)
+    paper = synth.say("Hello there.", seed=3, options=dataclasses.replace(ESPEAK, decoding="paper"))
+    assert paper.decoding == "paper" and paper.forward_passes > 1
+    assert not np.array_equal(paper.audio, one.audio)
+    sampled = synth.say("Hello there.", seed=3, options=dataclasses.replace(ESPEAK, iterations=(4, 1)))
+    assert sampled.decoding == "paper" and sampled.forward_passes == 5
+    text = "This sentence is long enough to need more than one of the tiny model's six-second windows."
+    long = synth.say(text, seed=3, options=ESPEAK)  # prompt + speech past the window: one pass a window
+    assert long.duration_s > 4 and long.forward_passes > 1 and np.isfinite(long.audio).all()
+    code, _, stderr = cli(
+        "say",
+        "Hi.",
+        "-o",
+        tmp_path / "a.wav",
+        "--checkpoint",
+        bundle,
+        "--decoding",
+        "posterior",
+        "--iterations",
+        "4,1",
+    )
+    assert code == 2 and stderr.startswith("error: posterior decoding") and len(stderr.splitlines()) == 1
+
+
+def test_a_codes_only_bundle_refuses_posterior_decoding(cli, tiny_bundle, tmp_path):
+    out = tmp_path / "p.wav"
+    code, stdout, stderr = cli("say", "Hi.", "-o", out, "--checkpoint", tiny_bundle, "--json")
+    assert code == 0 and json.loads(stdout)["decoding"] == "paper", stderr
+    code, _, stderr = cli("say", "Hi.", "-o", out, "--checkpoint", tiny_bundle, "--decoding", "posterior")
+    assert (
+        code == 2
+        and stderr.strip().startswith("error: this bundle")
+        and len(stderr.strip().splitlines()) == 1
+    )
 
 
 def test_a_prompt_is_encoded_once_then_read_from_the_cache(synth, tmp_path, monkeypatch):

@@ -59,6 +59,9 @@ class FrameCodecConfig:
     # False: only the decoder sees the semantic tokens, so the codes are those of the same codec without
     # them (a decoder fine-tuned to render SoundStorm's codes, `pipelines/decoder_tune.py`).
     semantic_encoder: bool = True
+    # True: the decoder was tuned to render SoundStorm's expected level-1 latent (the distribution of its first
+    # pass over hidden codes, `decode_posterior`) as well as true codes; the chain then renders that way.
+    soft_level1: bool = False
     model_type: str = "soundstorm-frame-codec"
 
     def to_dict(self) -> dict:
@@ -258,3 +261,8 @@ class FrameCodec(nn.Module):
         B, Q, T = codes.shape
         quantized = self.quantizer.decode(codes.transpose(0, 1).reshape(Q, B * T))
         return self.decode_latents(quantized.reshape(B, T, -1), semantic)
+
+    @torch.no_grad()
+    def decode_posterior(self, probs, semantic=None):  # [B, T, K] level-1 distribution -> [B, T * hop]
+        latents = probs.float() @ self.quantizer.levels[0].embed  # the expected level-1 latent [B, T, C]
+        return self.decode_latents(latents, semantic)
