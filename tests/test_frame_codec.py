@@ -158,3 +158,15 @@ def test_a_posterior_decoder_renders_the_expected_latent_and_a_one_hot_is_the_co
         codec.decode_posterior(torch.rand(10, 31))
     with pytest.raises(CodecError, match="renders codes"):
         FrameCodecWrapper(model).decode_posterior(one_hot)
+
+
+@pytest.mark.parametrize("n_fft, n_mels", [(1024, 80), (400, 20)])
+def test_the_16_khz_mel_filters_are_transformers_slaney_filters(n_fft, n_mels):
+    """faster-whisper's filters stand in for transformers' at 16 kHz (no 2 s import): bit for bit."""
+    from transformers.audio_utils import mel_filter_bank
+
+    from soundstorm_cli.models.frame_codec import mel_basis
+
+    reference = mel_filter_bank(n_fft // 2 + 1, n_mels, 0.0, 8000, 16000, norm="slaney", mel_scale="slaney")
+    assert torch.equal(mel_basis(n_fft, n_mels, 16000), torch.tensor(reference, dtype=torch.float32).t())
+    assert mel_basis(n_fft, n_mels, 24000).shape == (n_mels, n_fft // 2 + 1)
