@@ -11,6 +11,11 @@ codec tokens after the prompt. For each system, on the whole utterance
 - consistency: the same, between the continuation's last 3 s and the prompt
   (does the voice drift over time?).
 
+SoundStorm samples its codes the paper's way (16/1/1/... passes), as the AR baseline samples its
+own; where the bundle's decoder renders SoundStorm's level-1 distribution (posterior decoding, the
+chain's default there), a fifth row, `soundstorm_posterior`, is that one pass, its continuation
+decoded after the prompt's codes.
+
 The default test set is the bundle's `testset` component (held-out speakers).
 """
 
@@ -25,7 +30,7 @@ from soundstorm_cli.errors import InputError
 from soundstorm_cli.runtime import autocast, resolve_precision
 from soundstorm_cli.voices import REFERENCE_PROMPT_S
 
-SYSTEMS = ("original", "codec", "soundstorm", "ar_baseline")
+SYSTEMS = ("original", "codec", "soundstorm", "ar_baseline", "soundstorm_posterior")
 
 
 @dataclass
@@ -70,7 +75,13 @@ def evaluate(
     import torch
 
     from soundstorm_cli.audio import read_audio
-    from soundstorm_cli.decoding import DecodingOptions, PromptTokens, decode_prompted, overlap_frames
+    from soundstorm_cli.decoding import (
+        DecodingOptions,
+        PromptTokens,
+        decode_prompted,
+        first_level_posterior,
+        overlap_frames,
+    )
     from soundstorm_cli.evaluate import Transcriber, VoiceSimilarity, cer, wer
     from soundstorm_cli.semantic import semantic_to_codec
 
@@ -103,6 +114,8 @@ def evaluate(
             ).codes
             storm_codes = torch.cat([codes[:, :P].to(device), continuation], dim=1)
             ar_codes, _ = ar_model.generate(semantic, speakers, codes[:, :P].to(device), seed=seed + n)
+            if codec.renders_posterior:
+                probs, _ = first_level_posterior(storm, semantic[P:], speakers[P:], prompt)
         outputs = {
             "original": samples,
             "codec": codec.decode(codes, semantic=given).cpu().numpy(),
@@ -111,6 +124,12 @@ def evaluate(
             .cpu()
             .numpy(),
         }
+        if codec.renders_posterior:
+            head = codec.decode(codes[:, :P], semantic=None if given is None else given[: P // synth.ratio])
+            rest = codec.decode_posterior(
+                probs, semantic=None if given is None else given[P // synth.ratio :]
+            )
+            outputs["soundstorm_posterior"] = torch.cat([head, rest]).cpu().numpy()
         cut = P * codec.hop_length
         prompt_audio = samples[:cut]
         for system, audio in outputs.items():
@@ -134,6 +153,8 @@ def evaluate(
         raise InputError(f"no test utterance is longer than {REFERENCE_PROMPT_S + 1:g} s")
     for system in SYSTEMS:
         mine = [r for r in report.rows if r.system == system]
+        if not mine:  # soundstorm_posterior, with a decoder that renders codes only
+            continue
         report.summary[system] = {
             k: round(statistics.mean(getattr(r, k) for r in mine), 4)
             for k in ("cer", "wer", "similarity", "consistency")

@@ -1,4 +1,5 @@
-"""`soundstorm eval` at toy size: four systems, the paper's measures, a CSV per utterance."""
+"""`soundstorm eval` at toy size: four systems (five where the decoder renders the posterior), the paper's
+measures, a CSV per utterance."""
 
 from __future__ import annotations
 
@@ -22,6 +23,20 @@ def test_eval_four_rows_and_csv(cli, tiny_bundle, tmp_path):
         assert 0 <= measures["cer"] and -1 <= measures["similarity"] <= 1
     rows = list(csv.DictReader(out.open()))
     assert len(rows) == 2 * 4 and {r["system"] for r in rows} == set(report["summary"])
+
+
+def test_eval_adds_the_posterior_row_where_the_decoder_renders_it(cli, tmp_path):
+    from conftest import build_tiny_bundle
+
+    bundle = build_tiny_bundle(tmp_path, posterior_codec=True)
+    code, stdout, stderr = cli("eval", "--checkpoint", bundle, "--json", "--device", "cpu", "--limit", "1")
+    assert code == 0, stderr
+    summary = json.loads(stdout)["summary"]
+    assert list(summary) == ["original", "codec", "soundstorm", "ar_baseline", "soundstorm_posterior"]
+    assert (
+        0 <= summary["soundstorm_posterior"]["cer"]
+        and -1 <= summary["soundstorm_posterior"]["similarity"] <= 1
+    )
 
 
 def test_test_set_needs_pairs(tmp_path):
