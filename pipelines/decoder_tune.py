@@ -155,11 +155,13 @@ class Pairs:
             total = self.true[n].shape[1]
             start = int(rng.integers(max(1, total - frames))) // self.ratio * self.ratio
             take = min(frames, total - start)
-            with torch.no_grad():
-                if source.dtype == torch.long:
-                    source = quantizer.decode(source)  # [Q, T] codes -> [T, C] latents
-            c = torch.zeros(frames, source.shape[1])
-            c[:take] = source[start : start + take]
+            if source.dtype == torch.long:  # codes [Q, T]: this crop's latents [take, C]
+                with torch.no_grad():
+                    piece = quantizer.decode(source[:, start : start + take])
+            else:  # expected level-1 latents [T, C]
+                piece = source[start : start + take]
+            c = torch.zeros(frames, piece.shape[1])
+            c[:take] = piece
             s = torch.zeros(frames, dtype=torch.long)
             s[:take] = self.semantic[n][start : start + take]
             a = np.zeros(frames * hop, dtype=np.float32)

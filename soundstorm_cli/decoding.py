@@ -247,6 +247,19 @@ def decode_long(
     return DecodingResult(codes=out, forward_passes=passes, per_level_passes=per_level, windows=windows)
 
 
+def _prompt_block(prompts: list[PromptTokens], T: int, window: int, device):
+    """The voice prompts as one block before a target of T frames: (windowed, codes [Q, P], semantic [P],
+    speaker track [P]). Past the window each prompt is cut so that together they take at most half of it."""
+    windowed = sum(p.codes.shape[1] for p in prompts) + T > window
+    keep = (window // 2) // len(prompts) if windowed else None
+    p_codes = torch.cat([p.codes[:, :keep] for p in prompts], dim=1).to(device)  # [Q, P]
+    p_sem = torch.cat([p.semantic[: p.codes[:, :keep].shape[1]] for p in prompts]).to(device)  # [P]
+    p_track = torch.cat(
+        [torch.full((p.codes[:, :keep].shape[1],), p.label, dtype=torch.long) for p in prompts]
+    ).to(device)
+    return windowed, p_codes, p_sem, p_track
+
+
 @torch.no_grad()
 def decode_prompted(
     model,
@@ -264,15 +277,8 @@ def decode_prompted(
     model's window, one call of `decode`; otherwise window by window (`decode_long`, `overlap` frames
     carried over), each prompt then cut so that together they take at most half a window.
     """
-    window, device = model.config.window, semantic.device
-    T = semantic.shape[0]
-    windowed = sum(p.codes.shape[1] for p in prompts) + T > window
-    keep = (window // 2) // len(prompts) if windowed else None
-    p_codes = torch.cat([p.codes[:, :keep] for p in prompts], dim=1).to(device)  # [Q, P]
-    p_sem = torch.cat([p.semantic[: p.codes[:, :keep].shape[1]] for p in prompts]).to(device)  # [P]
-    p_track = torch.cat(
-        [torch.full((p.codes[:, :keep].shape[1],), p.label, dtype=torch.long) for p in prompts]
-    ).to(device)
+    window, device, T = model.config.window, semantic.device, semantic.shape[0]
+    windowed, p_codes, p_sem, p_track = _prompt_block(prompts, T, window, device)
     if windowed:
         return decode_long(model, semantic, speakers, p_codes, p_sem, p_track, window, overlap, options)
     Q, P = p_codes.shape
@@ -311,15 +317,8 @@ def first_level_posterior(model, semantic, speakers, prompts: list[PromptTokens]
     to half a window together (as in `decode_prompted`) and the target goes window by window, each with
     `context` frames of semantic tokens on either side that it reads and does not keep.
     """
-    window, device = model.config.window, semantic.device
-    T = semantic.shape[0]
-    windowed = sum(p.codes.shape[1] for p in prompts) + T > window
-    keep = (window // 2) // len(prompts) if windowed else None
-    p_codes = torch.cat([p.codes[:, :keep] for p in prompts], dim=1).to(device)  # [Q, P]
-    p_sem = torch.cat([p.semantic[: p.codes[:, :keep].shape[1]] for p in prompts]).to(device)
-    p_track = torch.cat(
-        [torch.full((p.codes[:, :keep].shape[1],), p.label, dtype=torch.long) for p in prompts]
-    ).to(device)
+    window, T = model.config.window, semantic.shape[0]
+    windowed, p_codes, p_sem, p_track = _prompt_block(prompts, T, window, semantic.device)
     if not windowed:
         return _posterior_pass(model, p_codes, p_sem, p_track, semantic, speakers), 1
     span = window - p_codes.shape[1]
