@@ -1,7 +1,8 @@
 """Assemble the embedded bundle from a built data set: `python -m pipelines.bundle --config ... --name tiny`.
 
 Copies the shipped form of each trained component into
-`soundstorm_cli/assets/NAME/<component>/`, and records every file's sha256 in `checkpoints.yaml`.
+`soundstorm_cli/assets/NAME/<component>/` (large weights in int8 rows, `pipelines/int8.py`), and records
+every file's sha256 in `checkpoints.yaml`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 import yaml
 
 from pipelines.config import load_config
+from pipelines.int8 import store_int8
 from pipelines.model_card import model_card
 from soundstorm_cli.checkpoints import ASSETS, PACKAGE_ROOT, sha256_file
 
@@ -105,6 +107,8 @@ def assemble(out_dir: Path, name: str, only: list[str] | None = None) -> dict:
             shutil.copyfile(src / f, dst / f)
         if component == "t2s":  # shipped in bf16 (half the size); loaded back in fp32
             _t2s_to_bf16(dst)
+        if "model.safetensors" in files:  # and their large weights in int8 rows (`pipelines/int8.py`)
+            store_int8(dst / "model.safetensors")
         components[component] = {
             "package": f"{name}/{component}",
             "files": {f: sha256_file(dst / f) for f in files},

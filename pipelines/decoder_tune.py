@@ -2,7 +2,7 @@
 
     python -m pipelines.decoder_tune generate --config C --out-dir D --soundstorm S [--shard k/n] [--items N]
         [--soft --base-codec B]
-    python -m pipelines.decoder_tune train --config C --out-dir D --base-codec B [--steps N]
+    python -m pipelines.decoder_tune train --config C --out-dir D --base-codec B [--steps N] [--voice]
 
 SoundStorm's codes are not the codec's: on the training split its level 1 agrees
 with the true codes on about one frame in ten, and the decoder, trained only on
@@ -28,6 +28,13 @@ right); their expectation keeps what SoundStorm knows and none of the draw's
 noise, and rendering it takes one SoundStorm pass instead of 19. The codec it
 writes says so (`soft_level1`), and the chain then renders that way
 (`Codec.renders_posterior`). A base codec already tuned is tuned further.
+
+With `--voice`, `train` also gives the decoder a voice vector (the mean and standard deviation of a
+prompt's quantized latents over its frames, `FrameCodec.voice_vector`), drawn from a 3 s crop of
+another utterance of the same speaker, through a zero-initialised projection: the voice of what it
+renders can then come from the prompt as well as from the semantic tokens, which carry the voice of
+whatever spoke them (the espeak guide, at inference). The chain gives each frame its speaker's prompt's
+vector (`Synthesizer.voice_track`).
 """
 
 from __future__ import annotations
@@ -52,7 +59,7 @@ from soundstorm_cli.semantic import semantic_to_codec
 
 CPU = torch.device("cpu")
 PROMPT_FRAMES = 150  # 3 s at 50 Hz, as the evaluation prompts
-TRAINABLE = ("decoder_in", "decoder", "decoder_norm", "head", "semantic_decoder")
+TRAINABLE = ("decoder_in", "decoder", "decoder_norm", "head", "semantic_decoder", "voice_decoder")
 
 
 def generate_part(
@@ -85,23 +92,29 @@ def generate_part(
     return out
 
 
-def tuned_model(base: Path, semantic_vocab: int):
-    """The base codec with a zero-initialised semantic embedding on its decoder; only the decoder trains."""
+def tuned_model(base: Path, semantic_vocab: int, voice: bool = False):
+    """The base codec with a zero-initialised semantic embedding on its decoder (and, with `voice`, a
+    zero-initialised projection of the prompt's voice vector); only the decoder trains."""
     from soundstorm_cli.codec import load_codec
     from soundstorm_cli.models.frame_codec import FrameCodec
 
     base_model = load_codec(base).model  # safetensors only, its weights checked against its config
-    if base_model.config.semantic_vocab:
-        if base_model.config.semantic_encoder or base_model.config.semantic_vocab != semantic_vocab:
-            raise SystemExit(f"decoder_tune: {base} is conditioned on semantic tokens in its encoder")
-        for name, param in base_model.named_parameters():  # a tuned decoder, tuned further
-            param.requires_grad = name.split(".")[0] in TRAINABLE
-        return base_model
-    config = dataclasses.replace(base_model.config, semantic_vocab=semantic_vocab, semantic_encoder=False)
+    config = base_model.config
+    if config.semantic_vocab and (config.semantic_encoder or config.semantic_vocab != semantic_vocab):
+        raise SystemExit(f"decoder_tune: {base} is conditioned on semantic tokens in its encoder")
+    # A tuned decoder is tuned further; what it lacks starts at zero, so training starts from the base's audio.
+    config = dataclasses.replace(
+        config,
+        semantic_vocab=semantic_vocab,
+        semantic_encoder=False,
+        voice_decoder=voice or config.voice_decoder,
+    )
     model = FrameCodec(config)
-    missing, _ = model.load_state_dict(base_model.state_dict(), strict=False)  # all but the new table
-    assert missing == ["semantic_decoder.weight"], missing
-    torch.nn.init.zeros_(model.semantic_decoder.weight)
+    missing, _ = model.load_state_dict(base_model.state_dict(), strict=False)
+    new = {"semantic_decoder.weight", "voice_decoder.weight", "voice_decoder.bias"}
+    assert set(missing) <= new, missing
+    for name in missing:
+        torch.nn.init.zeros_(model.get_parameter(name))
     for name, param in model.named_parameters():
         param.requires_grad = name.split(".")[0] in TRAINABLE
     return model
@@ -116,6 +129,7 @@ class Pairs:
     generated: list
     semantic: list
     ratio: int  # codec frames per semantic frame
+    speakers: list = dataclasses.field(default_factory=list)  # each item's speaker
 
     soft: bool = False  # generated: expected level-1 latents [T, C] (float), not codes
 
@@ -127,7 +141,7 @@ class Pairs:
         for part in sorted((out_dir / "generated").glob("part-*.safetensors")):
             generated.update(load_file(str(part)))
         paths = {r["id"]: r["path"] for r in read_manifest(out_dir, "train")}
-        pairs = cls([], [], [], [], shards.ratio, soft)
+        pairs = cls([], [], [], [], shards.ratio, soft=soft)
         for n, row in enumerate(shards.items):
             if row["id"] not in generated or row["id"] not in paths:
                 continue
@@ -135,6 +149,7 @@ class Pairs:
             frames = item["codes"].shape[1]
             pairs.audio.append(sf.read(paths[row["id"]], dtype="int16")[0])
             pairs.true.append(torch.from_numpy(item["codes"][:levels]))
+            pairs.speakers.append(item["speakers"][0])
             pairs.generated.append(generated[row["id"]].float() if soft else generated[row["id"]].long())
             pairs.semantic.append(
                 semantic_to_codec(torch.from_numpy(item["semantic_tokens"]), shards.ratio, frames)
@@ -145,12 +160,34 @@ class Pairs:
             )
         return pairs
 
-    def batch(self, rng: np.random.Generator, size: int, frames: int, hop: int, true_share: float, quantizer):
-        """(latents [B, frames, C], semantic [B, frames], audio [B, frames * hop]); crops start on a
-        semantic frame, so latents, tokens and samples stay aligned."""
-        codes, semantic, audio = [], [], []
+    def voice(self, rng: np.random.Generator, n: int, model):
+        """A voice vector for item `n`, as a prompt would give it: a 3 s crop of the true codes of another
+        utterance of its speaker (of itself where it has none)."""
+        same = self.by_speaker[self.speakers[n]]
+        other = [m for m in same if m != n] or [n]
+        codes = self.true[other[int(rng.integers(len(other)))]]
+        start = int(rng.integers(max(1, codes.shape[1] - PROMPT_FRAMES)))
+        with torch.no_grad():
+            return model.voice_vector(codes[None, :, start : start + PROMPT_FRAMES].long())[0]
+
+    @property
+    def by_speaker(self) -> dict:
+        if not hasattr(self, "_by_speaker"):
+            self._by_speaker = {}
+            for n, speaker in enumerate(self.speakers):
+                self._by_speaker.setdefault(speaker, []).append(n)
+        return self._by_speaker
+
+    def batch(self, rng: np.random.Generator, size: int, frames: int, hop: int, true_share: float, model):
+        """(latents [B, frames, C], semantic [B, frames], audio [B, frames * hop], voice [B, 2C] or None);
+        crops start on a semantic frame, so latents, tokens and samples stay aligned. Voice vectors come
+        from another utterance of the speaker, for a decoder that reads one."""
+        quantizer = model.quantizer
+        codes, semantic, audio, voices = [], [], [], []
         for _ in range(size):
             n = int(rng.integers(len(self.audio)))
+            if model.config.voice_decoder:
+                voices.append(self.voice(rng, n, model))
             source = self.true[n] if rng.random() < true_share else self.generated[n]
             total = self.true[n].shape[1]
             start = int(rng.integers(max(1, total - frames))) // self.ratio * self.ratio
@@ -168,12 +205,13 @@ class Pairs:
             piece = self.audio[n][start * hop : (start + frames) * hop].astype(np.float32) / 32768
             a[: len(piece)] = piece
             codes.append(c), semantic.append(s), audio.append(torch.from_numpy(a))
-        return torch.stack(codes), torch.stack(semantic), torch.stack(audio)
+        voice = torch.stack(voices) if voices else None
+        return torch.stack(codes), torch.stack(semantic), torch.stack(audio), voice
 
 
-def train(config, base: Path, steps: int, true_share: float, lr: float, shards) -> dict:
+def train(config, base: Path, steps: int, true_share: float, lr: float, shards, voice: bool = False) -> dict:
     out_dir, seed = config.out_dir, config.seed
-    model = tuned_model(base, semantic_vocab=config.semantic.clusters)
+    model = tuned_model(base, semantic_vocab=config.semantic.clusters, voice=voice)
     meta = json.loads((out_dir / "generated" / "meta.json").read_text())
     pairs = Pairs.load(out_dir, shards, levels=int(meta["levels"]), soft=bool(meta.get("soft")))
     mel_loss = MelLoss(model.config.sample_rate)
@@ -186,9 +224,9 @@ def train(config, base: Path, steps: int, true_share: float, lr: float, shards) 
     model.train()
     while step < steps:
         rng = np.random.default_rng([seed, step])
-        latents, semantic, wav = pairs.batch(rng, 16, 50, hop, true_share, model.quantizer)
+        latents, semantic, wav, voices = pairs.batch(rng, 16, 50, hop, true_share, model)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            recon = model.decode_latents(latents, semantic).float()
+            recon = model.decode_latents(latents, semantic, voices).float()
         mel = mel_loss(recon, wav)
         optimizer_step(model, optimizer, mel + 0.1 * F.l1_loss(recon, wav), cosine_lr(step, steps, lr, 100))
         step += 1
@@ -207,6 +245,7 @@ def train(config, base: Path, steps: int, true_share: float, lr: float, shards) 
         "lr": lr,
         "items": len(pairs.audio),
         "soft": pairs.soft,
+        "voice": model.config.voice_decoder,
         "base": str(base),
         "log": log,
     }
@@ -225,6 +264,11 @@ def main(argv=None) -> int:
         "--soft",
         action="store_true",
         help="generate: the expected level-1 latent of SoundStorm's first pass instead of its codes",
+    )
+    parser.add_argument(
+        "--voice",
+        action="store_true",
+        help="train: the decoder also reads the prompt's voice vector (from another utterance of the speaker)",
     )
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--true-share", type=float, default=0.25, help="train: batches of true codes")
@@ -260,7 +304,7 @@ def main(argv=None) -> int:
         return 0
     if args.base_codec is None:
         parser.error("train needs --base-codec")
-    stats = train(config, args.base_codec, args.steps, args.true_share, args.lr, shards)
+    stats = train(config, args.base_codec, args.steps, args.true_share, args.lr, shards, args.voice)
     print(json.dumps({k: v for k, v in stats.items() if k != "log"}))
     return 0
 

@@ -96,17 +96,27 @@ class Evaluation:
     def render(self, prompts, semantic, track, seed, item):
         """The target's audio: SoundStorm's codes decoded, or (`soft`) its first pass's level-1 distribution
         rendered by a decoder tuned on such distributions (`decoder_tune generate --soft`)."""
+        voice = self.voice(prompts, track)
         if not self.soft:
-            return self.decode(generate(self.model, prompts, semantic, track, seed, self.options), item)
+            codes = generate(self.model, prompts, semantic, track, seed, self.options)
+            return self.decode(codes, item, voice)
         voices = [PromptTokens(codes, sem, label) for label, (codes, sem) in enumerate(prompts, 1)]
         probs, _ = first_level_posterior(self.model, semantic, track, voices)
         tokens = item["semantic_tokens"] if self.codec.needs_semantic else None
-        return self.codec.decode_posterior(probs, semantic=tokens).numpy()
+        return self.codec.decode_posterior(probs, semantic=tokens, voice=voice).numpy()
 
-    def decode(self, codes, item):
-        """Audio of codes [Q, T] (with the item's semantic tokens, for a codec that needs them)."""
+    def voice(self, prompts, track):
+        """Each frame's voice vector [T, V], that of its speaker's prompt (None where the decoder reads none)."""
+        if not self.codec.reads_voice:
+            return None
+        vectors = torch.stack([self.codec.voice(codes) for codes, _ in prompts])  # speaker n + 1 -> row n
+        return vectors[track - 1]
+
+    def decode(self, codes, item, voice=None):
+        """Audio of codes [Q, T] (with the item's semantic tokens, for a codec that needs them); without a
+        `voice`, a decoder that reads one takes the codes' own."""
         tokens = item["semantic_tokens"] if self.codec.needs_semantic else None
-        return self.codec.decode(codes, semantic=tokens).numpy()
+        return self.codec.decode(codes, semantic=tokens, voice=voice).numpy()
 
 
 def _singles(ev: Evaluation, count: int) -> list[dict]:

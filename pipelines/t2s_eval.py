@@ -99,7 +99,8 @@ def main(argv=None) -> int:
                 codes, semantic, _, _ = synth.acoustic(
                     segment, tokens, {"S1": short}, ["S1"], n, options, lambda *_: None
                 )
-                audio = synth.decode_codes(codes, semantic)
+                voice = synth.voice_track(segment, [(0, len(semantic))], len(semantic), {"S1": short})
+                audio = synth.decode_codes(codes, semantic, voice)
                 row[f"cer_{name}"] = round(cer(item["text"], asr(audio)), 4)
                 row[f"seconds_{name}"] = round(len(tokens[0]) / SEMANTIC_RATE, 2)
             rows.append(row)

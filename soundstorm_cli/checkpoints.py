@@ -359,16 +359,41 @@ def component_path(bundle: Bundle, kind: str, command: str = "this command") -> 
     return folder
 
 
+# A weight stored in int8 rows (`pipelines/int8.py`) keeps its per-row scale [rows] under its name + this.
+INT8_SCALE = ".int8_scale"
+
+
 def load_safetensors(path: str | Path, device: str = "cpu") -> dict:
-    """Load a state dict from a safetensors file; pickles are refused, never unpickled."""
+    """Load a state dict from a safetensors file; pickles are refused, never unpickled. Weights stored in
+    int8 rows come back as float32 (`dequantize`)."""
     path = Path(path)
     ensure_safetensors(path)
     from safetensors.torch import load_file
 
     try:
-        return load_file(str(path), device=device)
+        state = load_file(str(path), device=device)
     except Exception as exc:  # noqa: BLE001 - safetensors raises its own untyped errors
         raise CheckpointError(f"cannot load '{path}': {str(exc).splitlines()[0]}") from exc
+    return dequantize(state, path)
+
+
+def dequantize(state: dict, path: str | Path = "<weights>") -> dict:
+    """Each int8 tensor that has a NAME.int8_scale [rows] -> float32 rows times their scale; the rest as is."""
+    import torch
+
+    out = {}
+    for name, value in state.items():
+        if name.endswith(INT8_SCALE):
+            if name[: -len(INT8_SCALE)] not in state:
+                raise CheckpointError(f"cannot load '{path}': scale '{name}' has no weight")
+            continue
+        scale = state.get(name + INT8_SCALE)
+        if scale is not None:
+            if value.dtype != torch.int8 or scale.dim() != 1 or scale.shape[0] != value.shape[0]:
+                raise CheckpointError(f"cannot load '{path}': '{name}' is not int8 rows with one scale a row")
+            value = value.float() * scale.float().reshape(-1, *[1] * (value.dim() - 1))
+        out[name] = value
+    return out
 
 
 def ensure_safetensors(path: str | Path) -> Path:
@@ -401,7 +426,8 @@ def _looks_like_safetensors(path: Path) -> bool:
 
 def load_model_folder(folder: str | Path, build, what: str, device: str = "cpu"):
     """A shipped model: `config.json` rebuilt by `build(mapping)`, `model.safetensors` loaded in fp32
-    (never pickle), in eval mode on `device`. A config or weights that do not fit raise CheckpointError."""
+    (never pickle), in eval mode on `device`. A config or weights that do not fit raise CheckpointError.
+    (Built on the meta device to skip the random init, it would import torch._dynamo: 2 s more.)"""
     from soundstorm_cli.textfiles import read_json_object
 
     folder = Path(folder)

@@ -9,6 +9,9 @@ wav`, and the facts the rest of the chain needs (`sample_rate`, `frame_rate`,
 - `decode(codes [Q, T]) -> wav [S]`,   `decode(codes [B, Q, T]) -> wav [B, S]`
 - `decode_posterior(probs [T, K]) -> wav [S]` where `renders_posterior`: a decoder tuned on the
   expectation of SoundStorm's level-1 distribution renders that instead of sampled codes
+- `voice(codes [Q, P]) -> [V]` where `reads_voice`: a decoder that also reads a voice vector takes the
+  prompt's (`decode(..., voice=)`, `decode_posterior(..., voice=)`: [V], or [T, V] for a voice per frame;
+  `decode` without one reads the codes' own)
 
 with T = ceil(S / hop) and S = T * hop on the way back (`length=` trims).
 
@@ -40,6 +43,7 @@ class Codec(ABC):
     codebook_size: int
     needs_semantic: bool = False
     renders_posterior: bool = False
+    reads_voice: bool = False
 
     model: object  # the torch module behind it
 
@@ -97,7 +101,26 @@ class Codec(ABC):
             codes = self._encode(wav, semantic)  # [B, Q, T]
         return codes[0] if single else codes
 
-    def decode(self, codes, length: int | None = None, semantic=None):
+    def voice(self, codes):
+        """A prompt's voice vector [V] from its codes [Q, P], for a codec that `reads_voice`."""
+        raise CodecError("this codec's decoder reads no voice vector")
+
+    def _voice(self, voice, batch: int, frames: int):
+        """`voice` [V], [T, V] or [B, T, V] -> [B, V] or [B, T, V] on the device (None where not read)."""
+        if not self.reads_voice or voice is None:
+            return None
+        import torch
+
+        voice = torch.as_tensor(voice, dtype=torch.float32)
+        if voice.dim() == 1:
+            voice = voice[None].expand(batch, -1)
+        elif voice.dim() == 2:
+            voice = voice[None].expand(batch, -1, -1)
+        if voice.shape[0] != batch or (voice.dim() == 3 and voice.shape[1] != frames):
+            raise CodecError(f"voice vectors must be [V] or [{frames}, V], got {tuple(voice.shape)}")
+        return voice.to(self.device)
+
+    def decode(self, codes, length: int | None = None, semantic=None, voice=None):
         """Codes [Q, T] or [B, Q, T] -> waveform [S] or [B, S]; `length` trims to S samples."""
         import torch
 
@@ -114,15 +137,16 @@ class Codec(ABC):
                 f"codes must lie in [0, {self.codebook_size}), got [{codes.min()}, {codes.max()}]"
             )
         semantic = self._semantic(semantic, codes.shape[0], codes.shape[-1])
+        voice = self._voice(voice, codes.shape[0], codes.shape[-1])
         with torch.inference_mode():
-            wav = self._decode(codes, semantic)  # [B, S]
+            wav = self._decode(codes, semantic, voice) if voice is not None else self._decode(codes, semantic)
         if length is not None:
             wav = wav[..., :length]
         return wav[0] if single else wav
 
-    def decode_posterior(self, probs, length: int | None = None, semantic=None):
+    def decode_posterior(self, probs, length: int | None = None, semantic=None, voice=None):
         """Level 1's distribution [T, K] (rows summing to 1) -> waveform [S], for a codec that
-        `renders_posterior`; `length` trims to S samples."""
+        `renders_posterior`; `length` trims to S samples; `voice` ([V] or [T, V]) where it `reads_voice`."""
         import torch
 
         if not self.renders_posterior:
@@ -133,11 +157,16 @@ class Codec(ABC):
                 f"a level-1 distribution must be [T, {self.codebook_size}], got {tuple(probs.shape)}"
             )
         semantic = self._semantic(semantic, 1, probs.shape[0])
+        if self.reads_voice and voice is None:
+            raise CodecError(
+                "this codec's decoder reads a voice vector: pass voice= (Codec.voice of the prompt)"
+            )
+        voice = self._voice(voice, 1, probs.shape[0])
         with torch.inference_mode():
-            wav = self._decode_posterior(probs[None].to(self.device), semantic)[0]
+            wav = self._decode_posterior(probs[None].to(self.device), semantic, voice)[0]
         return wav[:length] if length is not None else wav
 
-    def _decode_posterior(self, probs, semantic=None):
+    def _decode_posterior(self, probs, semantic=None, voice=None):
         raise NotImplementedError
 
 
@@ -213,6 +242,7 @@ class FrameCodecWrapper(Codec):
         self.num_levels = int(num_levels or config.levels)
         self.needs_semantic = bool(config.semantic_vocab)
         self.renders_posterior = bool(config.soft_level1)
+        self.reads_voice = bool(config.voice_decoder)
         if not 1 <= self.num_levels <= config.levels:
             raise CodecError(f"this codec has {config.levels} levels, not {self.num_levels}")
         if self.needs_semantic and self.frame_rate != config.semantic_ratio * SEMANTIC_RATE:
@@ -223,11 +253,22 @@ class FrameCodecWrapper(Codec):
     def _encode(self, wav, semantic=None):
         return self.model.encode(wav.to(self.device), self.num_levels, semantic)
 
-    def _decode(self, codes, semantic=None):
-        return self.model.decode(codes.to(self.device), semantic)
+    def _decode(self, codes, semantic=None, voice=None):
+        return self.model.decode(codes.to(self.device), semantic, voice)
 
-    def _decode_posterior(self, probs, semantic=None):
-        return self.model.decode_posterior(probs, semantic)
+    def _decode_posterior(self, probs, semantic=None, voice=None):
+        return self.model.decode_posterior(probs, semantic, voice)
+
+    def voice(self, codes):
+        import torch
+
+        if not self.reads_voice:
+            return super().voice(codes)
+        codes = torch.as_tensor(codes, dtype=torch.long)
+        if codes.dim() != 2 or codes.shape[1] == 0 or codes.shape[0] > self.num_levels:
+            raise CodecError(f"prompt codes must be [Q, P] with P > 0, got {tuple(codes.shape)}")
+        with torch.inference_mode():
+            return self.model.voice_vector(codes[None].to(self.device))[0].float()
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, num_levels: int | None = None, device: str = "cpu"):

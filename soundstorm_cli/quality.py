@@ -116,18 +116,24 @@ def evaluate(
             ar_codes, _ = ar_model.generate(semantic, speakers, codes[:, :P].to(device), seed=seed + n)
             if codec.renders_posterior:
                 probs, _ = first_level_posterior(storm, semantic[P:], speakers[P:], prompt)
+        # A decoder that reads a voice vector takes the prompt's for what is generated (resynthesis: its own).
+        voice = codec.voice(codes[:, :P]) if codec.reads_voice else None
         outputs = {
             "original": samples,
             "codec": codec.decode(codes, semantic=given).cpu().numpy(),
-            "soundstorm": codec.decode(storm_codes, semantic=given).cpu().numpy(),
-            "ar_baseline": codec.decode(torch.cat([codes[:, :P].to(device), ar_codes], dim=1), semantic=given)
+            "soundstorm": codec.decode(storm_codes, semantic=given, voice=voice).cpu().numpy(),
+            "ar_baseline": codec.decode(
+                torch.cat([codes[:, :P].to(device), ar_codes], dim=1), semantic=given, voice=voice
+            )
             .cpu()
             .numpy(),
         }
         if codec.renders_posterior:
-            head = codec.decode(codes[:, :P], semantic=None if given is None else given[: P // synth.ratio])
+            head = codec.decode(
+                codes[:, :P], semantic=None if given is None else given[: P // synth.ratio], voice=voice
+            )
             rest = codec.decode_posterior(
-                probs, semantic=None if given is None else given[P // synth.ratio :]
+                probs, semantic=None if given is None else given[P // synth.ratio :], voice=voice
             )
             outputs["soundstorm_posterior"] = torch.cat([head, rest]).cpu().numpy()
         cut = P * codec.hop_length

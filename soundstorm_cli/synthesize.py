@@ -459,8 +459,10 @@ class Synthesizer:
         )
         timings["acoustic"] = time.perf_counter() - started
 
+        voice = self.voice_track(segments, spans, len(semantic), prompts)
+
         def decode(codes):
-            return self.decode_codes(codes, semantic)
+            return self.decode_codes(codes, semantic, voice)
 
         spoken = _turn_spans(len(turns), segments, spans)
         checks = None
@@ -537,14 +539,29 @@ class Synthesizer:
         )
         return best, checks, sum(passes)
 
-    def decode_codes(self, codes, semantic) -> np.ndarray:
+    def decode_codes(self, codes, semantic, voice=None) -> np.ndarray:
         """Audio [S] of what `acoustic` returned: codes [Q, T], or level 1's distribution [K, T] (float);
         `semantic`: the codec-rate tokens [T] returned with them (a codec conditioned on them decodes with
-        them, back at 25 Hz)."""
+        them, back at 25 Hz); `voice`: each frame's voice vector [T, V] (`voice_track`), for a decoder
+        that reads one."""
         given = semantic[:: self.ratio] if self.codec.needs_semantic else None
         if codes.is_floating_point():
-            return self.codec.decode_posterior(codes.T, semantic=given).float().cpu().numpy()
-        return self.codec.decode(codes, semantic=given).float().cpu().numpy()
+            return self.codec.decode_posterior(codes.T, semantic=given, voice=voice).float().cpu().numpy()
+        return self.codec.decode(codes, semantic=given, voice=voice).float().cpu().numpy()
+
+    def voice_track(self, segments, spans, frames: int, prompts):
+        """Each frame's voice vector [T, V], its segment's speaker's prompt's (`Codec.voice`): a segment
+        holds its frames and the pause after it. None where the codec's decoder reads no voice."""
+        import torch
+
+        if not self.codec.reads_voice:
+            return None
+        vectors = {speaker: self.codec.voice(prompt.codes).cpu() for speaker, prompt in prompts.items()}
+        track = torch.empty(frames, next(iter(vectors.values())).shape[0])
+        starts = [start for start, _ in spans] + [frames]
+        for n, segment in enumerate(segments):
+            track[starts[n] : starts[n + 1]] = vectors[segment.speaker]
+        return track
 
     def decoding(self, options: SynthesisOptions) -> str:
         """`options.decoding` resolved for this bundle: 'paper' or 'posterior'."""

@@ -169,3 +169,102 @@ def test_list_shows_every_bundle(registry_file, cli):
     assert code == 0
     names = [b["name"] for b in yaml.safe_load(stdout)["bundles"]]
     assert names == ["hubbed", "mine", "other"]
+
+
+def test_int8_rows_load_back_within_half_a_step_and_small_tensors_stay(tmp_path):
+    """`pipelines.int8` stores large weights as int8 rows with a scale each; loading gives float32 within
+    half a quantization step of every value; biases, small tensors and kept names are untouched."""
+    from safetensors.torch import save_file
+
+    from pipelines.int8 import quantize_state, store_int8
+
+    torch.manual_seed(0)
+    state = {
+        "big.weight": torch.randn(300, 256) * torch.rand(300, 1),  # rows of different scales
+        "conv.weight": torch.randn(256, 64, 5).to(torch.bfloat16),
+        "zero.weight": torch.zeros(256, 256),
+        "small.weight": torch.randn(8, 8),
+        "big.bias": torch.randn(300),
+        "steps": torch.arange(70000, dtype=torch.int16),
+    }
+    path = tmp_path / "model.safetensors"
+    save_file(state, path)
+    sizes = store_int8(path)
+    assert sizes["after"] < sizes["before"] / 2
+    loaded = load_safetensors(path)
+    assert set(loaded) == set(state)
+    for name in ("big.weight", "conv.weight", "zero.weight"):
+        original = state[name].float()
+        step = original.reshape(original.shape[0], -1).abs().amax(1) / 127
+        error = (loaded[name] - original).reshape(original.shape[0], -1).abs().amax(1)
+        assert loaded[name].dtype == torch.float32 and (error <= step / 2 + 1e-6).all(), name
+    for name in ("small.weight", "big.bias", "steps"):
+        assert torch.equal(loaded[name], state[name]), name
+    assert store_int8(path) == {"before": sizes["after"], "after": sizes["after"]}  # already stored so
+    kept = quantize_state(
+        {"encoder.w": state["big.weight"], "decoder.w": state["big.weight"]}, keep=("encoder",)
+    )
+    assert kept["encoder.w"].dtype == torch.float32 and kept["decoder.w"].dtype == torch.int8
+
+
+def test_int8_weights_that_do_not_fit_are_refused(tmp_path):
+    from safetensors.torch import save_file
+
+    bad = {
+        "orphan": {"w.int8_scale": torch.ones(3)},
+        "float": {"w": torch.ones(3, 4), "w.int8_scale": torch.ones(3)},
+        "rows": {"w": torch.ones(3, 4, dtype=torch.int8), "w.int8_scale": torch.ones(4)},
+    }
+    for name, state in bad.items():
+        save_file(state, tmp_path / f"{name}.safetensors")
+        with pytest.raises(CheckpointError, match="cannot load"):
+            load_safetensors(tmp_path / f"{name}.safetensors")
+
+
+def test_a_t2s_stored_in_int8_rows_loads_and_generates(tmp_path):
+    """The T5 loads from int8 rows (through our loader, not transformers'): its weights within the
+    quantization step, the output head still tied to the embedding, generation runs."""
+    import json
+
+    from conftest import tiny_t2s_config
+
+    from pipelines.int8 import store_int8
+    from soundstorm_cli.models.t2s import T2S, load_t2s
+
+    config = tiny_t2s_config()
+    t2s = T2S.random_init(config, seed=0)
+    t2s.model.save_pretrained(tmp_path, safe_serialization=True)
+    (tmp_path / "t2s.json").write_text(json.dumps(config.to_dict()))
+    exact = load_t2s(tmp_path)
+    store_int8(tmp_path / "model.safetensors", min_elements=64)  # a tiny model's weights are small
+    stored = load_t2s(tmp_path)
+    pairs = zip(exact.model.named_parameters(), stored.model.named_parameters(), strict=True)
+    assert any(not torch.equal(a, b) for (_, a), (_, b) in pairs)
+    for (name, a), (_, b) in zip(
+        exact.model.named_parameters(), stored.model.named_parameters(), strict=True
+    ):
+        assert (a - b).abs().max() <= a.abs().max() / 254 + 1e-6, name
+    assert stored.model.lm_head.weight.data_ptr() == stored.model.shared.weight.data_ptr()
+    out = stored.generate([[5, 6, 7]], turns=[1], seed=0)[0]
+    assert all(0 <= t < config.semantic_vocab for t in out.semantic)
+
+
+def test_a_model_folder_loads_its_own_weights_and_refuses_a_config_they_do_not_fit(tmp_path):
+    """`load_model_folder` gives every parameter as saved (bf16, back in fp32); weights for another
+    shape are one CheckpointError."""
+    import json
+
+    from pipelines.training import save_bf16
+    from soundstorm_cli.models.soundstorm import SoundStorm, SoundStormConfig, load_soundstorm
+
+    config = SoundStormConfig(levels=2, codebook_size=32, semantic_vocab=16, dim=32, layers=1, heads=2)
+    model = SoundStorm(config).eval()
+    save_bf16(model, tmp_path, "soundstorm")
+    loaded = load_soundstorm(tmp_path)
+    for (name, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items(), strict=True):
+        assert b.device.type == "cpu" and b.dtype == torch.float32, name
+        assert torch.equal(a.to(torch.bfloat16).float(), b), name
+    raw = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**raw, "dim": 48}))
+    with pytest.raises(CheckpointError, match="do not fit"):
+        load_soundstorm(tmp_path)

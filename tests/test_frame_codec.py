@@ -160,6 +160,37 @@ def test_a_posterior_decoder_renders_the_expected_latent_and_a_one_hot_is_the_co
         FrameCodecWrapper(model).decode_posterior(one_hot)
 
 
+def test_a_decoder_that_reads_a_voice_takes_the_prompts_per_frame(tmp_path, model):
+    """A decoder with a voice projection reads a voice vector (mean and spread of a prompt's quantized
+    latents): one vector for all frames is the same as it repeated per frame, another voice changes the
+    audio, codes decode with their own voice by default, and the posterior without one is refused."""
+    from soundstorm_cli.errors import CodecError
+
+    config = FrameCodecConfig(**{**TINY.to_dict(), "soft_level1": True, "voice_decoder": True})
+    torch.manual_seed(1)
+    save_codec(FrameCodec(config).eval(), tmp_path / "codec")
+    codec = load_codec(tmp_path / "codec")
+    assert codec.reads_voice and not FrameCodecWrapper(model).reads_voice
+    low, high = codec.encode(torch.randn(3200) * 0.05), codec.encode(torch.randn(3200) * 0.5)
+    a, b = codec.voice(low), codec.voice(high)
+    assert a.shape == (2 * config.codebook_dim,) and not torch.allclose(a, b)
+    latents = codec.model.quantizer.decode(low)  # [T, C]
+    assert torch.allclose(a, torch.cat([latents.mean(0), latents.std(0, unbiased=False)]), atol=1e-6)
+    probs = torch.softmax(torch.randn(10, 32), -1)
+    one = codec.decode_posterior(probs, voice=a)
+    assert torch.allclose(one, codec.decode_posterior(probs, voice=a.expand(10, -1)), atol=1e-6)
+    assert not torch.allclose(one, codec.decode_posterior(probs, voice=b))
+    mixed = torch.cat([a.expand(5, -1), b.expand(5, -1)])
+    assert not torch.allclose(codec.decode_posterior(probs, voice=mixed), one)
+    assert torch.allclose(codec.decode(low), codec.decode(low, voice=a), atol=1e-6)
+    with pytest.raises(CodecError, match="voice"):
+        codec.decode_posterior(probs)
+    with pytest.raises(CodecError, match="voice vectors"):
+        codec.decode_posterior(probs, voice=a.expand(7, -1))
+    with pytest.raises(CodecError, match="no voice"):
+        FrameCodecWrapper(model).voice(low)
+
+
 @pytest.mark.parametrize("n_fft, n_mels", [(1024, 80), (400, 20)])
 def test_the_16_khz_mel_filters_are_transformers_slaney_filters(n_fft, n_mels):
     """faster-whisper's filters stand in for transformers' at 16 kHz (no 2 s import): bit for bit."""

@@ -241,3 +241,32 @@ def _decoder_tune_on(out):
     probs = torch.softmax(torch.randn(50, posterior.codebook_size), -1)
     audio = posterior.decode_posterior(probs, semantic=semantic)
     assert audio.shape == (50 * codec.hop_length,) and torch.isfinite(audio).all()
+
+    # --voice: a zero-initialised projection of a prompt's voice vector, so tuning starts from the
+    # decoder's own audio whatever the voice, and learns from another utterance of each speaker
+    from pipelines.decoder_tune import tuned_model
+
+    start = tuned_model(
+        soft / "decoder_tune", semantic_vocab=posterior.model.config.semantic_vocab, voice=True
+    )
+    codes = torch.from_numpy(item["codes"][:, :50])[None]
+    with torch.no_grad():
+        latents = start.quantizer.decode(codes[0, :1])[None]
+        tokens = semantic.repeat_interleave(2)[None]
+        for voice in (torch.zeros(1, 2 * latents.shape[-1]), start.voice_vector(codes)):
+            same = start.decode_latents(latents, tokens, voice)
+            assert torch.allclose(same, posterior.model.decode_latents(latents, tokens), atol=1e-5)
+    voiced = soft / "voiced"
+    voiced.mkdir()
+    for name in ("corpus", "shards", "generated"):
+        (voiced / name).symlink_to(soft / name)
+    args = ["--config", "pipelines/configs/toy.yaml", "--out-dir", str(voiced)]
+    assert (
+        decoder_tune(["train", *args, "--base-codec", str(soft / "decoder_tune"), "--voice", "--steps", "3"])
+        == 0
+    )
+    voiced = load_codec(voiced / "decoder_tune")
+    assert voiced.reads_voice and voiced.renders_posterior
+    assert voiced.model.voice_decoder.weight.abs().sum() > 0  # it learnt from the voices
+    audio = voiced.decode_posterior(probs, semantic=semantic, voice=voiced.voice(codes[0]))
+    assert audio.shape == (50 * codec.hop_length,) and torch.isfinite(audio).all()

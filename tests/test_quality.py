@@ -25,10 +25,12 @@ def test_eval_four_rows_and_csv(cli, tiny_bundle, tmp_path):
     assert len(rows) == 2 * 4 and {r["system"] for r in rows} == set(report["summary"])
 
 
-def test_eval_adds_the_posterior_row_where_the_decoder_renders_it(cli, tmp_path):
+@pytest.mark.parametrize("voice", [False, True], ids=["posterior", "posterior-and-voice"])
+def test_eval_adds_the_posterior_row_where_the_decoder_renders_it(cli, tmp_path, voice):
+    """A decoder that reads voice vectors renders what is generated with the prompt's."""
     from conftest import build_tiny_bundle
 
-    bundle = build_tiny_bundle(tmp_path, posterior_codec=True)
+    bundle = build_tiny_bundle(tmp_path, posterior_codec=True, voice_codec=voice)
     code, stdout, stderr = cli("eval", "--checkpoint", bundle, "--json", "--device", "cpu", "--limit", "1")
     assert code == 0, stderr
     summary = json.loads(stdout)["summary"]

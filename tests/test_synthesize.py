@@ -322,6 +322,32 @@ def test_a_decoder_that_renders_the_posterior_is_rendered_in_one_pass(tmp_path, 
     assert code == 2 and stderr.startswith("error: posterior decoding") and len(stderr.splitlines()) == 1
 
 
+def test_a_decoder_that_reads_voices_gives_each_turn_its_own_prompts(tmp_path):
+    """With a decoder that reads voice vectors, every frame of a turn (and the pause after it) carries
+    its speaker's prompt's vector; both decodings render."""
+    from conftest import build_tiny_bundle
+
+    from soundstorm_cli.synthesize import segments_of
+
+    bundle = build_tiny_bundle(tmp_path, voice_codec=True)
+    synth = Synthesizer.from_checkpoint(str(bundle), device="cpu")
+    assert synth.codec.reads_voice
+    script = parse_script("[A] Hello there. [B] Hi, how are you? [A] Fine.")
+    files = {"A": bundle / "voices" / "v0.wav", "B": bundle / "voices" / "v1.wav"}
+    one = synth.dialogue(script, voices=files, seed=3, options=ESPEAK)
+    assert one.decoding == "posterior" and np.isfinite(one.audio).all()
+    prompts = {s: synth.prompt(f, ESPEAK.prompt_seconds) for s, f in files.items()}
+    segments = segments_of(list(script.turns), 0.3)
+    track = synth.voice_track(segments, [(0, 10), (14, 30), (36, 40)], 45, prompts)
+    own = {s: synth.codec.voice(p.codes) for s, p in prompts.items()}
+    for segment, (start, end) in zip(segments, [(0, 14), (14, 36), (36, 45)], strict=True):
+        assert torch.equal(track[start:end], own[segment.speaker].expand(end - start, -1))
+    paper = synth.dialogue(
+        script, voices=files, seed=3, options=dataclasses.replace(ESPEAK, decoding="paper")
+    )
+    assert paper.decoding == "paper" and np.isfinite(paper.audio).all()
+
+
 def test_a_codes_only_bundle_refuses_posterior_decoding(cli, tiny_bundle, tmp_path):
     out = tmp_path / "p.wav"
     code, stdout, stderr = cli("say", "Hi.", "-o", out, "--checkpoint", tiny_bundle, "--json")

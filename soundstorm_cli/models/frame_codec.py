@@ -71,6 +71,9 @@ class FrameCodecConfig:
     # True: the decoder was tuned to render SoundStorm's expected level-1 latent (the distribution of its first
     # pass over hidden codes, `decode_posterior`) as well as true codes; the chain then renders that way.
     soft_level1: bool = False
+    # True: the decoder also reads a voice vector, the mean and standard deviation over a prompt's frames of
+    # its quantized latents (`voice_vector`), per frame, so each turn's voice can come from its own prompt.
+    voice_decoder: bool = False
     model_type: str = "soundstorm-frame-codec"
 
     def to_dict(self) -> dict:
@@ -177,6 +180,10 @@ class ResidualVQ(nn.Module):
         return sum(self.levels[q].decode(codes[q]) for q in range(codes.shape[0]))
 
 
+def _moments(latents):  # [B, T, C] -> [B, 2C]: mean and standard deviation over the frames
+    return torch.cat([latents.mean(1), latents.std(1, unbiased=False)], dim=-1)
+
+
 class FrameCodec(nn.Module):
     """wav [B, S] -> codes [B, Q, T] -> wav [B, T * hop]."""
 
@@ -199,6 +206,8 @@ class FrameCodec(nn.Module):
             if c.semantic_encoder:
                 self.semantic_encoder = nn.Embedding(c.semantic_vocab, c.width)
             self.semantic_decoder = nn.Embedding(c.semantic_vocab, c.width)
+        if c.voice_decoder:
+            self.voice_decoder = nn.Linear(2 * c.codebook_dim, c.width)
 
     def _semantic(self, table: str, semantic, frames: int):
         """Codec-rate semantic tokens [B, T] -> their embedding [B, D, T] (0 where this side has no table)."""
@@ -233,10 +242,28 @@ class FrameCodec(nn.Module):
         x = self.encoder(x + self._semantic("semantic_encoder", semantic, x.shape[-1]))
         return self.encoder_out(x.transpose(1, 2)).float()  # the quantizer works in fp32
 
-    def decode_latents(self, latents, semantic=None):  # [B, T, C] -> [B, T * hop]
+    def voice_vector(self, codes):  # [B, Q, T] -> [B, 2C]
+        """A prompt's voice: the mean and standard deviation over its frames of its quantized latents."""
+        B, Q, T = codes.shape
+        return _moments(self.quantizer.decode(codes.transpose(0, 1).reshape(Q, B * T)).reshape(B, T, -1))
+
+    def _voice(self, voice, frames: int):
+        """Voice vectors [B, 2C] or [B, T, 2C] -> their projection [B, D, T] (0 for a decoder without one)."""
+        if not hasattr(self, "voice_decoder"):
+            return 0
+        if voice is None:
+            raise ValueError("this codec's decoder reads a voice vector: pass voice=")
+        if voice.dim() == 2:
+            voice = voice[:, None].expand(-1, frames, -1)
+        if voice.shape[1] != frames:
+            raise ValueError(f"voice vectors must be [B, 2C] or [B, {frames}, 2C], got {tuple(voice.shape)}")
+        return self.voice_decoder(voice.to(self.voice_decoder.weight.dtype)).transpose(1, 2)
+
+    def decode_latents(self, latents, semantic=None, voice=None):  # [B, T, C] -> [B, T * hop]
         c = self.config
         x = self.decoder_in(latents.transpose(1, 2))  # [B, D, T]
-        x = self.decoder(x + self._semantic("semantic_decoder", semantic, x.shape[-1]))
+        x = x + self._semantic("semantic_decoder", semantic, x.shape[-1]) + self._voice(voice, x.shape[-1])
+        x = self.decoder(x)
         x = self.head(self.decoder_norm(x.transpose(1, 2))).transpose(1, 2)  # [B, n_fft + 2, T]
         log_mag, phase = x.float().chunk(2, dim=1)  # [B, F, T] each
         mag = torch.exp(log_mag).clamp(max=1e2)
@@ -255,7 +282,8 @@ class FrameCodec(nn.Module):
         flat = latents.reshape(B * T, C)
         quantized, codes, commit = self.quantizer(flat, num_levels)
         quantized = flat + (quantized - flat).detach()  # straight-through
-        recon = self.decode_latents(quantized.reshape(B, T, C), semantic)
+        voice = _moments(quantized.detach().reshape(B, T, C)) if self.config.voice_decoder else None
+        recon = self.decode_latents(quantized.reshape(B, T, C), semantic, voice)
         return recon, codes.reshape(-1, B, T).transpose(0, 1), commit
 
     @torch.no_grad()
@@ -266,12 +294,17 @@ class FrameCodec(nn.Module):
         return codes.reshape(-1, B, T).transpose(0, 1)
 
     @torch.no_grad()
-    def decode(self, codes, semantic=None):  # [B, Q, T] -> [B, T * hop]
+    def decode(self, codes, semantic=None, voice=None):  # [B, Q, T] -> [B, T * hop]
+        """`voice`: for a decoder that reads one, [B, 2C] or [B, T, 2C]; by default the codes' own."""
         B, Q, T = codes.shape
         quantized = self.quantizer.decode(codes.transpose(0, 1).reshape(Q, B * T))
-        return self.decode_latents(quantized.reshape(B, T, -1), semantic)
+        if voice is None and self.config.voice_decoder:
+            voice = self.voice_vector(codes)
+        return self.decode_latents(quantized.reshape(B, T, -1), semantic, voice)
 
     @torch.no_grad()
-    def decode_posterior(self, probs, semantic=None):  # [B, T, K] level-1 distribution -> [B, T * hop]
+    def decode_posterior(
+        self, probs, semantic=None, voice=None
+    ):  # [B, T, K] level-1 distribution -> [B, T * hop]
         latents = probs.float() @ self.quantizer.levels[0].embed  # the expected level-1 latent [B, T, C]
-        return self.decode_latents(latents, semantic)
+        return self.decode_latents(latents, semantic, voice)

@@ -207,10 +207,10 @@ def load_t2s(folder, device: str = "cpu") -> T2S:
     """Build from `t2s.json` + the Hugging Face folder (safetensors only, never pickle), eval mode."""
     from pathlib import Path
 
-    from transformers import T5ForConditionalGeneration
+    from transformers import GenerationConfig, T5Config, T5ForConditionalGeneration
     from transformers.utils import logging as hf_logging
 
-    from soundstorm_cli.checkpoints import ensure_safetensors
+    from soundstorm_cli.checkpoints import load_safetensors
 
     hf_logging.disable_progress_bar()  # our progress is ours to show: stderr stays one line per problem
     from soundstorm_cli.errors import CheckpointError
@@ -219,8 +219,12 @@ def load_t2s(folder, device: str = "cpu") -> T2S:
     folder = Path(folder)
     try:
         config = T2SConfig(**read_json_object(folder / "t2s.json", CheckpointError, "T2S config"))
-        ensure_safetensors(folder / "model.safetensors")
-        model = T5ForConditionalGeneration.from_pretrained(str(folder), use_safetensors=True)
+        state = load_safetensors(folder / "model.safetensors")  # int8 rows, if so stored, dequantized
+        model = T5ForConditionalGeneration.from_pretrained(
+            None, config=T5Config.from_pretrained(str(folder)), state_dict=state
+        )
+        if (folder / "generation_config.json").is_file():
+            model.generation_config = GenerationConfig.from_pretrained(str(folder))
     except (OSError, TypeError, ValueError) as exc:
         raise CheckpointError(f"cannot load the T2S model in '{folder}': {str(exc).splitlines()[0]}") from exc
     return T2S(model.float().to(device), config)  # shipped in bf16, computed in fp32
