@@ -130,6 +130,7 @@ class Pairs:
     semantic: list
     ratio: int  # codec frames per semantic frame
     speakers: list = dataclasses.field(default_factory=list)  # each item's speaker
+    by_speaker: dict = dataclasses.field(default_factory=dict)  # speaker -> the indices of their items
 
     soft: bool = False  # generated: expected level-1 latents [T, C] (float), not codes
 
@@ -150,6 +151,7 @@ class Pairs:
             pairs.audio.append(sf.read(paths[row["id"]], dtype="int16")[0])
             pairs.true.append(torch.from_numpy(item["codes"][:levels]))
             pairs.speakers.append(item["speakers"][0])
+            pairs.by_speaker.setdefault(item["speakers"][0], []).append(len(pairs.true) - 1)
             pairs.generated.append(generated[row["id"]].float() if soft else generated[row["id"]].long())
             pairs.semantic.append(
                 semantic_to_codec(torch.from_numpy(item["semantic_tokens"]), shards.ratio, frames)
@@ -169,14 +171,6 @@ class Pairs:
         start = int(rng.integers(max(1, codes.shape[1] - PROMPT_FRAMES)))
         with torch.no_grad():
             return model.voice_vector(codes[None, :, start : start + PROMPT_FRAMES].long())[0]
-
-    @property
-    def by_speaker(self) -> dict:
-        if not hasattr(self, "_by_speaker"):
-            self._by_speaker = {}
-            for n, speaker in enumerate(self.speakers):
-                self._by_speaker.setdefault(speaker, []).append(n)
-        return self._by_speaker
 
     def batch(self, rng: np.random.Generator, size: int, frames: int, hop: int, true_share: float, model):
         """(latents [B, frames, C], semantic [B, frames], audio [B, frames * hop], voice [B, 2C] or None);

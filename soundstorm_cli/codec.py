@@ -66,8 +66,8 @@ class Codec(ABC):
         """[B, S] float (and codec-rate semantic tokens [B, T] where needed) -> [B, Q, T] long."""
 
     @abstractmethod
-    def _decode(self, codes, semantic=None):
-        """[B, Q, T] long (and codec-rate semantic tokens [B, T] where needed) -> [B, S] float."""
+    def _decode(self, codes, semantic=None, voice=None):
+        """[B, Q, T] long (and codec-rate semantic tokens [B, T], voice vectors where read) -> [B, S] float."""
 
     def _semantic(self, semantic, batch: int, frames: int):
         """25 Hz tokens [T25] or [B, T25] -> codec-rate [B, T] (None for a codec that does not use them)."""
@@ -139,7 +139,7 @@ class Codec(ABC):
         semantic = self._semantic(semantic, codes.shape[0], codes.shape[-1])
         voice = self._voice(voice, codes.shape[0], codes.shape[-1])
         with torch.inference_mode():
-            wav = self._decode(codes, semantic, voice) if voice is not None else self._decode(codes, semantic)
+            wav = self._decode(codes, semantic, voice)
         if length is not None:
             wav = wav[..., :length]
         return wav[0] if single else wav
@@ -209,7 +209,7 @@ class EncodecCodec(Codec):
         codes = self.model.quantizer.encode(embeddings, self.bandwidth)  # [Q, B, T]
         return codes.transpose(0, 1).contiguous()  # [B, Q, T]
 
-    def _decode(self, codes, semantic=None):
+    def _decode(self, codes, semantic=None, voice=None):
         codes = codes.to(self.device).transpose(0, 1)  # [Q, B, T]
         embeddings = self.model.quantizer.decode(codes)  # [B, D, T]
         return self.model.decoder(embeddings)[:, 0]  # [B, S]

@@ -303,8 +303,7 @@ class FrameCodec(nn.Module):
         return self.decode_latents(quantized.reshape(B, T, -1), semantic, voice)
 
     @torch.no_grad()
-    def decode_posterior(
-        self, probs, semantic=None, voice=None
-    ):  # [B, T, K] level-1 distribution -> [B, T * hop]
+    def decode_posterior(self, probs, semantic=None, voice=None):
+        """Level 1's distribution [B, T, K] -> [B, T * hop], through its expected latent."""
         latents = probs.float() @ self.quantizer.levels[0].embed  # the expected level-1 latent [B, T, C]
         return self.decode_latents(latents, semantic, voice)
