@@ -1,8 +1,9 @@
 """Teach the codec's decoder to render what SoundStorm generates, with the words from the semantic tokens.
 
     python -m pipelines.decoder_tune generate --config C --out-dir D --soundstorm S [--shard k/n] [--items N]
-        [--soft --base-codec B]
+        [--soft --base-codec B [--cross-voice]]
     python -m pipelines.decoder_tune train --config C --out-dir D --base-codec B [--steps N] [--voice]
+        [--voice-layers] [--cross-share F]
 
 SoundStorm's codes are not the codec's: on the training split its level 1 agrees
 with the true codes on about one frame in ten, and the decoder, trained only on
@@ -35,6 +36,18 @@ another utterance of the same speaker, through a zero-initialised projection: th
 renders can then come from the prompt as well as from the semantic tokens, which carry the voice of
 whatever spoke them (the espeak guide, at inference). The chain gives each frame its speaker's prompt's
 vector (`Synthesizer.voice_track`).
+
+With `--cross-voice`, `generate --soft` also writes `generated_cross/`: each training utterance moved to
+another voice by `sox pitch` (250-450 cents up or down; the samples stay aligned with the original's
+semantic tokens), with a 3 s prompt of another utterance of its speaker moved the same way, and
+SoundStorm's level-1 expectation from the *original's* semantic tokens and that prompt. That is the
+chain's situation: tokens that carry one voice (the espeak guide's), a prompt of another. `train
+--cross-share F` gives that share of the batches to these items, with the moved audio as the target and
+the moved prompt's voice vector: the voice has to come from the prompt, not from the tokens.
+
+`train --voice-layers` (implies `--voice`) also projects the voice vector into every decoder block's
+input, each projection zero-initialised (`FrameCodecConfig.voice_layers`), where `--voice` adds it only
+before the first block.
 """
 
 from __future__ import annotations
@@ -59,7 +72,15 @@ from soundstorm_cli.semantic import semantic_to_codec
 
 CPU = torch.device("cpu")
 PROMPT_FRAMES = 150  # 3 s at 50 Hz, as the evaluation prompts
-TRAINABLE = ("decoder_in", "decoder", "decoder_norm", "head", "semantic_decoder", "voice_decoder")
+TRAINABLE = (
+    "decoder_in",
+    "decoder",
+    "decoder_norm",
+    "head",
+    "semantic_decoder",
+    "voice_decoder",
+    "voice_blocks",
+)
 
 
 def generate_part(
@@ -92,9 +113,75 @@ def generate_part(
     return out
 
 
-def tuned_model(base: Path, semantic_vocab: int, voice: bool = False):
+CROSS_CENTS = (250, 450)  # how far (either way) `--cross-voice` moves a voice, in cents
+
+
+def pitch_shift(audio: np.ndarray, sample_rate: int, cents: int) -> np.ndarray:
+    """int16 samples moved by `cents` with `sox pitch` (same length, so still aligned with their tokens)."""
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        src, dst = Path(tmp) / "a.wav", Path(tmp) / "b.wav"
+        sf.write(src, audio, sample_rate, subtype="PCM_16")
+        subprocess.run(
+            ["sox", "-D", "-R", str(src), str(dst), "pitch", str(cents)], check=True, capture_output=True
+        )
+        moved = sf.read(dst, dtype="int16")[0]
+    out = np.zeros(len(audio), dtype=np.int16)
+    out[: min(len(audio), len(moved))] = moved[: len(audio)]
+    return out
+
+
+def cross_part(
+    shards: TokenShards, model, codec, paths: dict, part: int, parts: int, items: int, seed: int
+) -> dict:
+    """For every `parts`-th single training utterance from `part` on, its `--cross-voice` item: the audio
+    moved to another voice (`{id}/audio`, int16), a 3 s prompt of another utterance of its speaker moved
+    the same way (`{id}/prompt`, codes [Q, P]) and SoundStorm's expected level-1 latent from the original's
+    semantic tokens and that prompt (`{id}/latents`, [T, C] float16)."""
+    from soundstorm_cli.decoding import PromptTokens, first_level_posterior
+
+    ratio, levels = model.config.semantic_ratio, model.config.levels
+    rate, hop = codec.sample_rate, codec.model.config.hop_length
+    codebook = codec.model.quantizer.levels[0].embed.float()
+    singles = [i for i, r in enumerate(shards.items) if r["kind"] == "single"][:items]
+    bf16, out = native_bf16(CPU), {}
+    for n in singles[part::parts]:
+        item, row = shards[n], shards.items[n]
+        others = [i for i in shards.singles_by_speaker.get(item["speakers"][0], []) if i != n]
+        if not others or row["id"] not in paths:
+            continue
+        rng = np.random.default_rng([seed, n, 1])
+        cents = int(rng.choice([-1, 1]) * rng.integers(CROSS_CENTS[0], CROSS_CENTS[1] + 1))
+        m = int(rng.choice(others))
+        source = sf.read(paths[shards.items[m]["id"]], dtype="int16")[0]
+        start = int(rng.integers(max(1, len(source) // hop - PROMPT_FRAMES))) // ratio * ratio
+        crop = pitch_shift(source[start * hop : (start + PROMPT_FRAMES) * hop], rate, cents)
+        with torch.inference_mode():  # the encoder reads no tokens: the decoder's are not needed here
+            prompt = codec.model.encode(torch.from_numpy(crop.astype(np.float32) / 32768)[None], levels)[0]
+        prompt_semantic = semantic_to_codec(torch.from_numpy(shards[m]["semantic_tokens"]), ratio, 10**6)
+        prompt_semantic = prompt_semantic[start : start + prompt.shape[1]]
+        frames = item["codes"].shape[1]
+        semantic = semantic_to_codec(torch.from_numpy(item["semantic_tokens"]), ratio, frames)
+        track = torch.ones(frames, dtype=torch.long)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            probs, _ = first_level_posterior(
+                model, semantic, track, [PromptTokens(prompt, prompt_semantic, 1)]
+            )
+        key = row["id"]
+        out[f"{key}/latents"] = (probs.float() @ codebook).to(torch.float16).contiguous()
+        out[f"{key}/prompt"] = prompt.to(torch.int16).contiguous()
+        out[f"{key}/audio"] = torch.from_numpy(
+            pitch_shift(sf.read(paths[key], dtype="int16")[0], rate, cents)
+        )
+    return out
+
+
+def tuned_model(base: Path, semantic_vocab: int, voice: bool = False, voice_layers: bool = False):
     """The base codec with a zero-initialised semantic embedding on its decoder (and, with `voice`, a
-    zero-initialised projection of the prompt's voice vector); only the decoder trains."""
+    zero-initialised projection of the prompt's voice vector; with `voice_layers`, one into every decoder
+    block too); only the decoder trains."""
     from soundstorm_cli.codec import load_codec
     from soundstorm_cli.models.frame_codec import FrameCodec
 
@@ -107,12 +194,13 @@ def tuned_model(base: Path, semantic_vocab: int, voice: bool = False):
         config,
         semantic_vocab=semantic_vocab,
         semantic_encoder=False,
-        voice_decoder=voice or config.voice_decoder,
+        voice_decoder=voice or voice_layers or config.voice_decoder,
+        voice_layers=voice_layers or config.voice_layers,
     )
     model = FrameCodec(config)
     missing, _ = model.load_state_dict(base_model.state_dict(), strict=False)
     new = {"semantic_decoder.weight", "voice_decoder.weight", "voice_decoder.bias"}
-    assert set(missing) <= new, missing
+    assert all(name in new or name.startswith("voice_blocks.") for name in missing), missing
     for name in missing:
         torch.nn.init.zeros_(model.get_parameter(name))
     for name, param in model.named_parameters():
@@ -133,6 +221,9 @@ class Pairs:
     by_speaker: dict = dataclasses.field(default_factory=dict)  # speaker -> the indices of their items
 
     soft: bool = False  # generated: expected level-1 latents [T, C] (float), not codes
+    # `--cross-voice` items, by index into the lists above: (audio moved to another voice, its expected
+    # level-1 latents [T, C], its prompt's codes [Q, P])
+    cross: dict = dataclasses.field(default_factory=dict)
 
     @classmethod
     def load(cls, out_dir: Path, shards: TokenShards, levels: int, soft: bool = False) -> Pairs:
@@ -142,10 +233,11 @@ class Pairs:
         for part in sorted((out_dir / "generated").glob("part-*.safetensors")):
             generated.update(load_file(str(part)))
         paths = {r["id"]: r["path"] for r in read_manifest(out_dir, "train")}
-        pairs = cls([], [], [], [], shards.ratio, soft=soft)
+        pairs, ids = cls([], [], [], [], shards.ratio, soft=soft), []
         for n, row in enumerate(shards.items):
             if row["id"] not in generated or row["id"] not in paths:
                 continue
+            ids.append(row["id"])
             item = shards[n]
             frames = item["codes"].shape[1]
             pairs.audio.append(sf.read(paths[row["id"]], dtype="int16")[0])
@@ -156,6 +248,13 @@ class Pairs:
             pairs.semantic.append(
                 semantic_to_codec(torch.from_numpy(item["semantic_tokens"]), shards.ratio, frames)
             )
+        cross = {}
+        for part in sorted((out_dir / "generated_cross").glob("part-*.safetensors")):
+            cross.update(load_file(str(part)))
+        for k, row_id in enumerate(ids):
+            if f"{row_id}/audio" in cross:
+                audio, latents = cross[f"{row_id}/audio"].numpy(), cross[f"{row_id}/latents"].float()
+                pairs.cross[k] = (audio, latents, cross[f"{row_id}/prompt"].long())
         if not pairs.audio:
             raise SystemExit(
                 f"decoder_tune: no generated codes under {out_dir / 'generated'}: run generate first"
@@ -172,17 +271,36 @@ class Pairs:
         with torch.no_grad():
             return model.voice_vector(codes[None, :, start : start + PROMPT_FRAMES].long())[0]
 
-    def batch(self, rng: np.random.Generator, size: int, frames: int, hop: int, true_share: float, model):
+    def batch(
+        self,
+        rng: np.random.Generator,
+        size: int,
+        frames: int,
+        hop: int,
+        true_share: float,
+        model,
+        cross_share: float = 0.0,
+    ):
         """(latents [B, frames, C], semantic [B, frames], audio [B, frames * hop], voice [B, 2C] or None);
         crops start on a semantic frame, so latents, tokens and samples stay aligned. Voice vectors come
-        from another utterance of the speaker, for a decoder that reads one."""
+        from another utterance of the speaker, for a decoder that reads one. A `cross_share` of the items
+        are `--cross-voice` ones: their tokens are the original's, their audio and voice another's."""
         quantizer = model.quantizer
         codes, semantic, audio, voices = [], [], [], []
+        crossed = sorted(self.cross)
         for _ in range(size):
-            n = int(rng.integers(len(self.audio)))
-            if model.config.voice_decoder:
-                voices.append(self.voice(rng, n, model))
-            source = self.true[n] if rng.random() < true_share else self.generated[n]
+            if crossed and rng.random() < cross_share:
+                n = crossed[int(rng.integers(len(crossed)))]
+                target, source, prompt = self.cross[n]
+                if model.config.voice_decoder:
+                    with torch.no_grad():
+                        voices.append(model.voice_vector(prompt[None])[0])
+            else:
+                n = int(rng.integers(len(self.audio)))
+                target = self.audio[n]
+                if model.config.voice_decoder:
+                    voices.append(self.voice(rng, n, model))
+                source = self.true[n] if rng.random() < true_share else self.generated[n]
             total = self.true[n].shape[1]
             start = int(rng.integers(max(1, total - frames))) // self.ratio * self.ratio
             take = min(frames, total - start)
@@ -196,16 +314,26 @@ class Pairs:
             s = torch.zeros(frames, dtype=torch.long)
             s[:take] = self.semantic[n][start : start + take]
             a = np.zeros(frames * hop, dtype=np.float32)
-            piece = self.audio[n][start * hop : (start + frames) * hop].astype(np.float32) / 32768
+            piece = target[start * hop : (start + frames) * hop].astype(np.float32) / 32768
             a[: len(piece)] = piece
             codes.append(c), semantic.append(s), audio.append(torch.from_numpy(a))
         voice = torch.stack(voices) if voices else None
         return torch.stack(codes), torch.stack(semantic), torch.stack(audio), voice
 
 
-def train(config, base: Path, steps: int, true_share: float, lr: float, shards, voice: bool = False) -> dict:
+def train(
+    config,
+    base: Path,
+    steps: int,
+    true_share: float,
+    lr: float,
+    shards,
+    voice: bool = False,
+    cross_share: float = 0.0,
+    voice_layers: bool = False,
+) -> dict:
     out_dir, seed = config.out_dir, config.seed
-    model = tuned_model(base, semantic_vocab=config.semantic.clusters, voice=voice)
+    model = tuned_model(base, config.semantic.clusters, voice=voice, voice_layers=voice_layers)
     meta = json.loads((out_dir / "generated" / "meta.json").read_text())
     pairs = Pairs.load(out_dir, shards, levels=int(meta["levels"]), soft=bool(meta.get("soft")))
     mel_loss = MelLoss(model.config.sample_rate)
@@ -218,7 +346,7 @@ def train(config, base: Path, steps: int, true_share: float, lr: float, shards, 
     model.train()
     while step < steps:
         rng = np.random.default_rng([seed, step])
-        latents, semantic, wav, voices = pairs.batch(rng, 16, 50, hop, true_share, model)
+        latents, semantic, wav, voices = pairs.batch(rng, 16, 50, hop, true_share, model, cross_share)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             recon = model.decode_latents(latents, semantic, voices).float()
         mel = mel_loss(recon, wav)
@@ -240,6 +368,9 @@ def train(config, base: Path, steps: int, true_share: float, lr: float, shards, 
         "items": len(pairs.audio),
         "soft": pairs.soft,
         "voice": model.config.voice_decoder,
+        "cross_share": cross_share,
+        "voice_layers": model.config.voice_layers,
+        "cross_items": len(pairs.cross),
         "base": str(base),
         "log": log,
     }
@@ -263,6 +394,19 @@ def main(argv=None) -> int:
         "--voice",
         action="store_true",
         help="train: the decoder also reads the prompt's voice vector (from another utterance of the speaker)",
+    )
+    parser.add_argument(
+        "--cross-voice",
+        action="store_true",
+        help="generate --soft: also each utterance moved to another voice, with a prompt of that voice",
+    )
+    parser.add_argument(
+        "--voice-layers",
+        action="store_true",
+        help="train: the voice vector also projected into every decoder block (implies --voice)",
+    )
+    parser.add_argument(
+        "--cross-share", type=float, default=0.0, help="train: batches of --cross-voice items (moved voices)"
     )
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--true-share", type=float, default=0.25, help="train: batches of true codes")
@@ -290,6 +434,17 @@ def main(argv=None) -> int:
             from soundstorm_cli.codec import load_codec
 
             codebook = load_codec(args.base_codec).model.quantizer.levels[0].embed.float()
+        if args.cross_voice:
+            if not args.soft:
+                parser.error("--cross-voice needs --soft")
+            from soundstorm_cli.codec import load_codec
+
+            paths = {r["id"]: r["path"] for r in read_manifest(config.out_dir, "train")}
+            cross = cross_part(
+                shards, model, load_codec(args.base_codec), paths, part, parts, args.items, config.seed
+            )
+            (config.out_dir / "generated_cross").mkdir(parents=True, exist_ok=True)
+            save_file(cross, str(config.out_dir / "generated_cross" / f"part-{part}.safetensors"))
         codes = generate_part(shards, model, part, parts, args.items, config.seed, codebook)
         save_file(codes, str(folder / f"part-{part}.safetensors"))
         meta = {"levels": model.config.levels, "soundstorm": str(args.soundstorm), "soft": args.soft}
@@ -298,7 +453,17 @@ def main(argv=None) -> int:
         return 0
     if args.base_codec is None:
         parser.error("train needs --base-codec")
-    stats = train(config, args.base_codec, args.steps, args.true_share, args.lr, shards, args.voice)
+    stats = train(
+        config,
+        args.base_codec,
+        args.steps,
+        args.true_share,
+        args.lr,
+        shards,
+        args.voice,
+        args.cross_share,
+        args.voice_layers,
+    )
     print(json.dumps({k: v for k, v in stats.items() if k != "log"}))
     return 0
 

@@ -172,25 +172,23 @@ def _point(seconds, storm_s, ar_s, t2s_s, decode_s, passes, ar_steps) -> BenchPo
 
 
 def _time_t2s(synth, tokens: int, runs: int, seed: int) -> float | None:
-    """T2S producing exactly `tokens` semantic tokens (forced length: timing, not content)."""
+    """T2S producing exactly `tokens` semantic tokens (forced length: timing, not content), sampled as
+    the tool samples (`T5Stepper`: top-k 50, its own cache, fp32)."""
     import torch
+
+    from soundstorm_cli.models.t2s import END
 
     if not synth.has_t2s:
         return None
-    model = synth.t2s.model
-    text = synth.text_tokenizer.encode("the quick brown fox jumps over the lazy dog " * 8)
-    ids = torch.tensor([synth.t2s.input_ids(text)], device=next(model.parameters()).device)
+    t2s = synth.t2s
+    text = t2s.input_ids(synth.text_tokenizer.encode("the quick brown fox jumps over the lazy dog " * 8))
+
+    def no_end(scores, length, last):  # as generate()'s min_new_tokens: the length is the duration's
+        scores[END] = float("-inf")
 
     def run():
         torch.manual_seed(seed)
-        return model.generate(
-            input_ids=ids,
-            max_new_tokens=tokens,
-            min_new_tokens=tokens,
-            do_sample=True,
-            top_k=50,
-            use_cache=True,
-        )
+        return t2s.stepper.sample(text, [0], tokens, no_end, END, temperature=1.0, top_k=50)
 
     return _median_time(run, runs)[0]
 

@@ -270,3 +270,46 @@ def _decoder_tune_on(out):
     assert voiced.model.voice_decoder.weight.abs().sum() > 0  # it learnt from the voices
     audio = voiced.decode_posterior(probs, semantic=semantic, voice=voiced.voice(codes[0]))
     assert audio.shape == (50 * codec.hop_length,) and torch.isfinite(audio).all()
+
+    # --cross-voice: each utterance moved to another voice (same length, so its tokens still align), a
+    # prompt of that voice, and SoundStorm's level-1 expectation from the original's tokens; training
+    # gives a share of its batches to them, the moved audio as target, the moved prompt's voice
+    from pipelines.decoder_tune import Pairs, pitch_shift
+
+    crossed = soft / "crossed"
+    crossed.mkdir()
+    for name in ("corpus", "shards"):
+        (crossed / name).symlink_to(soft / name)
+    args = ["--config", "pipelines/configs/toy.yaml", "--out-dir", str(crossed)]
+    base = ["--base-codec", str(voiced_dir := soft / "voiced" / "decoder_tune")]
+    generate = ["generate", *args, "--soundstorm", str(out / "soundstorm"), "--items", "3", "--soft"]
+    assert decoder_tune([*generate, *base, "--cross-voice"]) == 0
+    pairs = Pairs.load(crossed, TokenShards(crossed / "shards", "train"), levels=2, soft=True)
+    assert pairs.cross, "no --cross-voice item was written"
+    for n, (moved, expected, prompt) in pairs.cross.items():
+        assert moved.shape == pairs.audio[n].shape and not np.array_equal(moved, pairs.audio[n])
+        assert expected.shape == pairs.generated[n].shape and prompt.shape[0] == 2
+    # --voice-layers: the voice also projected into every decoder block, zero-initialised (the same audio
+    # as the base at the start)
+    layered = tuned_model(voiced_dir, semantic_vocab=posterior.model.config.semantic_vocab, voice_layers=True)
+    with torch.no_grad():
+        voice = layered.voice_vector(codes)
+        same = layered.decode_latents(latents, tokens, voice)
+        assert torch.allclose(
+            same, load_codec(voiced_dir).model.decode_latents(latents, tokens, voice), atol=1e-5
+        )
+    train = ["train", *args, *base, "--voice-layers", "--cross-share", "0.5", "--steps", "3"]
+    assert decoder_tune(train) == 0
+    stats = json.loads((crossed / "decoder_tune" / "train_stats.json").read_text())
+    assert stats["cross_items"] == len(pairs.cross) and stats["cross_share"] == 0.5
+    crossed_codec = load_codec(crossed / "decoder_tune")
+    assert crossed_codec.model.config.voice_layers and crossed_codec.reads_voice
+    blocks = crossed_codec.model.voice_blocks
+    assert len(blocks) == len(crossed_codec.model.decoder) and all(p.weight.abs().sum() > 0 for p in blocks)
+    audio = crossed_codec.decode_posterior(probs, semantic=semantic, voice=crossed_codec.voice(codes[0]))
+    assert audio.shape == (50 * codec.hop_length,) and torch.isfinite(audio).all()
+    tone = (np.sin(np.arange(8000) * 2 * np.pi * 220 / 16000) * 8000).astype(np.int16)
+    moved = pitch_shift(tone, 16000, 400)
+    assert moved.shape == tone.shape and moved.dtype == np.int16
+    spectrum = np.abs(np.fft.rfft(moved[2000:6000].astype(np.float32)))
+    assert abs(np.argmax(spectrum) * 16000 / 4000 - 220 * 2 ** (400 / 1200)) < 10  # 220 Hz -> 277 Hz

@@ -94,3 +94,47 @@ def test_turn_boundaries_are_monotonic_and_one_per_turn(t2s, turns):
         assert len(out.turn_starts) == turns
         assert out.turn_starts[0] == 0
         assert out.turn_starts == sorted(out.turn_starts)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_stepper_samples_what_generate_samples(seed):
+    """T5Stepper (token by token, its own cache) against `transformers`' `generate()` on the same weights,
+    guards, temperature, top-k and seed: the same tokens, and each step's logits equal to float rounding."""
+    from transformers import LogitsProcessorList
+
+    from soundstorm_cli.models.t2s import TURN, _Guards
+    from soundstorm_cli.models.t5_step import T5Stepper
+
+    t2s = T2S.random_init(TINY, seed=seed)
+    text, prefix, turns = [5, 6, 7, 8, 9, 10], [0, 3 + seed, 4], 2
+    cap, floor = t2s.cap(text, turns), t2s.floor(text, turns)
+    for temperature, top_k in ((1.0, None), (0.8, 5), (0.0, None)):
+        guards = _Guards(TINY, len(prefix), [turns], [cap], [floor])
+        torch.manual_seed(seed)
+        reference = t2s.model.generate(
+            input_ids=torch.tensor([t2s.input_ids(text)]),
+            decoder_input_ids=torch.tensor([prefix]),
+            max_new_tokens=cap,
+            do_sample=temperature > 0,
+            temperature=max(temperature, 1e-5),
+            top_k=top_k,
+            logits_processor=LogitsProcessorList([guards]),
+            use_cache=True,
+        )[0, len(prefix) :].tolist()
+        torch.manual_seed(seed)
+        stepped = T5Stepper(t2s.model).sample(
+            t2s.input_ids(text), prefix, cap, guards.stepper(), END, temperature, top_k
+        )
+        assert stepped == reference
+        assert stepped.count(TURN) == turns and stepped[0] == TURN
+    # the logits of a whole forced sequence, step by step, against one teacher-forced forward pass
+    sequence = prefix + stepped
+    seen = []
+    T5Stepper(t2s.model).sample(
+        t2s.input_ids(text), sequence, 1, lambda scores, *_: seen.append(scores.clone()), END, 0.0
+    )
+    with torch.no_grad():
+        logits = t2s.model(
+            input_ids=torch.tensor([t2s.input_ids(text)]), decoder_input_ids=torch.tensor([sequence])
+        ).logits[0, -1]
+    assert torch.allclose(seen[0], logits, atol=1e-5)

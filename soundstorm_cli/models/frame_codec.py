@@ -74,6 +74,9 @@ class FrameCodecConfig:
     # True: the decoder also reads a voice vector, the mean and standard deviation over a prompt's frames of
     # its quantized latents (`voice_vector`), per frame, so each turn's voice can come from its own prompt.
     voice_decoder: bool = False
+    # True (with voice_decoder): the voice vector is also projected into every decoder block's input (one
+    # projection each), so the voice reaches each block's residual stream directly.
+    voice_layers: bool = False
     model_type: str = "soundstorm-frame-codec"
 
     def to_dict(self) -> dict:
@@ -208,6 +211,10 @@ class FrameCodec(nn.Module):
             self.semantic_decoder = nn.Embedding(c.semantic_vocab, c.width)
         if c.voice_decoder:
             self.voice_decoder = nn.Linear(2 * c.codebook_dim, c.width)
+        if c.voice_decoder and c.voice_layers:
+            self.voice_blocks = nn.ModuleList(
+                nn.Linear(2 * c.codebook_dim, c.width) for _ in range(c.decoder_layers)
+            )
 
     def _semantic(self, table: str, semantic, frames: int):
         """Codec-rate semantic tokens [B, T] -> their embedding [B, D, T] (0 where this side has no table)."""
@@ -247,8 +254,9 @@ class FrameCodec(nn.Module):
         B, Q, T = codes.shape
         return _moments(self.quantizer.decode(codes.transpose(0, 1).reshape(Q, B * T)).reshape(B, T, -1))
 
-    def _voice(self, voice, frames: int):
-        """Voice vectors [B, 2C] or [B, T, 2C] -> their projection [B, D, T] (0 for a decoder without one)."""
+    def _voice(self, voice, frames: int, projection=None):
+        """Voice vectors [B, 2C] or [B, T, 2C] -> their projection [B, D, T] (0 for a decoder without one);
+        by `voice_decoder`, or by `projection` (one of `voice_blocks`)."""
         if not hasattr(self, "voice_decoder"):
             return 0
         if voice is None:
@@ -257,13 +265,18 @@ class FrameCodec(nn.Module):
             voice = voice[:, None].expand(-1, frames, -1)
         if voice.shape[1] != frames:
             raise ValueError(f"voice vectors must be [B, 2C] or [B, {frames}, 2C], got {tuple(voice.shape)}")
-        return self.voice_decoder(voice.to(self.voice_decoder.weight.dtype)).transpose(1, 2)
+        projection = projection or self.voice_decoder
+        return projection(voice.to(projection.weight.dtype)).transpose(1, 2)
 
     def decode_latents(self, latents, semantic=None, voice=None):  # [B, T, C] -> [B, T * hop]
         c = self.config
         x = self.decoder_in(latents.transpose(1, 2))  # [B, D, T]
         x = x + self._semantic("semantic_decoder", semantic, x.shape[-1]) + self._voice(voice, x.shape[-1])
-        x = self.decoder(x)
+        if hasattr(self, "voice_blocks"):
+            for block, projection in zip(self.decoder, self.voice_blocks, strict=True):
+                x = block(x + self._voice(voice, x.shape[-1], projection))
+        else:
+            x = self.decoder(x)
         x = self.head(self.decoder_norm(x.transpose(1, 2))).transpose(1, 2)  # [B, n_fft + 2, T]
         log_mag, phase = x.float().chunk(2, dim=1)  # [B, F, T] each
         mag = torch.exp(log_mag).clamp(max=1e2)

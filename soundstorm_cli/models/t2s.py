@@ -89,32 +89,49 @@ class _Guards:
         self.config, self.prefix_len, self.turns = config, prefix_len, turns
         self.caps, self.floors = caps, floors
 
-    def __call__(self, input_ids, scores):
+    def __call__(self, input_ids, scores):  # a LogitsProcessor, for `generate()`
         scores = scores.clone()
-        scores[:, PAD] = float("-inf")
-        scores[:, self.config.text_offset :] = float("-inf")
         generated = input_ids[:, self.prefix_len :]
         for b in range(input_ids.shape[0]):
-            n, emitted, length = self.turns[b], int((generated[b] == TURN).sum()), generated.shape[1]
+            length = generated.shape[1]
             after_turn = length > 0 and int(generated[b, -1]) == TURN
-            if n and length == 0:  # a dialogue starts with its first turn
-                self._force(scores, b, TURN)
-                continue
-            if emitted >= n or after_turn:
-                scores[b, TURN] = float("-inf")  # no extra turn, no empty turn
-            if emitted < n or after_turn or length < self.floors[b]:
-                scores[b, END] = float("-inf")  # no end before every turn has spoken, nor before the floor
-            room = self.caps[b] - 1 - length  # positions left before the cap
-            if emitted < n and not after_turn and room <= 2 * (n - emitted):
-                self._force(scores, b, TURN)  # the remaining turns must start now to fit under the cap
-            if length + 1 >= self.caps[b]:
-                self._force(scores, b, END)
+            self.row(scores[b], b, length, int((generated[b] == TURN).sum()), after_turn)
         return scores
 
+    def stepper(self, b: int = 0):
+        """The guard of row `b` as `T5Stepper.sample` calls it: (scores [V], length, last token), in place;
+        it counts the turn tokens as they come."""
+        emitted = 0
+
+        def guard(scores, length: int, last: int) -> None:
+            nonlocal emitted
+            emitted += last == TURN
+            self.row(scores, b, length, emitted, last == TURN)
+
+        return guard
+
+    def row(self, scores, b: int, length: int, emitted: int, after_turn: bool) -> None:
+        """Row b's rules on its scores [V], in place: `length` tokens generated, `emitted` of them turns."""
+        scores[PAD] = float("-inf")
+        scores[self.config.text_offset :] = float("-inf")
+        n = self.turns[b]
+        if n and length == 0:  # a dialogue starts with its first turn
+            self._force(scores, TURN)
+            return
+        if emitted >= n or after_turn:
+            scores[TURN] = float("-inf")  # no extra turn, no empty turn
+        if emitted < n or after_turn or length < self.floors[b]:
+            scores[END] = float("-inf")  # no end before every turn has spoken, nor before the floor
+        room = self.caps[b] - 1 - length  # positions left before the cap
+        if emitted < n and not after_turn and room <= 2 * (n - emitted):
+            self._force(scores, TURN)  # the remaining turns must start now to fit under the cap
+        if length + 1 >= self.caps[b]:
+            self._force(scores, END)
+
     @staticmethod
-    def _force(scores, row: int, token: int) -> None:
-        scores[row, :] = float("-inf")
-        scores[row, token] = 0.0
+    def _force(scores, token: int) -> None:
+        scores[:] = float("-inf")
+        scores[token] = 0.0
 
 
 class T2S:
@@ -162,9 +179,8 @@ class T2S:
         `turns[b]`: how many dialogue turns text b holds (0: not a dialogue). `prompt_pieces`: how
         many leading pieces of each text are the prompt's transcript and separator; they are not
         spoken (their tokens are the forced prefix), so the cap and the floor count only the rest.
-        Sampling is seeded;
-        a batch gives what its items give one by one (each row its own random stream is not
-        possible inside `generate`, so sampling is done row by row with a KV cache).
+        Sampling is seeded, row by row (`T5Stepper`: the T5 token by token with its own key/value cache,
+        drawing as `generate()` would): a batch gives what its items give one by one.
         """
         prefix = self.decoder_prefix(prompt_semantic or [])
         turns = turns or [0] * len(texts)
@@ -173,24 +189,29 @@ class T2S:
             for b, (text, n_turns) in enumerate(zip(texts, turns, strict=True))
         ]
 
-    def _one(self, text, prompt_pieces, prefix, n_turns, temperature, top_k, seed) -> T2SOutput:
-        from transformers import LogitsProcessorList
+    @property
+    def stepper(self):
+        """The T5 sampled token by token without `generate()`'s overhead (`t5_step.py`), built once."""
+        if getattr(self, "_stepper", None) is None:
+            from soundstorm_cli.models.t5_step import T5Stepper
 
+            self._stepper = T5Stepper(self.model)
+        return self._stepper
+
+    def _one(self, text, prompt_pieces, prefix, n_turns, temperature, top_k, seed) -> T2SOutput:
         spoken = text[prompt_pieces:]
         cap = self.cap(spoken, n_turns)
         guards = _Guards(self.config, len(prefix), [n_turns], [cap], [self.floor(spoken, n_turns)])
         torch.manual_seed(seed)
-        out = self.model.generate(
-            input_ids=torch.tensor([self.input_ids(text)]),
-            decoder_input_ids=torch.tensor([prefix]),
-            max_new_tokens=cap,
-            do_sample=temperature > 0,
-            temperature=max(temperature, 1e-5),
+        generated = self.stepper.sample(
+            self.input_ids(text),
+            prefix,
+            max_new=cap,
+            guard=guards.stepper(),
+            end=END,
+            temperature=temperature,
             top_k=top_k if temperature > 0 else None,
-            logits_processor=LogitsProcessorList([guards]),
-            use_cache=True,
         )
-        generated = out[0, len(prefix) :].tolist()
         if END in generated:
             generated = generated[: generated.index(END)]
         capped = len(generated) + 1 >= cap
