@@ -72,8 +72,20 @@ class T5Stepper:
         )
         return attention.relative_attention_bias(buckets)
 
+    def sample(self, *args, **kwargs) -> list[int]:
+        """`_sample` on one CPU thread: its operations are too small to share, and a second thread pool
+        (CTranslate2's, once Whisper has run in the process) made two threads slower than one here."""
+        if self.embed.device.type != "cpu":
+            return self._sample(*args, **kwargs)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return self._sample(*args, **kwargs)
+        finally:
+            torch.set_num_threads(threads)
+
     @torch.inference_mode()
-    def sample(
+    def _sample(
         self,
         input_ids: list[int],
         prefix: list[int],
