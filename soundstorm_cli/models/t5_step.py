@@ -7,10 +7,12 @@ logits-processor machinery, the mask and position-bias rebuilt at every step. `T
 same arithmetic as `T5ForConditionalGeneration` in eval mode (RMS norms, unscaled attention with the
 first layer's relative position bias shared by all layers, gated-GELU feed-forward, the tied output
 scaled by d_model^-0.5) on the Hugging Face module's own weights, with the query, key and value
-projections fused and the position bias looked up by distance from a table built once. It samples as
-`generate(do_sample=True)` does (the step's guard, then temperature, then top-k, then one draw of
-`torch.multinomial` from the global generator), so the same seed gives the same tokens up to float
-rounding (`tests/test_t2s.py` holds it to the Hugging Face model, step by step).
+projections fused, the position bias looked up by distance from a table built once, and the
+cross-attention folded with its projections once per text. It samples as `generate(do_sample=True)`
+does (the step's guard, then temperature, then top-k, then one draw of `torch.multinomial` from the
+global generator), so the same seed gives the same tokens up to float rounding (`tests/test_t2s.py`
+holds its tokens to `generate()`'s and its logits to a teacher-forced pass). A step reads every weight
+once (20 MB in fp32): it is bound by memory, and runs on one thread.
 """
 
 from __future__ import annotations
@@ -61,9 +63,8 @@ class T5Stepper:
     def _distance_bias(self, length: int):
         """[length, H]: the self-attention bias of a key `d` positions before the query, d = 0..length-1."""
         attention = self.bias_attention
-        relative = -torch.arange(
-            length, device=self.embed.device
-        )  # memory - query position: causal, never positive
+        # memory - query position: causal, never positive
+        relative = -torch.arange(length, device=self.embed.device)
         buckets = attention._relative_position_bucket(
             relative,
             bidirectional=False,
