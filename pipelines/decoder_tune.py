@@ -155,13 +155,15 @@ def cross_part(
         rng = np.random.default_rng([seed, n, 1])
         cents = int(rng.choice([-1, 1]) * rng.integers(CROSS_CENTS[0], CROSS_CENTS[1] + 1))
         m = int(rng.choice(others))
+        other = shards[m]
         source = sf.read(paths[shards.items[m]["id"]], dtype="int16")[0]
         start = int(rng.integers(max(1, len(source) // hop - PROMPT_FRAMES))) // ratio * ratio
         crop = pitch_shift(source[start * hop : (start + PROMPT_FRAMES) * hop], rate, cents)
         with torch.inference_mode():  # the encoder reads no tokens: the decoder's are not needed here
             prompt = codec.model.encode(torch.from_numpy(crop.astype(np.float32) / 32768)[None], levels)[0]
-        prompt_semantic = semantic_to_codec(torch.from_numpy(shards[m]["semantic_tokens"]), ratio, 10**6)
-        prompt_semantic = prompt_semantic[start : start + prompt.shape[1]]
+        prompt_semantic = semantic_to_codec(
+            torch.from_numpy(other["semantic_tokens"]), ratio, other["codes"].shape[1]
+        )[start : start + prompt.shape[1]]
         frames = item["codes"].shape[1]
         semantic = semantic_to_codec(torch.from_numpy(item["semantic_tokens"]), ratio, frames)
         track = torch.ones(frames, dtype=torch.long)
@@ -428,21 +430,18 @@ def main(argv=None) -> int:
         folder.mkdir(parents=True, exist_ok=True)
         started = time.time()
         codebook = None
+        if args.cross_voice and not args.soft:
+            parser.error("--cross-voice needs --soft")
         if args.soft:
             if args.base_codec is None:
                 parser.error("generate --soft needs --base-codec (its level-1 codebook)")
             from soundstorm_cli.codec import load_codec
 
-            codebook = load_codec(args.base_codec).model.quantizer.levels[0].embed.float()
+            base = load_codec(args.base_codec)
+            codebook = base.model.quantizer.levels[0].embed.float()
         if args.cross_voice:
-            if not args.soft:
-                parser.error("--cross-voice needs --soft")
-            from soundstorm_cli.codec import load_codec
-
             paths = {r["id"]: r["path"] for r in read_manifest(config.out_dir, "train")}
-            cross = cross_part(
-                shards, model, load_codec(args.base_codec), paths, part, parts, args.items, config.seed
-            )
+            cross = cross_part(shards, model, base, paths, part, parts, args.items, config.seed)
             (config.out_dir / "generated_cross").mkdir(parents=True, exist_ok=True)
             save_file(cross, str(config.out_dir / "generated_cross" / f"part-{part}.safetensors"))
         codes = generate_part(shards, model, part, parts, args.items, config.seed, codebook)

@@ -254,27 +254,35 @@ class FrameCodec(nn.Module):
         B, Q, T = codes.shape
         return _moments(self.quantizer.decode(codes.transpose(0, 1).reshape(Q, B * T)).reshape(B, T, -1))
 
-    def _voice(self, voice, frames: int, projection=None):
-        """Voice vectors [B, 2C] or [B, T, 2C] -> their projection [B, D, T] (0 for a decoder without one);
-        by `voice_decoder`, or by `projection` (one of `voice_blocks`)."""
+    def _voice(self, voice, frames: int):
+        """Voice vectors [B, 2C] or [B, T, 2C] -> [B, T, 2C] in the decoder's dtype (None for a decoder
+        that reads none)."""
         if not hasattr(self, "voice_decoder"):
-            return 0
+            return None
         if voice is None:
             raise ValueError("this codec's decoder reads a voice vector: pass voice=")
         if voice.dim() == 2:
             voice = voice[:, None].expand(-1, frames, -1)
         if voice.shape[1] != frames:
             raise ValueError(f"voice vectors must be [B, 2C] or [B, {frames}, 2C], got {tuple(voice.shape)}")
-        projection = projection or self.voice_decoder
-        return projection(voice.to(projection.weight.dtype)).transpose(1, 2)
+        return voice.to(self.voice_decoder.weight.dtype)
 
     def decode_latents(self, latents, semantic=None, voice=None):  # [B, T, C] -> [B, T * hop]
         c = self.config
         x = self.decoder_in(latents.transpose(1, 2))  # [B, D, T]
-        x = x + self._semantic("semantic_decoder", semantic, x.shape[-1]) + self._voice(voice, x.shape[-1])
+        voice = self._voice(voice, x.shape[-1])
+
+        def projected(layer):  # the voice through `voice_decoder` or one of `voice_blocks`: [B, D, T]
+            return 0 if voice is None else layer(voice).transpose(1, 2)
+
+        x = (
+            x
+            + self._semantic("semantic_decoder", semantic, x.shape[-1])
+            + projected(getattr(self, "voice_decoder", None))
+        )
         if hasattr(self, "voice_blocks"):
             for block, projection in zip(self.decoder, self.voice_blocks, strict=True):
-                x = block(x + self._voice(voice, x.shape[-1], projection))
+                x = block(x + projected(projection))
         else:
             x = self.decoder(x)
         x = self.head(self.decoder_norm(x.transpose(1, 2))).transpose(1, 2)  # [B, n_fft + 2, T]
