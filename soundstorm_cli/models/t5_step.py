@@ -6,8 +6,9 @@ of microseconds of arithmetic, yet `transformers`' `generate()` took ~9 ms a tok
 logits-processor machinery, the mask and position-bias rebuilt at every step. `T5Stepper` runs the
 same arithmetic as `T5ForConditionalGeneration` in eval mode (RMS norms, unscaled attention with the
 first layer's relative position bias shared by all layers, gated-GELU feed-forward, the tied output
-scaled by d_model^-0.5) on the Hugging Face module's own weights, with the query, key and value
-projections fused, the position bias looked up by distance from a table built once, and the
+scaled by d_model^-0.5) on copies of the Hugging Face module's weights stored transposed ([in, out],
+so that a step's row vector times each matrix runs 1.25x faster here; 20 MB more), with the query, key
+and value projections fused, the position bias looked up by distance from a table built once, and the
 cross-attention folded with its projections once per text. It samples as `generate(do_sample=True)`
 does (the step's guard, then temperature, then top-k, then one draw of `torch.multinomial` from the
 global generator), so the same seed gives the same tokens up to float rounding (`tests/test_t2s.py`
@@ -27,6 +28,10 @@ def _rms(x, weight, eps):  # T5LayerNorm: no mean, no bias
     return F.rms_norm(x, weight.shape, weight, eps)
 
 
+def _t(weight):  # a Linear's weight [out, in] -> [in, out], contiguous
+    return weight.detach().t().contiguous()
+
+
 class T5Stepper:
     """Incremental decoding of one sequence through a `T5ForConditionalGeneration` (eval, float32)."""
 
@@ -38,7 +43,10 @@ class T5Stepper:
         self.scale_out = c.d_model**-0.5 if getattr(c, "scale_decoder_outputs", True) else 1.0
         decoder = model.decoder
         self.embed = decoder.embed_tokens.weight
-        self.out, self.out_bias = model.lm_head.weight, model.lm_head.bias
+        # Every matrix a step multiplies by is stored transposed, [in, out] and contiguous, and read as
+        # x @ W_t: a row vector times such a matrix ran 1.25x faster here than against [out, in] rows
+        # (one thread; the same products, in another order of summation).
+        self.out_t, self.out_bias = _t(model.lm_head.weight), model.lm_head.bias
         self.layers = []
         for block in decoder.block:
             attn, cross, ff = (layer for layer in block.layer)
@@ -46,15 +54,15 @@ class T5Stepper:
             self.layers.append(
                 {
                     "ln1": attn.layer_norm.weight,
-                    "qkv": torch.cat([s.q.weight, s.k.weight, s.v.weight]),
-                    "o": s.o.weight,
+                    "qkv": _t(torch.cat([s.q.weight, s.k.weight, s.v.weight])),
+                    "o": _t(s.o.weight),
                     "ln2": cross.layer_norm.weight,
                     "xq": x.q.weight,
                     "xkv": torch.cat([x.k.weight, x.v.weight]),
                     "xo": x.o.weight,
                     "ln3": ff.layer_norm.weight,
-                    "wi": torch.cat([ff.DenseReluDense.wi_0.weight, ff.DenseReluDense.wi_1.weight]),
-                    "wo": ff.DenseReluDense.wo.weight,
+                    "wi": _t(torch.cat([ff.DenseReluDense.wi_0.weight, ff.DenseReluDense.wi_1.weight])),
+                    "wo": _t(ff.DenseReluDense.wo.weight),
                 }
             )
         self.final = decoder.final_layer_norm.weight
@@ -125,21 +133,23 @@ class T5Stepper:
             x = self.embed[token][None]  # [1, D]
             position_bias = by_distance[:, total - 1 - t :][:, None]  # [H, 1, t+1]: keys 0..t
             for layer, k_cache, v_cache, (xk, xv) in zip(self.layers, keys, values, cross, strict=True):
-                q, k, v = F.linear(_rms(x, layer["ln1"], eps), layer["qkv"]).view(3, H, dk)
+                q, k, v = torch.mm(_rms(x, layer["ln1"], eps), layer["qkv"]).view(3, H, dk)
                 k_cache[:, :, t] = k
                 v_cache[:, t] = v
                 scores = torch.matmul(q[:, None], k_cache[:, :, : t + 1]) + position_bias  # [H, 1, t+1]
                 attended = torch.matmul(torch.softmax(scores, -1), v_cache[:, : t + 1])  # [H, 1, dk]
-                x = torch.addmm(x, attended.reshape(1, H * dk), layer["o"].t())
+                x = torch.addmm(x, attended.reshape(1, H * dk), layer["o"])
                 probs = torch.softmax(torch.mm(_rms(x, layer["ln2"], eps), xk).view(H, S), -1)  # [H, S]
                 x = torch.addmm(x, probs.view(1, H * S), xv)
-                gate, linear = F.linear(_rms(x, layer["ln3"], eps), layer["wi"]).chunk(2, -1)
-                x = torch.addmm(x, F.gelu(gate, approximate="tanh") * linear, layer["wo"].t())  # gelu_new
+                gate, linear = torch.mm(_rms(x, layer["ln3"], eps), layer["wi"]).chunk(2, -1)
+                x = torch.addmm(x, F.gelu(gate, approximate="tanh") * linear, layer["wo"])  # gelu_new
             if t + 1 < len(prefix):  # still reading the forced prefix
                 token = prefix[t + 1]
                 continue
             x = _rms(x, self.final, eps) * self.scale_out
-            scores = F.linear(x, self.out, self.out_bias)[0]  # [V], float32
+            scores = torch.mm(x, self.out_t)[0]  # [V], float32
+            if self.out_bias is not None:
+                scores = scores + self.out_bias
             guard(scores, len(out), out[-1] if out else -1)
             if temperature <= 0:
                 token = int(scores.argmax())
