@@ -133,7 +133,9 @@ def run_bench(
 
         def posterior(semantic=semantic, speakers=speakers):
             with autocast(device, precision):
-                result = first_level_posterior(storm, semantic[P:], speakers[P:], prompt)
+                result = first_level_posterior(
+                    storm, semantic[P:], speakers[P:], prompt, hidden=codec.posterior_hidden > 0
+                )
             _sync(device)
             return result
 
