@@ -67,7 +67,6 @@ from pipelines.config import config_of, config_parser
 from pipelines.manifest import read_manifest
 from pipelines.shards import TokenShards
 from pipelines.training import cosine_lr, load_state, optimizer_step, save_state
-from soundstorm_cli.codec import load_codec
 from soundstorm_cli.runtime import native_bf16
 from soundstorm_cli.semantic import semantic_to_codec
 
@@ -81,7 +80,6 @@ TRAINABLE = (
     "semantic_decoder",
     "voice_decoder",
     "voice_blocks",
-    "hidden_decoder",
 )
 
 
@@ -107,12 +105,8 @@ def generate_part(
         track = torch.ones(frames, dtype=torch.long)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             if codebook is not None:
-                rows, _ = first_level_posterior(
-                    model, semantic, track, [PromptTokens(*prompt, 1)], hidden=True
-                )
-                K = codebook.shape[0]
-                out[item["id"]] = (rows[:, :K].float() @ codebook).to(torch.float16).contiguous()
-                out[f"{item['id']}/hidden"] = rows[:, K:].to(torch.float16).contiguous()
+                probs, _ = first_level_posterior(model, semantic, track, [PromptTokens(*prompt, 1)])
+                out[item["id"]] = (probs @ codebook).to(torch.float16).contiguous()
                 continue
             codes = generate(model, [prompt], semantic, track, seed + n)
         out[item["id"]] = codes.to(torch.int16).contiguous()
@@ -145,8 +139,7 @@ def cross_part(
     """For every `parts`-th single training utterance from `part` on, its `--cross-voice` item: the audio
     moved to another voice (`{id}/audio`, int16), a 3 s prompt of another utterance of its speaker moved
     the same way (`{id}/prompt`, codes [Q, P]) and SoundStorm's expected level-1 latent from the original's
-    semantic tokens and that prompt (`{id}/latents`, [T, C] float16), and that pass's hidden state
-    (`{id}/hidden`, [T, D] float16)."""
+    semantic tokens and that prompt (`{id}/latents`, [T, C] float16)."""
     from soundstorm_cli.decoding import PromptTokens, first_level_posterior
 
     ratio, levels = model.config.semantic_ratio, model.config.levels
@@ -175,12 +168,11 @@ def cross_part(
         semantic = semantic_to_codec(torch.from_numpy(item["semantic_tokens"]), ratio, frames)
         track = torch.ones(frames, dtype=torch.long)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            rows, _ = first_level_posterior(
-                model, semantic, track, [PromptTokens(prompt, prompt_semantic, 1)], hidden=True
+            probs, _ = first_level_posterior(
+                model, semantic, track, [PromptTokens(prompt, prompt_semantic, 1)]
             )
-        key, K = row["id"], codebook.shape[0]
-        out[f"{key}/latents"] = (rows[:, :K].float() @ codebook).to(torch.float16).contiguous()
-        out[f"{key}/hidden"] = rows[:, K:].to(torch.float16).contiguous()
+        key = row["id"]
+        out[f"{key}/latents"] = (probs.float() @ codebook).to(torch.float16).contiguous()
         out[f"{key}/prompt"] = prompt.to(torch.int16).contiguous()
         out[f"{key}/audio"] = torch.from_numpy(
             pitch_shift(sf.read(paths[key], dtype="int16")[0], rate, cents)
@@ -188,12 +180,11 @@ def cross_part(
     return out
 
 
-def tuned_model(
-    base: Path, semantic_vocab: int, voice: bool = False, voice_layers: bool = False, hidden: int = 0
-):
+def tuned_model(base: Path, semantic_vocab: int, voice: bool = False, voice_layers: bool = False):
     """The base codec with a zero-initialised semantic embedding on its decoder (and, with `voice`, a
     zero-initialised projection of the prompt's voice vector; with `voice_layers`, one into every decoder
-    block too; with `hidden`, one of SoundStorm's hidden states of that width); only the decoder trains."""
+    block too); only the decoder trains."""
+    from soundstorm_cli.codec import load_codec
     from soundstorm_cli.models.frame_codec import FrameCodec
 
     base_model = load_codec(base).model  # safetensors only, its weights checked against its config
@@ -207,16 +198,13 @@ def tuned_model(
         semantic_encoder=False,
         voice_decoder=voice or voice_layers or config.voice_decoder,
         voice_layers=voice_layers or config.voice_layers,
-        posterior_hidden=hidden or config.posterior_hidden,
     )
     model = FrameCodec(config)
     missing, _ = model.load_state_dict(base_model.state_dict(), strict=False)
-    new = {"semantic_decoder.weight", "voice_decoder.weight", "voice_decoder.bias", "hidden_decoder.weight"}
-    standardising = {"hidden_mean", "hidden_std"}  # buffers: set from the data by `train`
-    assert all(n in new | standardising or n.startswith("voice_blocks.") for n in missing), missing
+    new = {"semantic_decoder.weight", "voice_decoder.weight", "voice_decoder.bias"}
+    assert all(name in new or name.startswith("voice_blocks.") for name in missing), missing
     for name in missing:
-        if name not in standardising:
-            torch.nn.init.zeros_(model.get_parameter(name))
+        torch.nn.init.zeros_(model.get_parameter(name))
     for name, param in model.named_parameters():
         param.requires_grad = name.split(".")[0] in TRAINABLE
     return model
@@ -236,9 +224,8 @@ class Pairs:
 
     soft: bool = False  # generated: expected level-1 latents [T, C] (float), not codes
     # `--cross-voice` items, by index into the lists above: (audio moved to another voice, its expected
-    # level-1 latents [T, C], its prompt's codes [Q, P], that pass's SoundStorm hidden state [T, D] or None)
+    # level-1 latents [T, C], its prompt's codes [Q, P])
     cross: dict = dataclasses.field(default_factory=dict)
-    hidden: list = dataclasses.field(default_factory=list)  # soft: each pass's hidden state [T, D] or None
 
     @classmethod
     def load(cls, out_dir: Path, shards: TokenShards, levels: int, soft: bool = False) -> Pairs:
@@ -260,8 +247,6 @@ class Pairs:
             pairs.speakers.append(item["speakers"][0])
             pairs.by_speaker.setdefault(item["speakers"][0], []).append(len(pairs.true) - 1)
             pairs.generated.append(generated[row["id"]].float() if soft else generated[row["id"]].long())
-            hidden = generated.get(f"{row['id']}/hidden")
-            pairs.hidden.append(None if hidden is None else hidden.float())
             pairs.semantic.append(
                 semantic_to_codec(torch.from_numpy(item["semantic_tokens"]), shards.ratio, frames)
             )
@@ -271,9 +256,7 @@ class Pairs:
         for k, row_id in enumerate(ids):
             if f"{row_id}/audio" in cross:
                 audio, latents = cross[f"{row_id}/audio"].numpy(), cross[f"{row_id}/latents"].float()
-                hidden = cross.get(f"{row_id}/hidden")
-                hidden = None if hidden is None else hidden.float()
-                pairs.cross[k] = (audio, latents, cross[f"{row_id}/prompt"].long(), hidden)
+                pairs.cross[k] = (audio, latents, cross[f"{row_id}/prompt"].long())
         if not pairs.audio:
             raise SystemExit(
                 f"decoder_tune: no generated codes under {out_dir / 'generated'}: run generate first"
@@ -300,20 +283,17 @@ class Pairs:
         model,
         cross_share: float = 0.0,
     ):
-        """(latents [B, frames, C], semantic [B, frames], audio [B, frames * hop], voice [B, 2C] or None,
-        hidden [B, frames, D] or None); crops start on a semantic frame, so latents, tokens and samples stay
-        aligned. Voice vectors come from another utterance of the speaker, for a decoder that reads one. A
-        `cross_share` of the items are `--cross-voice` ones: their tokens are the original's, their audio
-        and voice another's. SoundStorm's hidden states, for a decoder that reads them, are their mean
-        (which it reads as nothing) where the latents are true codes'."""
+        """(latents [B, frames, C], semantic [B, frames], audio [B, frames * hop], voice [B, 2C] or None);
+        crops start on a semantic frame, so latents, tokens and samples stay aligned. Voice vectors come
+        from another utterance of the speaker, for a decoder that reads one. A `cross_share` of the items
+        are `--cross-voice` ones: their tokens are the original's, their audio and voice another's."""
         quantizer = model.quantizer
-        width = model.config.posterior_hidden
-        codes, semantic, audio, voices, hiddens = [], [], [], [], []
+        codes, semantic, audio, voices = [], [], [], []
         crossed = sorted(self.cross)
         for _ in range(size):
             if crossed and rng.random() < cross_share:
                 n = crossed[int(rng.integers(len(crossed)))]
-                target, source, prompt, hidden = self.cross[n]
+                target, source, prompt = self.cross[n]
                 if model.config.voice_decoder:
                     with torch.no_grad():
                         voices.append(model.voice_vector(prompt[None])[0])
@@ -323,7 +303,6 @@ class Pairs:
                 if model.config.voice_decoder:
                     voices.append(self.voice(rng, n, model))
                 source = self.true[n] if rng.random() < true_share else self.generated[n]
-                hidden = None if source is self.true[n] else self.hidden[n]
             total = self.true[n].shape[1]
             start = int(rng.integers(max(1, total - frames))) // self.ratio * self.ratio
             take = min(frames, total - start)
@@ -340,14 +319,8 @@ class Pairs:
             piece = target[start * hop : (start + frames) * hop].astype(np.float32) / 32768
             a[: len(piece)] = piece
             codes.append(c), semantic.append(s), audio.append(torch.from_numpy(a))
-            if width:
-                h = model.hidden_mean.detach().expand(frames, -1).clone()
-                if hidden is not None:
-                    h[:take] = hidden[start : start + take]
-                hiddens.append(h)
         voice = torch.stack(voices) if voices else None
-        hidden = torch.stack(hiddens) if hiddens else None
-        return torch.stack(codes), torch.stack(semantic), torch.stack(audio), voice, hidden
+        return torch.stack(codes), torch.stack(semantic), torch.stack(audio), voice
 
 
 def train(
@@ -360,19 +333,11 @@ def train(
     voice: bool = False,
     cross_share: float = 0.0,
     voice_layers: bool = False,
-    hidden: bool = False,
 ) -> dict:
     out_dir, seed = config.out_dir, config.seed
+    model = tuned_model(base, config.semantic.clusters, voice=voice, voice_layers=voice_layers)
     meta = json.loads((out_dir / "generated" / "meta.json").read_text())
-    if hidden and not meta.get("hidden"):
-        raise SystemExit("decoder_tune: --hidden needs hidden states: run generate --soft again")
-    width = int(meta["hidden"]) if hidden else 0
-    model = tuned_model(base, config.semantic.clusters, voice=voice, voice_layers=voice_layers, hidden=width)
     pairs = Pairs.load(out_dir, shards, levels=int(meta["levels"]), soft=bool(meta.get("soft")))
-    if width and not load_codec(base).posterior_hidden:  # new projection: standardise on this data
-        states = torch.cat([h for h in pairs.hidden if h is not None] + [c[3] for c in pairs.cross.values()])
-        model.hidden_mean.copy_(states.mean(0))
-        model.hidden_std.copy_(states.std(0).clamp(min=1e-3))
     mel_loss = MelLoss(model.config.sample_rate)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=lr, betas=(0.8, 0.99), weight_decay=0.01)
@@ -383,11 +348,9 @@ def train(
     model.train()
     while step < steps:
         rng = np.random.default_rng([seed, step])
-        latents, semantic, wav, voices, hiddens = pairs.batch(
-            rng, 16, 50, hop, true_share, model, cross_share
-        )
+        latents, semantic, wav, voices = pairs.batch(rng, 16, 50, hop, true_share, model, cross_share)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            recon = model.decode_latents(latents, semantic, voices, hiddens).float()
+            recon = model.decode_latents(latents, semantic, voices).float()
         mel = mel_loss(recon, wav)
         optimizer_step(model, optimizer, mel + 0.1 * F.l1_loss(recon, wav), cosine_lr(step, steps, lr, 100))
         step += 1
@@ -409,7 +372,6 @@ def train(
         "voice": model.config.voice_decoder,
         "cross_share": cross_share,
         "voice_layers": model.config.voice_layers,
-        "posterior_hidden": model.config.posterior_hidden,
         "cross_items": len(pairs.cross),
         "base": str(base),
         "log": log,
@@ -446,11 +408,6 @@ def main(argv=None) -> int:
         help="train: the voice vector also projected into every decoder block (implies --voice)",
     )
     parser.add_argument(
-        "--hidden",
-        action="store_true",
-        help="train: the decoder also reads SoundStorm's hidden state of the pass it renders (generate --soft)",
-    )
-    parser.add_argument(
         "--cross-share", type=float, default=0.0, help="train: batches of --cross-voice items (moved voices)"
     )
     parser.add_argument("--steps", type=int, default=3000)
@@ -478,6 +435,8 @@ def main(argv=None) -> int:
         if args.soft:
             if args.base_codec is None:
                 parser.error("generate --soft needs --base-codec (its level-1 codebook)")
+            from soundstorm_cli.codec import load_codec
+
             base = load_codec(args.base_codec)
             codebook = base.model.quantizer.levels[0].embed.float()
         if args.cross_voice:
@@ -488,18 +447,8 @@ def main(argv=None) -> int:
         codes = generate_part(shards, model, part, parts, args.items, config.seed, codebook)
         save_file(codes, str(folder / f"part-{part}.safetensors"))
         meta = {"levels": model.config.levels, "soundstorm": str(args.soundstorm), "soft": args.soft}
-        if args.soft:
-            meta["hidden"] = model.config.dim
         (folder / "meta.json").write_text(json.dumps(meta))
-        print(
-            json.dumps(
-                {
-                    "part": part,
-                    "items": sum("/" not in k for k in codes),
-                    "wall_s": round(time.time() - started, 1),
-                }
-            )
-        )
+        print(json.dumps({"part": part, "items": len(codes), "wall_s": round(time.time() - started, 1)}))
         return 0
     if args.base_codec is None:
         parser.error("train needs --base-codec")
@@ -513,7 +462,6 @@ def main(argv=None) -> int:
         args.voice,
         args.cross_share,
         args.voice_layers,
-        args.hidden,
     )
     print(json.dumps({k: v for k, v in stats.items() if k != "log"}))
     return 0

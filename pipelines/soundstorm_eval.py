@@ -101,8 +101,7 @@ class Evaluation:
             codes = generate(self.model, prompts, semantic, track, seed, self.options)
             return self.decode(codes, item, voice)
         voices = [PromptTokens(codes, sem, label) for label, (codes, sem) in enumerate(prompts, 1)]
-        hidden = self.codec.posterior_hidden > 0
-        probs, _ = first_level_posterior(self.model, semantic, track, voices, hidden=hidden)
+        probs, _ = first_level_posterior(self.model, semantic, track, voices)
         tokens = item["semantic_tokens"] if self.codec.needs_semantic else None
         return self.codec.decode_posterior(probs, semantic=tokens, voice=voice).numpy()
 

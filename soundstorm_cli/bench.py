@@ -133,9 +133,7 @@ def run_bench(
 
         def posterior(semantic=semantic, speakers=speakers):
             with autocast(device, precision):
-                result = first_level_posterior(
-                    storm, semantic[P:], speakers[P:], prompt, hidden=codec.posterior_hidden > 0
-                )
+                result = first_level_posterior(storm, semantic[P:], speakers[P:], prompt)
             _sync(device)
             return result
 

@@ -8,8 +8,7 @@ wav`, and the facts the rest of the chain needs (`sample_rate`, `frame_rate`,
 - `encode(wav [S])    -> codes [Q, T]`, `encode(wav [B, S]) -> codes [B, Q, T]`
 - `decode(codes [Q, T]) -> wav [S]`,   `decode(codes [B, Q, T]) -> wav [B, S]`
 - `decode_posterior(probs [T, K]) -> wav [S]` where `renders_posterior`: a decoder tuned on the
-  expectation of SoundStorm's level-1 distribution renders that instead of sampled codes ([T, K + H]
-  where `posterior_hidden` is H: the distribution, then the SoundStorm pass's hidden state)
+  expectation of SoundStorm's level-1 distribution renders that instead of sampled codes
 - `voice(codes [Q, P]) -> [V]` where `reads_voice`: a decoder that also reads a voice vector takes the
   prompt's (`decode(..., voice=)`, `decode_posterior(..., voice=)`: [V], or [T, V] for a voice per frame;
   `decode` without one reads the codes' own)
@@ -45,9 +44,6 @@ class Codec(ABC):
     needs_semantic: bool = False
     renders_posterior: bool = False
     reads_voice: bool = False
-    # > 0: `decode_posterior` also reads the SoundStorm pass's hidden state, this wide, after the K
-    # probabilities of each frame (`first_level_posterior(..., hidden=True)`)
-    posterior_hidden: int = 0
 
     model: object  # the torch module behind it
 
@@ -156,12 +152,10 @@ class Codec(ABC):
         if not self.renders_posterior:
             raise CodecError("this codec's decoder renders codes, not level-1 distributions")
         probs = torch.as_tensor(probs, dtype=torch.float32)
-        width = self.codebook_size + self.posterior_hidden
-        if probs.dim() != 2 or probs.shape[1] != width or probs.shape[0] == 0:
-            what = "a level-1 distribution" + (
-                " and SoundStorm's hidden state" if self.posterior_hidden else ""
+        if probs.dim() != 2 or probs.shape[1] != self.codebook_size or probs.shape[0] == 0:
+            raise CodecError(
+                f"a level-1 distribution must be [T, {self.codebook_size}], got {tuple(probs.shape)}"
             )
-            raise CodecError(f"{what} must be [T, {width}], got {tuple(probs.shape)}")
         semantic = self._semantic(semantic, 1, probs.shape[0])
         if self.reads_voice and voice is None:
             raise CodecError(
@@ -249,7 +243,6 @@ class FrameCodecWrapper(Codec):
         self.needs_semantic = bool(config.semantic_vocab)
         self.renders_posterior = bool(config.soft_level1)
         self.reads_voice = bool(config.voice_decoder)
-        self.posterior_hidden = int(config.posterior_hidden)
         if not 1 <= self.num_levels <= config.levels:
             raise CodecError(f"this codec has {config.levels} levels, not {self.num_levels}")
         if self.needs_semantic and self.frame_rate != config.semantic_ratio * SEMANTIC_RATE:

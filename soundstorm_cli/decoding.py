@@ -295,9 +295,8 @@ def decode_prompted(
     return dataclasses.replace(result, codes=result.codes[0, :, P:])
 
 
-def _posterior_pass(model, p_codes, p_sem, p_track, semantic, speakers, with_hidden: bool = False):
-    """One forward pass over [prompt | target with every code hidden]: level 1's distribution [T, K]
-    (`with_hidden`: followed by the pass's last hidden state, [T, K + D])."""
+def _posterior_pass(model, p_codes, p_sem, p_track, semantic, speakers):
+    """One forward pass over [prompt | target with every code hidden]: level 1's distribution [T, K]."""
     Q, T = p_codes.shape[0], semantic.shape[0]
     hidden_codes = torch.full((Q, T), model.config.mask_id, dtype=torch.long, device=semantic.device)
     hidden = model.hidden(
@@ -305,14 +304,11 @@ def _posterior_pass(model, p_codes, p_sem, p_track, semantic, speakers, with_hid
         torch.cat([p_sem, semantic])[None],
         torch.cat([p_track, speakers])[None],
     )
-    probs = model.level_logits(hidden, 0)[0, p_codes.shape[1] :].float().softmax(-1)
-    return torch.cat([probs, hidden[0, p_codes.shape[1] :].float()], -1) if with_hidden else probs
+    return model.level_logits(hidden, 0)[0, p_codes.shape[1] :].float().softmax(-1)
 
 
 @torch.no_grad()
-def first_level_posterior(
-    model, semantic, speakers, prompts: list[PromptTokens], context: int = 100, hidden: bool = False
-):
+def first_level_posterior(model, semantic, speakers, prompts: list[PromptTokens], context: int = 100):
     """SoundStorm's level-1 distribution [T, K] with every code of the target hidden (the first pass of
     `decode`), and the passes run: what a decoder that `renders_posterior` turns into audio. No sampling,
     so no seed.
@@ -320,20 +316,18 @@ def first_level_posterior(
     semantic, speakers: [T] of the target at the codec rate. Past the model's window, the prompts are cut
     to half a window together (as in `decode_prompted`) and the target goes window by window, each with
     `context` frames of semantic tokens on either side that it reads and does not keep.
-    `hidden`: each row followed by the pass's last hidden state ([T, K + D], for a codec whose decoder
-    reads it, `Codec.posterior_hidden`).
     """
     window, T = model.config.window, semantic.shape[0]
     windowed, p_codes, p_sem, p_track = _prompt_block(prompts, T, window, semantic.device)
     if not windowed:
-        return _posterior_pass(model, p_codes, p_sem, p_track, semantic, speakers, hidden), 1
+        return _posterior_pass(model, p_codes, p_sem, p_track, semantic, speakers), 1
     span = window - p_codes.shape[1]
     context = min(context, span // 4)
     step = span - 2 * context
     pieces, passes = [], 0
     for start in range(0, T, step):
         lo, hi = max(0, start - context), min(T, start + step + context)
-        probs = _posterior_pass(model, p_codes, p_sem, p_track, semantic[lo:hi], speakers[lo:hi], hidden)
+        probs = _posterior_pass(model, p_codes, p_sem, p_track, semantic[lo:hi], speakers[lo:hi])
         pieces.append(probs[start - lo : start - lo + min(step, T - start)])
         passes += 1
     return torch.cat(pieces), passes

@@ -115,8 +115,7 @@ def evaluate(
             storm_codes = torch.cat([codes[:, :P].to(device), continuation], dim=1)
             ar_codes, _ = ar_model.generate(semantic, speakers, codes[:, :P].to(device), seed=seed + n)
             if codec.renders_posterior:
-                hidden = codec.posterior_hidden > 0
-                probs, _ = first_level_posterior(storm, semantic[P:], speakers[P:], prompt, hidden=hidden)
+                probs, _ = first_level_posterior(storm, semantic[P:], speakers[P:], prompt)
         # A decoder that reads a voice vector takes the prompt's for what is generated (resynthesis: its own).
         voice = codec.voice(codes[:, :P]) if codec.reads_voice else None
         outputs = {

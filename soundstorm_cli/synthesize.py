@@ -540,8 +540,7 @@ class Synthesizer:
         return best, checks, sum(passes)
 
     def decode_codes(self, codes, semantic, voice=None) -> np.ndarray:
-        """Audio [S] of what `acoustic` returned: codes [Q, T], or level 1's distribution [K, T] (float;
-        [K + H, T] with the pass's hidden state, for a decoder that reads it);
+        """Audio [S] of what `acoustic` returned: codes [Q, T], or level 1's distribution [K, T] (float);
         `semantic`: the codec-rate tokens [T] returned with them (a codec conditioned on them decodes with
         them, back at 25 Hz); `voice`: each frame's voice vector [T, V] (`voice_track`), for a decoder
         that reads one."""
@@ -632,11 +631,7 @@ class Synthesizer:
             report("SoundStorm", 0, 1)
             with autocast(device, resolve_precision(options.precision, device)):
                 probs, passes = first_level_posterior(
-                    self.soundstorm,
-                    semantic.to(device),
-                    track.to(device),
-                    voices,
-                    hidden=self.codec.posterior_hidden > 0,
+                    self.soundstorm, semantic.to(device), track.to(device), voices
                 )
             report("SoundStorm", 1, 1)
             return probs.T.float().cpu(), semantic, spans, passes

@@ -102,18 +102,12 @@ def tiny_t2s_config():
 
 
 def build_tiny_bundle(
-    folder,
-    semantic_codec: bool = False,
-    posterior_codec: bool = False,
-    voice_codec: bool = False,
-    hidden_codec: bool = False,
+    folder, semantic_codec: bool = False, posterior_codec: bool = False, voice_codec: bool = False
 ):
     """A complete bundle of tiny random-init models (codec, semantic, text, t2s, soundstorm, voices);
     with `semantic_codec`, its codec is conditioned on the semantic tokens (models/frame_codec.py); with
     `posterior_codec`, its decoder reads them and renders level-1 distributions, as the shipped one; with
-    `voice_codec` as well, its decoder also reads the prompts' voice vectors; with `hidden_codec` as
-    well, SoundStorm's hidden state of the pass it renders."""
-    voice_codec = voice_codec or hidden_codec
+    `voice_codec` as well, its decoder also reads the prompts' voice vectors."""
     posterior_codec = posterior_codec or voice_codec
     import json
     import shutil
@@ -144,7 +138,6 @@ def build_tiny_bundle(
         semantic_encoder=not posterior_codec,
         soft_level1=posterior_codec,
         voice_decoder=voice_codec,
-        posterior_hidden=32 if hidden_codec else 0,  # the tiny SoundStorm's width below
     )
     save_codec(FrameCodec(codec_config).eval(), src / "codec")
     rng = np.random.default_rng(0)

@@ -223,18 +223,6 @@ def test_the_posterior_is_the_first_pass_whose_argmax_one_greedy_pass_keeps(mode
     assert torch.equal(probs, again)
     one_pass = decode_prompted(model, semantic, track, [prompt], DecodingOptions((1, 1, 1), seed=9), 2)
     assert torch.equal(one_pass.codes[0], probs.argmax(-1))
-    # hidden=True: each row followed by the pass's hidden state at that frame
-    rows, _ = first_level_posterior(model, semantic, track, [prompt], hidden=True)
-    assert rows.shape == (T, 16 + model.config.dim) and torch.equal(rows[:, :16], probs)
-    P = prompt.codes.shape[1]
-    codes = torch.cat([prompt.codes, torch.full((prompt.codes.shape[0], T), model.config.mask_id)], 1)
-    with torch.no_grad():
-        states = model.hidden(
-            codes[None],
-            torch.cat([prompt.semantic, semantic])[None],
-            torch.cat([torch.full((P,), prompt.label), track])[None],
-        )
-    assert torch.allclose(rows[:, 16:], states[0, P:], atol=1e-5)
 
 
 def test_the_posterior_goes_window_by_window_past_the_window(model):

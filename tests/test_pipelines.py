@@ -284,15 +284,11 @@ def _decoder_tune_on(out):
     base = ["--base-codec", str(voiced_dir := soft / "voiced" / "decoder_tune")]
     generate = ["generate", *args, "--soundstorm", str(out / "soundstorm"), "--items", "3", "--soft"]
     assert decoder_tune([*generate, *base, "--cross-voice"]) == 0
-    pairs_shards = TokenShards(crossed / "shards", "train")
-    pairs = Pairs.load(crossed, pairs_shards, levels=2, soft=True)
+    pairs = Pairs.load(crossed, TokenShards(crossed / "shards", "train"), levels=2, soft=True)
     assert pairs.cross, "no --cross-voice item was written"
-    width = json.loads((out / "soundstorm" / "config.json").read_text())["dim"]
-    for n, (moved, expected, prompt, hidden) in pairs.cross.items():
+    for n, (moved, expected, prompt) in pairs.cross.items():
         assert moved.shape == pairs.audio[n].shape and not np.array_equal(moved, pairs.audio[n])
         assert expected.shape == pairs.generated[n].shape and prompt.shape[0] == 2
-        assert hidden.shape == (expected.shape[0], width)  # the pass's hidden state, frame by frame
-        assert pairs.hidden[n].shape == (pairs.generated[n].shape[0], width)
     # --voice-layers: the voice also projected into every decoder block, zero-initialised (the same audio
     # as the base at the start)
     layered = tuned_model(voiced_dir, semantic_vocab=posterior.model.config.semantic_vocab, voice_layers=True)
@@ -312,34 +308,6 @@ def _decoder_tune_on(out):
     assert len(blocks) == len(crossed_codec.model.decoder) and all(p.weight.abs().sum() > 0 for p in blocks)
     audio = crossed_codec.decode_posterior(probs, semantic=semantic, voice=crossed_codec.voice(codes[0]))
     assert audio.shape == (50 * codec.hop_length,) and torch.isfinite(audio).all()
-    # --hidden: the decoder also reads SoundStorm's hidden state of the pass it renders, through a
-    # zero-initialised projection (the base's audio at the start), and learns to use it
-    hidden = tuned_model(voiced_dir, semantic_vocab=posterior.model.config.semantic_vocab, hidden=width)
-    with torch.no_grad():
-        states = torch.randn(1, latents.shape[1], width)
-        assert torch.allclose(
-            hidden.decode_latents(latents, tokens, voice, states),
-            load_codec(voiced_dir).model.decode_latents(latents, tokens, voice),
-            atol=1e-5,
-        )
-    from soundstorm_cli.errors import CodecError
-
-    reading = soft / "hidden"
-    reading.mkdir()
-    for name in ("corpus", "shards", "generated", "generated_cross"):
-        (reading / name).symlink_to(crossed / name)
-    args = ["--config", "pipelines/configs/toy.yaml", "--out-dir", str(reading)]
-    assert decoder_tune(["train", *args, *base, "--hidden", "--cross-share", "0.5", "--steps", "3"]) == 0
-    reader = load_codec(reading / "decoder_tune")
-    assert reader.posterior_hidden == width and reader.model.hidden_decoder.weight.abs().sum() > 0
-    read = Pairs.load(reading, pairs_shards, levels=2, soft=True)
-    states = torch.cat(read.hidden + [item[3] for item in read.cross.values()])
-    assert torch.allclose(reader.model.hidden_mean, states.mean(0), atol=1e-4)  # standardised on its data
-    rows = torch.cat([probs, torch.randn(50, width)], -1)
-    audio = reader.decode_posterior(rows, semantic=semantic, voice=reader.voice(codes[0]))
-    assert audio.shape == (50 * codec.hop_length,) and torch.isfinite(audio).all()
-    with pytest.raises(CodecError, match="hidden state must be"):
-        reader.decode_posterior(probs, semantic=semantic, voice=reader.voice(codes[0]))
     tone = (np.sin(np.arange(8000) * 2 * np.pi * 220 / 16000) * 8000).astype(np.int16)
     moved = pitch_shift(tone, 16000, 400)
     assert moved.shape == tone.shape and moved.dtype == np.int16

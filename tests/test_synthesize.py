@@ -348,25 +348,6 @@ def test_a_decoder_that_reads_voices_gives_each_turn_its_own_prompts(tmp_path):
     assert paper.decoding == "paper" and np.isfinite(paper.audio).all()
 
 
-def test_a_decoder_that_reads_soundstorms_hidden_state_gets_it_from_the_chain(tmp_path):
-    """A decoder with `posterior_hidden` renders the pass's distribution and hidden state: what the chain
-    hands it depends on that hidden state (zeroing its projection changes the audio), deterministically."""
-    from conftest import build_tiny_bundle
-
-    bundle = build_tiny_bundle(tmp_path, hidden_codec=True)
-    synth = Synthesizer.from_checkpoint(str(bundle), device="cpu")
-    assert synth.codec.posterior_hidden == synth.soundstorm.config.dim
-    script = parse_script("[A] Hello there. [B] Hi, how are you?")
-    files = {"A": bundle / "voices" / "v0.wav", "B": bundle / "voices" / "v1.wav"}
-    one = synth.dialogue(script, voices=files, seed=3, options=ESPEAK)
-    again = synth.dialogue(script, voices=files, seed=4, options=ESPEAK)
-    assert one.decoding == "posterior" and np.isfinite(one.audio).all()
-    assert np.array_equal(one.audio, again.audio)
-    torch.nn.init.zeros_(synth.codec.model.hidden_decoder.weight)
-    blind = synth.dialogue(script, voices=files, seed=3, options=ESPEAK)
-    assert blind.audio.shape == one.audio.shape and not np.allclose(blind.audio, one.audio, atol=1e-4)
-
-
 def test_a_codes_only_bundle_refuses_posterior_decoding(cli, tiny_bundle, tmp_path):
     out = tmp_path / "p.wav"
     code, stdout, stderr = cli("say", "Hi.", "-o", out, "--checkpoint", tiny_bundle, "--json")

@@ -77,12 +77,6 @@ class FrameCodecConfig:
     # True (with voice_decoder): the voice vector is also projected into every decoder block's input (one
     # projection each), so the voice reaches each block's residual stream directly.
     voice_layers: bool = False
-    # > 0 (with soft_level1): the decoder also reads the last hidden state (this wide) of the SoundStorm pass
-    # whose level-1 distribution it renders, through a zero-initialised projection: the whole distribution
-    # and what the pass inferred, where the expected latent keeps a 64-dimensional average of it. The
-    # posterior then comes as [T, K + posterior_hidden] (`decoding.first_level_posterior(hidden=True)`);
-    # true codes render with the hidden state at zero.
-    posterior_hidden: int = 0
     model_type: str = "soundstorm-frame-codec"
 
     def to_dict(self) -> dict:
@@ -221,12 +215,6 @@ class FrameCodec(nn.Module):
             self.voice_blocks = nn.ModuleList(
                 nn.Linear(2 * c.codebook_dim, c.width) for _ in range(c.decoder_layers)
             )
-        if c.posterior_hidden:
-            self.hidden_decoder = nn.Linear(c.posterior_hidden, c.width, bias=False)
-            # each dimension's mean and standard deviation over the tuning data: the projection reads
-            # standardised states (the raw ones share a large constant part), and the mean reads as zero
-            self.register_buffer("hidden_mean", torch.zeros(c.posterior_hidden))
-            self.register_buffer("hidden_std", torch.ones(c.posterior_hidden))
 
     def _semantic(self, table: str, semantic, frames: int):
         """Codec-rate semantic tokens [B, T] -> their embedding [B, D, T] (0 where this side has no table)."""
@@ -279,16 +267,10 @@ class FrameCodec(nn.Module):
             raise ValueError(f"voice vectors must be [B, 2C] or [B, {frames}, 2C], got {tuple(voice.shape)}")
         return voice.to(self.voice_decoder.weight.dtype)
 
-    def decode_latents(self, latents, semantic=None, voice=None, hidden=None):  # [B, T, C] -> [B, T * hop]
-        """`hidden`: SoundStorm's hidden states [B, T, H] for a decoder with `posterior_hidden` (None: zero)."""
+    def decode_latents(self, latents, semantic=None, voice=None):  # [B, T, C] -> [B, T * hop]
         c = self.config
         x = self.decoder_in(latents.transpose(1, 2))  # [B, D, T]
         voice = self._voice(voice, x.shape[-1])
-        if hidden is not None:
-            if not hasattr(self, "hidden_decoder"):
-                raise ValueError("this codec's decoder reads no SoundStorm hidden state")
-            hidden = (hidden.float() - self.hidden_mean) / self.hidden_std
-            x = x + self.hidden_decoder(hidden.to(self.hidden_decoder.weight.dtype)).transpose(1, 2)
 
         def projected(layer):  # the voice through `voice_decoder` or one of `voice_blocks`: [B, D, T]
             return 0 if voice is None else layer(voice).transpose(1, 2)
@@ -343,11 +325,6 @@ class FrameCodec(nn.Module):
 
     @torch.no_grad()
     def decode_posterior(self, probs, semantic=None, voice=None):
-        """Level 1's distribution [B, T, K] -> [B, T * hop], through its expected latent; for a decoder with
-        `posterior_hidden`, [B, T, K + H]: the distribution, then the pass's hidden state."""
-        K = self.config.codebook_size
-        hidden = probs[..., K:] if self.config.posterior_hidden else None
-        latents = (
-            probs[..., :K].float() @ self.quantizer.levels[0].embed
-        )  # the expected level-1 latent [B, T, C]
-        return self.decode_latents(latents, semantic, voice, hidden)
+        """Level 1's distribution [B, T, K] -> [B, T * hop], through its expected latent."""
+        latents = probs.float() @ self.quantizer.levels[0].embed  # the expected level-1 latent [B, T, C]
+        return self.decode_latents(latents, semantic, voice)
