@@ -8,6 +8,11 @@
    speaker: the share of turns closer in voice to their own speaker's prompt, and
    the same share for the real turns (codec resynthesis): the test's ceiling; and
    each turn's CER, of SoundStorm's audio and of the resynthesis.
+With `--soft` (a decoder that renders SoundStorm's level-1 distribution), each
+utterance also reports the decoder's ceiling, the CER of its rendering of the
+true level 1 (a one-hot distribution), and how far SoundStorm's distribution is
+from it: the true codes' mean negative log-probability and top-1 agreement.
+`--split valid|train` takes the training speakers' utterances instead.
 Writes `soundstorm/eval.json` under the data set's out_dir.
 """
 
@@ -20,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from pipelines.batching import speaker_track
 from pipelines.config import config_of, config_parser
@@ -100,8 +106,14 @@ class Evaluation:
         if not self.soft:
             codes = generate(self.model, prompts, semantic, track, seed, self.options)
             return self.decode(codes, item, voice)
+        return self.render_posterior(self.posterior(prompts, semantic, track), item, voice)
+
+    def posterior(self, prompts, semantic, track):
+        """SoundStorm's level-1 distribution [T, K] for the target (its first pass, every code hidden)."""
         voices = [PromptTokens(codes, sem, label) for label, (codes, sem) in enumerate(prompts, 1)]
-        probs, _ = first_level_posterior(self.model, semantic, track, voices)
+        return first_level_posterior(self.model, semantic, track, voices)[0]
+
+    def render_posterior(self, probs, item, voice):
         tokens = item["semantic_tokens"] if self.codec.needs_semantic else None
         return self.codec.decode_posterior(probs, semantic=tokens, voice=voice).numpy()
 
@@ -132,11 +144,26 @@ def _singles(ev: Evaluation, count: int) -> list[dict]:
         if prompt is None:  # no other utterance of this speaker to prompt with
             continue
         track = torch.ones(gt.shape[1], dtype=torch.long)
-        generated = ev.render([prompt], semantic, track, n, item)
+        extra = {}
+        if ev.soft:
+            # the decoder's ceiling (the true level 1, as a one-hot distribution) and how far SoundStorm's
+            # distribution is from it: the true code's negative log-probability and top-1 agreement
+            probs = ev.posterior([prompt], semantic, track).float()
+            voice = ev.voice([prompt], track)
+            generated = ev.render_posterior(probs, item, voice)
+            truth = F.one_hot(gt[0].long(), probs.shape[1]).float()
+            extra = {
+                "cer_true_level1": cer(item["text"], ev.asr(ev.render_posterior(truth, item, voice))),
+                "level1_nll": float(-probs.gather(1, gt[0].long()[:, None]).clamp_min(1e-12).log().mean()),
+                "level1_top1": float((probs.argmax(1) == gt[0]).float().mean()),
+            }
+        else:
+            generated = ev.render([prompt], semantic, track, n, item)
         resynth = ev.decode(gt, item)
         prompt_audio = _decode_prompt(ev.codec, prompt, ev.ratio)
         rows.append(
-            {
+            extra
+            | {
                 "id": item["id"],
                 "cer_soundstorm": cer(item["text"], ev.asr(generated)),
                 "cer_resynthesis": cer(item["text"], ev.asr(resynth)),
@@ -222,6 +249,12 @@ def main(argv=None) -> int:
     parser.add_argument("--noise", type=float, default=1.0, help="confidence noise scale")
     parser.add_argument("--report", type=Path, help="write here instead of soundstorm/eval.json")
     parser.add_argument(
+        "--split",
+        default="test",
+        choices=("test", "valid", "train"),
+        help="whose utterances: test (held-out speakers), valid or train (the training speakers)",
+    )
+    parser.add_argument(
         "--soft",
         action="store_true",
         help="render SoundStorm's first-pass expected level-1 latent (a decoder tuned with --soft)",
@@ -233,7 +266,7 @@ def main(argv=None) -> int:
     model, codec = load_soundstorm(out), load_codec(config.out_dir / "codec")
     # 3 s prompts (a quarter of the window at most: a toy model's window is short)
     frames = min(int(REFERENCE_PROMPT_S * codec.frame_rate), model.config.window // 4)
-    shards = TokenShards(config.out_dir / "shards", "test")
+    shards = TokenShards(config.out_dir / "shards", args.split)
     ev = Evaluation(
         model, codec, shards, np.random.default_rng(config.seed), _options(args), frames, args.soft
     )
@@ -257,6 +290,7 @@ def main(argv=None) -> int:
         "dialogue_rows": dialogues,
         "wall_s": round(time.time() - started, 1),
         "decoding": dataclasses.asdict(ev.options) | {"seed": "per item", "soft": args.soft},
+        "split": args.split,
     }
     (args.report or out / "eval.json").write_text(json.dumps(report, indent=1))
     brief = ("single", "turns_right", "turns_right_resynthesis", "turns", "turn_cer", "turn_cer_resynthesis")
