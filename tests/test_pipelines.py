@@ -313,3 +313,93 @@ def _decoder_tune_on(out):
     assert moved.shape == tone.shape and moved.dtype == np.int16
     spectrum = np.abs(np.fft.rfft(moved[2000:6000].astype(np.float32)))
     assert abs(np.argmax(spectrum) * 16000 / 4000 - 220 * 2 ** (400 / 1200)) < 10  # 220 Hz -> 277 Hz
+
+
+def test_soundstorm_eval_soft_reports_the_decoders_ceiling_and_the_level1_distance():
+    """`soundstorm_eval --soft` rows: SoundStorm's rendering, the decoder's rendering of the true level 1
+    (a one-hot distribution) and the true codes' mean negative log-probability and top-1 agreement under
+    SoundStorm's level-1 distribution, computed by hand here from the same first pass."""
+    import torch
+    import torch.nn.functional as F
+
+    from pipelines.soundstorm_eval import Evaluation, _singles
+    from soundstorm_cli.codec import FrameCodecWrapper
+    from soundstorm_cli.decoding import DecodingOptions, PromptTokens, first_level_posterior
+    from soundstorm_cli.models.frame_codec import FrameCodec, FrameCodecConfig
+    from soundstorm_cli.models.soundstorm import SoundStorm, SoundStormConfig
+
+    torch.manual_seed(0)
+    storm = SoundStorm(
+        SoundStormConfig(levels=2, codebook_size=32, semantic_vocab=16, dim=32, layers=1, heads=2, window=300)
+    ).eval()
+    codec = FrameCodecWrapper(
+        FrameCodec(
+            FrameCodecConfig(
+                width=16,
+                encoder_layers=1,
+                decoder_layers=1,
+                levels=2,
+                codebook_size=32,
+                codebook_dim=4,
+                n_mels=20,
+                semantic_vocab=16,
+                semantic_encoder=False,
+                soft_level1=True,
+                voice_decoder=True,
+            )
+        )
+    )
+    g = np.random.default_rng(0)
+    items = [
+        {
+            "id": f"u{n}",
+            "kind": "single",
+            "speakers": [3],
+            "text": "a few words",
+            "codes": g.integers(0, 32, (2, 40)).astype(np.int16),
+            "semantic_tokens": g.integers(0, 16, 20).astype(np.int64),
+        }
+        for n in range(2)
+    ]
+
+    class Shards:  # the two held-out utterances of one speaker: each is the other's prompt
+        def __init__(self):
+            self.items = items
+            self.singles_by_speaker = {3: [0, 1]}
+
+        def __getitem__(self, i):
+            return self.items[i]
+
+    heard = []
+
+    def asr(audio):
+        heard.append(audio)
+        return "a few words"
+
+    ev = Evaluation(
+        storm,
+        codec,
+        Shards(),
+        np.random.default_rng(1),
+        DecodingOptions.paper(2),
+        20,
+        True,
+        asr,
+        lambda a, b: 0.5,
+    )
+    rows = _singles(ev, 2)
+    assert len(rows) == 2 and len(heard) == 2 * 4  # SoundStorm, the ceiling, resynthesis at 2 levels and all
+    for row, item in zip(rows, items, strict=True):
+        assert row["cer_true_level1"] == 0.0 and row["cer_soundstorm"] == 0.0
+        other = items[1 - items.index(item)]
+        prompt = PromptTokens(
+            torch.from_numpy(other["codes"][:, :20]).long(),
+            torch.from_numpy(other["semantic_tokens"]).repeat_interleave(2)[:20],
+            1,
+        )
+        semantic = torch.from_numpy(item["semantic_tokens"]).repeat_interleave(2)
+        probs, _ = first_level_posterior(storm, semantic, torch.ones(40, dtype=torch.long), [prompt])
+        truth = torch.from_numpy(item["codes"][0]).long()
+        nll = float(F.nll_loss(probs.log(), truth))
+        assert row["level1_nll"] == pytest.approx(nll, rel=1e-5) and nll > 0
+        assert row["level1_top1"] == pytest.approx(float((probs.argmax(1) == truth).float().mean()))
