@@ -25,6 +25,8 @@ from soundstorm_cli.models.t2s import T2SConfig
 @dataclass
 class CorpusConfig:
     hours: float = 20.0
+    # natural speech (Kokoro's voices, pipelines/natural_voices.py; needs the `corpus` extra) beside `hours`
+    natural_hours: float = 0.0
     dialogue_fraction: float = 0.3  # share of the hours spent on two-speaker dialogues
     valid_fraction: float = 0.02  # of the training speakers' utterances
     test_sentence_fraction: float = 0.05  # sentences kept for the held-out speakers only

@@ -2,6 +2,11 @@
 
     python -m pipelines corpus --config pipelines/configs/tiny.yaml [--hours H]
 
+With `corpus.natural_hours` the same sentence and dialogue plans are also read
+by natural voices (Kokoro's, `natural_voices.py`), in groups of their own: the
+synthetic items keep their ids, and the natural ones are rendered first (the
+held-out ones before all), since they are the slow part (~0.7x real time a core).
+
 Plans every item from the seed first (who says what, how fast, how loud), then
 renders the items in parallel. Each finished item leaves `wavs/ID.wav` and
 `wavs/ID.json` (its manifest row), so an interrupted run resumes where it
@@ -26,6 +31,7 @@ import soundfile as sf
 
 from pipelines.config import DataConfig
 from pipelines.manifest import corpus_stats
+from pipelines.natural_voices import NaturalVoice, select_natural
 from pipelines.texts import sentence_pool
 from pipelines.voices import Voice, select_voices
 from soundstorm_cli.audio import write_audio
@@ -65,11 +71,19 @@ def plan(config: DataConfig) -> list[Item]:
     n_test = max(10, int(len(pool) * cfg.test_sentence_fraction))
     test_sentences, train_sentences = pool[:n_test], pool[n_test:]
 
-    total_s = cfg.hours * 3600
-    groups = (
+    total_s, natural_s = cfg.hours * 3600, cfg.natural_hours * 3600
+    groups = [
         ("a", train_speakers, train_sentences, total_s * (1 - TEST_SHARE)),
         ("h", test_speakers, test_sentences, total_s * TEST_SHARE),
-    )
+    ]
+    if natural_s > 0:
+        natural, natural_held_out = select_natural(cfg.speakers)
+        groups += [
+            ("n", [v.name for v in natural if v.name not in natural_held_out], train_sentences,
+             natural_s * (1 - TEST_SHARE)),
+            ("k", [v.name for v in natural if v.name in natural_held_out], test_sentences,
+             natural_s * TEST_SHARE),
+        ]
     items: list[Item] = []
     for group, speakers, sentences, budget in groups:
         for kind, share, make in (
@@ -82,7 +96,7 @@ def plan(config: DataConfig) -> list[Item]:
                 number += 1
                 item = make(rng, speakers, sentences)
                 item.id = f"{kind[0]}{group}{number:06d}"
-                if group == "h":
+                if group in ("h", "k"):
                     item.split = "test"
                 else:
                     item.split = (
@@ -93,6 +107,20 @@ def plan(config: DataConfig) -> list[Item]:
                 spent += _estimate(item)
                 items.append(item)
     return items
+
+
+def corpus_voices(config: DataConfig) -> dict[str, Voice | NaturalVoice]:
+    """Every speaker the plan can name, synthetic and (with `natural_hours`) natural."""
+    voices = {v.name: v for v in select_voices(config.corpus.speakers)[0]}
+    if config.corpus.natural_hours > 0:
+        voices |= {v.name: v for v in select_natural(config.corpus.speakers)[0]}
+    return voices
+
+
+def render_order(items: list[Item]) -> list[Item]:
+    """Natural held-out items, then natural training items, then the synthetic ones (plan order within)."""
+    rank = {"k": 0, "n": 1}
+    return sorted(items, key=lambda item: rank.get(item.id[1], 2))
 
 
 def _estimate(item: Item) -> float:
@@ -134,7 +162,7 @@ def _dialogue(rng: random.Random, speakers: list[str], sentences: list[str]) -> 
     return item
 
 
-def render_item(job: tuple[Item, str, int, dict[str, Voice]]) -> dict:
+def render_item(job: tuple[Item, str, int, dict[str, Voice | NaturalVoice]]) -> dict:
     """Render one item (all its turns) and write its wav, row and (dialogue) script."""
     item, out_dir, sample_rate, voices = job
     wav_dir = Path(out_dir) / "wavs"
@@ -198,11 +226,11 @@ def run(config: DataConfig, progress=None) -> dict:
     started = time.time()
     items = plan(config)
     (out_dir / "wavs").mkdir(parents=True, exist_ok=True)
-    voices = {v.name: v for v in select_voices(config.corpus.speakers)[0]}
-    jobs = [(item, str(out_dir), config.sample_rate, voices) for item in items]
+    voices = corpus_voices(config)
+    jobs = [(item, str(out_dir), config.sample_rate, voices) for item in render_order(items)]
     rows_by_id = {}
     with Pool(max(1, config.corpus.workers)) as pool:
-        for row in pool.imap_unordered(render_item, jobs, chunksize=4):
+        for row in pool.imap_unordered(render_item, jobs, chunksize=1):
             rows_by_id[row["id"]] = row
             if progress:
                 progress(len(rows_by_id), len(jobs))

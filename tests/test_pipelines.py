@@ -13,6 +13,7 @@ from pipelines.__main__ import main as pipelines_main
 from pipelines.__main__ import set_overrides
 from pipelines.config import load_config
 from pipelines.corpus import plan
+from pipelines.natural_voices import select_natural
 from pipelines.voices import HELD_OUT, select_voices
 
 pytestmark = pytest.mark.skipif(
@@ -25,6 +26,8 @@ pytestmark = pytest.mark.skipif(
 def test_held_out_speakers_never_appear_in_train_or_valid(config):
     items = plan(load_config(config))
     voices, held_out = select_voices(load_config(config).corpus.speakers)
+    if load_config(config).corpus.natural_hours > 0:
+        held_out = held_out | select_natural(load_config(config).corpus.speakers)[1]
     seen = {
         split: {t.speaker for i in items if i.split == split for t in i.turns}
         for split in ("train", "valid", "test")

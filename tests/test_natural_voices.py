@@ -1,0 +1,97 @@
+"""pipelines/natural_voices.py: espeak-ng IPA in Kokoro's symbols, the identities, a real Kokoro render."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from pipelines.config import load_config
+from pipelines.corpus import corpus_voices, plan, render_order
+from pipelines.natural_voices import (
+    NATURAL_HELD_OUT,
+    PACKS,
+    available,
+    ipa_to_kokoro,
+    kokoro_phonemes,
+    natural_voices,
+    select_natural,
+)
+
+needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs espeak-ng (.ci/setup)")
+
+
+@pytest.mark.parametrize(
+    ("espeak", "kokoro"),
+    [
+        ("həlˈo^ʊ", "həlˈO"),  # hello: the GOAT diphthong is one letter
+        ("d^ʒˈʌd^ʒ", "ʤˈʌʤ"),  # judge: affricates are one letter
+        ("t^ʃˈɜːt^ʃ", "ʧˈɜɹʧ"),  # church: en-us's long NURSE vowel is r-coloured
+        ("wˈɔːɾɚ", "wˈɔTəɹ"),  # water: length dropped, the flap is T, ɚ is əɹ
+        ("kwˈa^ɪ^ɚ", "kwˈIəɹ"),  # choir
+        ("bˈɔ^ɪz", "bˈYz"),  # boys
+        ("hˈa^ʊs", "hˈWs"),  # house
+        ("dˈe^ɪ", "dˈA"),  # day
+        ("ðˈɛ^ɹ  ", "ðˈɛɹ"),  # there: a stray tie and spaces removed
+    ],
+)
+def test_ipa_to_kokoro_on_hand_checked_words(espeak, kokoro):
+    assert ipa_to_kokoro(espeak) == kokoro
+
+
+@needs_espeak
+def test_kokoro_phonemes_keep_clause_punctuation():
+    assert kokoro_phonemes("Hello, world.") == "həlˈO, wˈɜɹld."
+    assert kokoro_phonemes("Judge the bird?") .endswith("bˈɜɹd?")
+    assert kokoro_phonemes("...") == ""
+
+
+def test_identities_are_distinct_and_held_out_ones_exist():
+    voices = natural_voices()
+    names = [v.name for v in voices]
+    assert len(names) == len(set(names)) >= 40
+    assert set(NATURAL_HELD_OUT) <= set(names)
+    assert all(name in PACKS for v in voices for name, _ in v.blend)
+    # the held-out identities span both the male pack and the female ones
+    held = [v for v in voices if v.name in NATURAL_HELD_OUT]
+    assert any(dict(v.blend).get("jm_kumo", 0) > 0.5 for v in held)
+    assert any("jm_kumo" not in dict(v.blend) for v in held)
+    toy, toy_held = select_natural("toy")
+    assert toy_held <= {v.name for v in toy}
+    with pytest.raises(ValueError):
+        select_natural("some")
+
+
+def test_natural_groups_leave_the_synthetic_plan_alone_and_render_first():
+    base = load_config("pipelines/configs/tiny.yaml", {"corpus.natural_hours": 0, "corpus.hours": 0.5})
+    mixed = load_config("pipelines/configs/tiny.yaml", {"corpus.natural_hours": 0.3, "corpus.hours": 0.5})
+    synthetic = [(i.id, i.split, [t.text for t in i.turns]) for i in plan(base)]
+    items = plan(mixed)
+    assert [(i.id, i.split, [t.text for t in i.turns]) for i in items if i.id[1] in "ah"] == synthetic
+    natural = [i for i in items if i.id[1] in "nk"]
+    hours = sum(len(t.text) for i in natural for t in i.turns) * 0.061 / 3600
+    assert 0.25 < hours < 0.4
+    kokoro = {v.name for v in natural_voices()}
+    voices = corpus_voices(mixed)
+    for item in natural:
+        speakers = {t.speaker for t in item.turns}
+        assert speakers <= kokoro and speakers <= set(voices)
+        assert (item.split == "test") == bool(speakers & set(NATURAL_HELD_OUT))
+    order = [i.id[1] for i in render_order(items)]
+    assert order == sorted(order, key=lambda g: {"k": 0, "n": 1}.get(g, 2))
+
+
+@needs_espeak
+@pytest.mark.skipif(not available(), reason="the corpus extra (Kokoro, onnxruntime) is not installed")
+def test_a_short_phrase_through_the_real_kokoro(tmp_path):
+    """Installed by .ci/setup: the real model, a blend across the packs and both moves."""
+    voice = next(v for v in natural_voices() if v.name == "kokoro-nezumi-kumo-deep")
+    first, second = tmp_path / "a.wav", tmp_path / "b.wav"
+    voice.render("Good morning, Anna.", first, 16000, stretch=1.0, gain_db=-3.0)
+    voice.render("Good morning, Anna.", second, 16000, stretch=1.0, gain_db=-3.0)
+    audio, rate = sf.read(first, dtype="float32")
+    assert rate == 16000 and 0.5 < len(audio) / rate < 3.0
+    assert 0.5 < np.abs(audio).max() <= 1.0  # gain -n -3: peaks near -3 dBFS, not silence
+    assert np.array_equal(audio, sf.read(second, dtype="float32")[0])  # same input, same audio
