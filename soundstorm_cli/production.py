@@ -7,9 +7,12 @@
   π/4, so L² + R² is the mono power at any pan); by default the speakers spread over [-0.3, 0.3] in
   their order of appearance: S1 slightly left, S2 slightly right.
 - **Loudness**: the programme is brought to an integrated loudness target (ITU-R BS.1770 / EBU R128,
-  measured by pyloudnorm) and then, if its true peak (4× oversampled) is above the ceiling, turned
-  down to it; the report says both before and after. Mix and stems get the same gain, so they still
-  add up.
+  measured by pyloudnorm), and a look-ahead brick-wall limiter with a 4x-oversampled (true-peak)
+  side chain (pedalboard's `BrickwallLimiter`) holds its peaks under the ceiling, as podcast chains do:
+  turning the whole programme down instead would miss the target (issue 38: -17.9 LUFS for -16). The
+  gain is raised again by what the limiting took (a few rounds, until within 0.1 LU), and the limiter's
+  ceiling lowered by any true-peak overshoot it leaves. Mix and stems get the same gain curve, so they
+  still add up; the report says the loudness and peaks before and after, the gain and the limiting.
 
 Samples: mono [S] or stereo [S, 2] float32.
 """
@@ -117,6 +120,70 @@ def integrated_loudness(samples: np.ndarray, sample_rate: int) -> float:
     return float(pyloudnorm.Meter(sample_rate).integrated_loudness(samples.astype(np.float64)))
 
 
+def _limit(samples: np.ndarray, sample_rate: int, ceiling_db: float) -> np.ndarray:
+    """The gain curve [S] (<= 1) of a look-ahead true-peak brick-wall limiter on `samples` [S] or [S, C].
+
+    pedalboard's limiter is a gain computer (latency compensated, linked across channels): its output is
+    the input times one smooth gain curve, read back here from the loudest channel of each sample so that
+    the same curve can be applied to the stems."""
+    import pedalboard
+
+    limiter = pedalboard.BrickwallLimiter(ceiling_db=ceiling_db, release_ms=100.0, lookahead_ms=5.0, true_peak=True)
+    channels = samples.reshape(len(samples), -1).astype(np.float32)
+    limited = limiter(np.ascontiguousarray(channels.T), sample_rate, reset=True).T
+    loudest = np.abs(channels).argmax(axis=1)
+    rows = np.arange(len(channels))
+    before, after = channels[rows, loudest], limited[rows, loudest]
+    known = np.abs(before) > 1e-4 * max(float(np.abs(before).max(initial=0.0)), 1e-12)
+    if not known.any():
+        return np.ones(len(samples), dtype=np.float32)
+    curve = np.interp(rows, rows[known], after[known] / before[known])
+    return np.clip(curve, 0.0, 1.0).astype(np.float32)
+
+
+def _measure(mix: np.ndarray, curve: np.ndarray, sample_rate: int) -> tuple[float, float]:
+    """(LUFS, dBTP) of `mix` under the gain curve."""
+    after = mix * curve.reshape(-1, *([1] * (mix.ndim - 1)))
+    return integrated_loudness(after, sample_rate), true_peak_db(after, sample_rate)
+
+
+def _reach_loudness(mix: np.ndarray, sample_rate: int, target: float, ceiling: float, rounds: int = 6):
+    """(gain curve [S], report): `mix` brought to `target` LUFS with its true peaks under `ceiling` dBTP."""
+    before = integrated_loudness(mix, sample_rate)
+    if not math.isfinite(before):
+        raise InputError("the audio is silent: there is no loudness to normalise")
+    peak_before = true_peak_db(mix, sample_rate)
+    gain_db, limiter_db = target - before, ceiling - 0.1
+    for _ in range(rounds):
+        applied = gain_db, limiter_db
+        curve = 10 ** (gain_db / 20) * _limit(mix * 10 ** (gain_db / 20), sample_rate, limiter_db)
+        lufs, peak = _measure(mix, curve, sample_rate)
+        if peak > ceiling:  # the oversampled side chain still let an inter-sample peak through
+            limiter_db -= peak - ceiling + 0.05
+        elif abs(lufs - target) > 0.1:  # the limiting took some loudness: give it back
+            gain_db += target - lufs
+        else:
+            break
+    gain_db, limiter_db = applied
+    if peak > ceiling:  # out of rounds: the ceiling is a promise, the target a goal
+        curve = curve * 10 ** ((ceiling - peak) / 20)
+        lufs, peak = _measure(mix, curve, sample_rate)
+    reduction = 20 * np.log10(np.maximum(curve / 10 ** (gain_db / 20), 1e-9))
+    report = {
+        "target_lufs": target,
+        "true_peak_ceiling_db": ceiling,
+        "before": {"lufs": round(before, 2), "true_peak_db": round(peak_before, 2)},
+        "after": {"lufs": round(lufs, 2), "true_peak_db": round(peak, 2)},
+        "gain_db": round(gain_db, 2),
+        "limiter": {
+            "ceiling_db": round(limiter_db, 2),
+            "max_reduction_db": round(float(-reduction.min(initial=0.0)), 2),
+            "limited_share": round(float((reduction < -0.01).mean()), 4),
+        },
+    }
+    return curve, report
+
+
 def produce(audio: np.ndarray, turns, sample_rate: int, production: Production) -> Produced:
     """Stems, stereo placement and loudness for a mono render `audio` [S] of `turns`."""
     stems = split_stems(audio, turns, sample_rate) if production.stems or production.stereo else {}
@@ -126,29 +193,13 @@ def produce(audio: np.ndarray, turns, sample_rate: int, production: Production) 
         mix = sum(stems.values())
     else:
         mix = audio
-    gain, report = 1.0, None
     if production.loudness_lufs is not None:
-        before = integrated_loudness(mix, sample_rate)
-        if not math.isfinite(before):
-            raise InputError("the audio is silent: there is no loudness to normalise")
-        peak_before = true_peak_db(mix, sample_rate)
-        gain_db = production.loudness_lufs - before
-        limited = max(0.0, peak_before + gain_db - production.true_peak_db)  # what the ceiling takes back
-        gain = 10 ** ((gain_db - limited) / 20)
-        after = mix * gain
-        report = {
-            "target_lufs": production.loudness_lufs,
-            "true_peak_ceiling_db": production.true_peak_db,
-            "before": {"lufs": round(before, 2), "true_peak_db": round(peak_before, 2)},
-            "after": {
-                "lufs": round(integrated_loudness(after, sample_rate), 2),
-                "true_peak_db": round(true_peak_db(after, sample_rate), 2),
-            },
-            "limited_by_true_peak_db": round(limited, 2),
-        }
+        gain, report = _reach_loudness(mix, sample_rate, production.loudness_lufs, production.true_peak_db)
     else:
         peak = float(np.abs(mix).max(initial=0.0))
-        gain = _SAFE_PEAK / peak if peak > 1.0 else 1.0
+        gain, report = (_SAFE_PEAK / peak if peak > 1.0 else 1.0), None
+    if np.ndim(gain):  # a gain curve [S]: the same for every channel and every stem
+        gain = gain.reshape(-1, *([1] * (mix.ndim - 1)))
     return Produced(
         mix=(mix * gain).astype(np.float32),
         stems={s: (x * gain).astype(np.float32) for s, x in stems.items()} if production.stems else {},
