@@ -37,6 +37,7 @@ class Audio:
 
     samples: np.ndarray
     sample_rate: int
+    peak_in_file: float = 1.0  # above 1: a float file beyond full scale, scaled down to it when read
 
     @property
     def duration_s(self) -> float:
@@ -88,7 +89,7 @@ def read_audio(
     if sample_rate is not None and sample_rate != rate:
         samples = resample(samples, rate, sample_rate)
         rate = sample_rate
-    return Audio(samples=samples, sample_rate=int(rate))
+    return Audio(samples=samples, sample_rate=int(rate), peak_in_file=max(1.0, peak))
 
 
 def downmix(data: np.ndarray) -> np.ndarray:

@@ -16,21 +16,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from pathlib import Path
 
 import numpy as np
 
+from soundstorm_cli.home import prompt_cache_home
+
 ENV_OFF = "SOUNDSTORM_NO_CACHE"
-
-
-def cache_home() -> Path:
-    from soundstorm_cli.user_voices import ENV_HOME
-
-    if os.environ.get(ENV_HOME):
-        return Path(os.environ[ENV_HOME]) / "cache" / "prompts"
-    import platformdirs
-
-    return Path(platformdirs.user_cache_dir("soundstorm", appauthor=False)) / "prompts"
 
 
 def enabled() -> bool:
@@ -64,7 +55,7 @@ def key(samples: np.ndarray, identity: str) -> str:
 
 def load(entry: str):
     """(codes [Q, P] long tensor, semantic [P25] int64) of a cached prompt, or None."""
-    path = cache_home() / f"{entry}.safetensors"
+    path = prompt_cache_home() / f"{entry}.safetensors"
     if not enabled() or not path.is_file():
         return None
     from safetensors import SafetensorError
@@ -84,7 +75,7 @@ def store(entry: str, codes, semantic: np.ndarray) -> None:
     import torch
     from safetensors.torch import save_file
 
-    folder = cache_home()
+    folder = prompt_cache_home()
     tmp = folder / f".{entry}.{os.getpid()}.tmp"
     try:
         folder.mkdir(parents=True, exist_ok=True)

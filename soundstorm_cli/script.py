@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from soundstorm_cli.errors import ScriptError
+from soundstorm_cli.user_voices import is_bare_name
 
 MAX_PAUSE_S = 30.0
 FRONT_MATTER_KEYS = ("voices", "title")
@@ -75,8 +76,6 @@ class Script:
         path = Path(raw).expanduser()
         if path.is_absolute() or self.base_dir is None:
             return path
-        from soundstorm_cli.user_voices import is_bare_name
-
         beside = self.base_dir / path
         return path if is_bare_name(raw) and not beside.exists() else beside
 

@@ -33,8 +33,10 @@ from soundstorm_cli.runtime import PRECISIONS, autocast, resolve_precision
 from soundstorm_cli.script import Pause, Script, Turn, script_error
 from soundstorm_cli.semantic import SAMPLE_RATE, SEMANTIC_RATE
 from soundstorm_cli.text import MAX_SPEAKERS, READS, normalize, quoted
+from soundstorm_cli.user_voices import resolve_prompt
 from soundstorm_cli.validate import check_temperature
 from soundstorm_cli.voices import (
+    MAX_PROMPT_TEXT_CHARS,
     BundledVoice,
     VoicePrompt,
     bundled_voices,
@@ -46,7 +48,6 @@ from soundstorm_cli.voices import (
 # are spelled out ('%' is 'percent'), pauses, and a prompt's transcript (at most 10 s of it is used).
 MAX_SPOKEN_CHARS = 20000  # about 20 minutes of speech: beyond this, split the script
 MAX_PAUSE_TOTAL_S = 600.0
-MAX_PROMPT_TEXT_CHARS = 1000
 
 # How SoundStorm's output reaches the codec: auto (posterior where the bundle's decoder renders it, unless
 # --iterations or --retries ask for sampled codes); paper (iterative, confidence-based decoding of the codes);
@@ -300,8 +301,6 @@ class Synthesizer:
     ) -> VoicePrompt:
         """A voice prompt from an audio file, a named voice or a bundled voice."""
 
-        from soundstorm_cli.user_voices import resolve_prompt
-
         source = resolve_prompt(source, self.voices)
         bundled = isinstance(source, BundledVoice)
         if bundled:
@@ -309,7 +308,7 @@ class Synthesizer:
         else:
             name, path = Path(source).stem, Path(source)
         rate = self.codec.sample_rate
-        speech = load_prompt_audio(path, rate)
+        speech = load_prompt_audio(path, rate, warnings=self._warnings)
         samples = speech[: int(seconds * rate)]
         if text and len(speech) > len(samples) and bundled:
             text = None  # a bundled voice longer than the prompt: its transcript does not apply

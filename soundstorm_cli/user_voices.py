@@ -17,9 +17,11 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from soundstorm_cli.audio import replaced_atomically, write_audio
 from soundstorm_cli.errors import InputError
+from soundstorm_cli.home import voices_home
+from soundstorm_cli.voices import MAX_PROMPT_S, MAX_PROMPT_TEXT_CHARS, BundledVoice, load_prompt_audio
 
-ENV_HOME = "SOUNDSTORM_HOME"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 
 
@@ -28,15 +30,6 @@ class UserVoice:
     name: str
     path: Path
     text: str | None
-
-
-def voices_home() -> Path:
-    """Where named voices live: `$SOUNDSTORM_HOME/voices`, else the user data folder's `voices`."""
-    if os.environ.get(ENV_HOME):
-        return Path(os.environ[ENV_HOME]) / "voices"
-    import platformdirs
-
-    return Path(platformdirs.user_data_dir("soundstorm", appauthor=False)) / "voices"
 
 
 def is_voice_name(value: str) -> bool:
@@ -76,10 +69,7 @@ def add_voice(
     name: str, audio: str | os.PathLike, text: str | None = None, replace: bool = False
 ) -> UserVoice:
     """Store `audio`'s speech (trimmed, at most 10 s) under `name`; refuses a taken name unless `replace`."""
-    from soundstorm_cli.audio import replaced_atomically, write_audio
     from soundstorm_cli.semantic import SAMPLE_RATE
-    from soundstorm_cli.synthesize import MAX_PROMPT_TEXT_CHARS
-    from soundstorm_cli.voices import MAX_PROMPT_S, load_prompt_audio
 
     check_name(name)
     if text is not None and (not text.strip() or len(text) > MAX_PROMPT_TEXT_CHARS):
@@ -111,20 +101,24 @@ def is_bare_name(source) -> bool:
     return bool(text) and text == Path(text).name and "." not in text
 
 
+def voice_by_name(name: str, bundled=()) -> BundledVoice | None:
+    """The voice a name stands for: the user's voice of that name, else the bundle's; None if neither.
+    The one place a voice name is resolved (the CLI, scripts, batches and the server all come here)."""
+    user = find_voice(name)
+    if user is not None:
+        return BundledVoice(user.name, user.path, user.text)
+    return next((v for v in bundled if v.name == name), None)
+
+
 def resolve_prompt(source, bundled=()):
     """What a prompt argument names: an existing file as it is; else a bare name (`is_bare_name`) of a
     user voice, then of a bundled voice (`voices.BundledVoice`); else the path, for its loader to refuse."""
-    from soundstorm_cli.voices import BundledVoice
-
     if isinstance(source, BundledVoice):
         return source
     path = Path(source)
     if path.exists() or not is_bare_name(source):
         return path
-    user = find_voice(path.name)
-    if user is not None:
-        return BundledVoice(user.name, user.path, user.text)
-    return next((v for v in bundled if v.name == path.name), path)
+    return voice_by_name(path.name, bundled) or path
 
 
 def _meta(path: Path) -> dict:

@@ -21,6 +21,7 @@ from soundstorm_cli.textfiles import read_json
 REFERENCE_PROMPT_S = 3.0
 MIN_PROMPT_S = 1.0
 MAX_PROMPT_S = 10.0
+MAX_PROMPT_TEXT_CHARS = 1000  # a prompt's transcript: only its first seconds are used
 PROMPT_READ_S = 60.0  # of a prompt file, only this much is read: the speech in it is trimmed and cut
 _FRAME_S = 0.02
 _SILENCE_DB = -40.0  # frames this far below the loudest frame count as silence
@@ -63,9 +64,17 @@ def check_prompt_seconds(seconds: float) -> float:
     return seconds
 
 
-def load_prompt_audio(path: str | Path, sample_rate: int, seconds: float | None = None) -> np.ndarray:
-    """The speech of an audio file (its first `seconds`, if given) at `sample_rate`; errors say what is wrong."""
+def load_prompt_audio(
+    path: str | Path, sample_rate: int, seconds: float | None = None, warnings: list[str] | None = None
+) -> np.ndarray:
+    """The speech of an audio file (its first `seconds`, if given) at `sample_rate`; errors say what is wrong.
+    A float file far beyond full scale (samples of 3e25) is scaled down to it, with a line in `warnings`."""
     audio = read_audio(path, sample_rate=sample_rate, max_seconds=PROMPT_READ_S)
+    if audio.peak_in_file > 1.0 and warnings is not None:
+        warnings.append(
+            f"voice prompt '{path}' peaks at {audio.peak_in_file:.3g}, beyond full scale (1.0): "
+            "it was scaled down to full scale"
+        )
     speech = trim_silence(audio.samples, sample_rate)
     if len(speech) == 0:
         raise AudioError(

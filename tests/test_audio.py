@@ -141,3 +141,19 @@ def test_bad_audio_through_the_cli_is_one_line_and_nonzero(tmp_path, cli, kind):
     assert len(lines) == 1 and lines[0].startswith("error:") and words in lines[0]
     assert "Traceback" not in stderr + stdout
     assert not out.exists()
+
+
+def test_a_prompt_far_beyond_full_scale_is_scaled_down_with_a_warning(tmp_path):
+    """Issue 38: a float prompt at 3e25 rendered silence; it is brought to full scale, and said."""
+    from soundstorm_cli.voices import load_prompt_audio
+
+    speech = sine(2.0, 16000) * np.hanning(32000).astype(np.float32)
+    sf.write(tmp_path / "huge.wav", speech * 3e25, 16000, subtype="FLOAT")
+    sf.write(tmp_path / "fine.wav", speech * 0.5, 16000, subtype="FLOAT")
+    said: list[str] = []
+    loud = load_prompt_audio(tmp_path / "huge.wav", 16000, warnings=said)
+    assert len(said) == 1 and "beyond full scale" in said[0] and "e+25" in said[0]
+    assert 0.5 < np.abs(loud).max() <= 1.0
+    quiet: list[str] = []
+    fine = load_prompt_audio(tmp_path / "fine.wav", 16000, warnings=quiet)
+    assert quiet == [] and np.allclose(loud / np.abs(loud).max(), fine / np.abs(fine).max(), atol=1e-4)
