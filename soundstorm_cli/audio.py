@@ -9,6 +9,7 @@ file is complete, so an existing output is never replaced by a broken one.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import secrets
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ OUTPUT_FORMATS = {
     ".flac": ("FLAC", "PCM_16"),
     ".ogg": ("OGG", "VORBIS"),
     ".mp3": ("MP3", "MPEG_LAYER_III"),  # where the installed libsndfile writes MP3 (1.1 and newer)
+    ".opus": ("OGG", "OPUS"),  # Opus in Ogg (libsndfile 1.0.29 and newer)
 }
 
 # Peak a written file is brought down to when the signal would clip.
@@ -58,18 +60,23 @@ def _check_readable(path: Path) -> None:
 
 
 def read_audio(
-    path: str | os.PathLike, sample_rate: int | None = None, max_seconds: float | None = None
+    path: str | os.PathLike | bytes, sample_rate: int | None = None, max_seconds: float | None = None
 ) -> Audio:
     """Read a file soundfile understands (wav, flac, ogg, ...), downmixed to mono.
 
     With `sample_rate`, the audio is resampled to it; with `max_seconds`, only
     the file's beginning is read (a voice prompt may be an hour-long episode).
-    Integer files come back as floats in [-1, 1].
+    Integer files come back as floats in [-1, 1]. `bytes` are a whole file's
+    contents (an upload), decoded in memory.
     """
-    path = Path(path)
-    _check_readable(path)
+    if isinstance(path, bytes):
+        source, path = io.BytesIO(path), Path("the upload")
+    else:
+        path = Path(path)
+        _check_readable(path)
+        source = str(path)
     try:
-        with sf.SoundFile(str(path)) as handle:
+        with sf.SoundFile(source) as handle:
             rate = handle.samplerate
             frames = -1 if max_seconds is None else int(max_seconds * rate)
             data = handle.read(frames, dtype="float32", always_2d=True)  # [T, C]
@@ -191,6 +198,14 @@ def peak_safe(samples: np.ndarray) -> np.ndarray:
     if peak > 1.0:
         samples = samples * (_SAFE_PEAK / peak)
     return samples.astype(np.float32, copy=False)
+
+
+def encode_audio(samples: np.ndarray, sample_rate: int, suffix: str) -> bytes:
+    """Mono [S] or stereo [S, 2] samples as the bytes of a `suffix` file (.wav, .flac, .ogg, .mp3), in memory."""
+    fmt, subtype = output_format(f"audio{suffix}")
+    buffer = io.BytesIO()
+    sf.write(buffer, peak_safe(np.asarray(samples, dtype=np.float32)), sample_rate, format=fmt, subtype=subtype)
+    return buffer.getvalue()
 
 
 def write_audio(path: str | os.PathLike, samples: np.ndarray, sample_rate: int) -> Path:

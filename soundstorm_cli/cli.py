@@ -734,6 +734,26 @@ def bench(
     _print_report(report, flags.json_out, bench_table)
 
 
+@app.command()
+def serve(
+    host: Annotated[
+        str, typer.Option("--host", help="Address to listen on; 127.0.0.1 keeps the server to this machine.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="TCP port.")] = 8000,
+    checkpoint: CheckpointOpt = None,
+    device: DeviceOpt = Device.auto,
+    queue: Annotated[int, typer.Option("--queue", min=1, max=256, help="Renders that may wait; more get 429.")] = 8,
+    timeout: Annotated[
+        float, typer.Option("--timeout", min=1.0, help="Seconds a request may wait and render.")
+    ] = 300.0,
+) -> None:
+    """Serve OpenAI's speech endpoint, a dialogue endpoint and the studio page (Ctrl-C stops)."""
+    from soundstorm_cli.server import ServerLimits
+    from soundstorm_cli.server import serve as run_server
+
+    run_server(host, port, checkpoint, Device(device).value, ServerLimits(queue=queue, timeout_s=timeout))
+
+
 @app.command("eval")
 @_with_flags(RunFlags, _run_flags)
 def evaluate(

@@ -404,7 +404,7 @@ class Synthesizer:
         self._warnings = warnings = []
         prompts, spare = {}, 0
         given = {s: voices.get(s) or script.voice_path(s) for s in script.speakers}
-        taken = {Path(p).stem for p in given.values() if p is not None}
+        taken = {p.name if isinstance(p, BundledVoice) else Path(p).stem for p in given.values() if p is not None}
         for speaker in script.speakers:
             if given[speaker] is not None:
                 prompts[speaker] = self.prompt(given[speaker], options.prompt_seconds)

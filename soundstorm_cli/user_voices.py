@@ -66,9 +66,10 @@ def find_voice(name: str) -> UserVoice | None:
 
 
 def add_voice(
-    name: str, audio: str | os.PathLike, text: str | None = None, replace: bool = False
+    name: str, audio: str | os.PathLike | bytes, text: str | None = None, replace: bool = False
 ) -> UserVoice:
-    """Store `audio`'s speech (trimmed, at most 10 s) under `name`; refuses a taken name unless `replace`."""
+    """Store `audio`'s speech (trimmed, at most 10 s) under `name`; refuses a taken name unless `replace`.
+    `audio` is a file, or a file's bytes (an upload to the server, decoded in memory)."""
     from soundstorm_cli.semantic import SAMPLE_RATE
 
     check_name(name)
@@ -82,7 +83,8 @@ def add_voice(
     home.mkdir(parents=True, exist_ok=True)
     write_audio(wav, speech, SAMPLE_RATE)
     with replaced_atomically(wav.with_suffix(".json")) as tmp:
-        tmp.write_text(json.dumps({"name": name, "text": text, "source": str(Path(audio).resolve())}))
+        source = "an upload" if isinstance(audio, bytes) else str(Path(audio).resolve())
+        tmp.write_text(json.dumps({"name": name, "text": text, "source": source}))
     return UserVoice(name, wav, text)
 
 

@@ -65,11 +65,12 @@ def check_prompt_seconds(seconds: float) -> float:
 
 
 def load_prompt_audio(
-    path: str | Path, sample_rate: int, seconds: float | None = None, warnings: list[str] | None = None
+    path: str | Path | bytes, sample_rate: int, seconds: float | None = None, warnings: list[str] | None = None
 ) -> np.ndarray:
     """The speech of an audio file (its first `seconds`, if given) at `sample_rate`; errors say what is wrong.
     A float file far beyond full scale (samples of 3e25) is scaled down to it, with a line in `warnings`."""
     audio = read_audio(path, sample_rate=sample_rate, max_seconds=PROMPT_READ_S)
+    path = "the upload" if isinstance(path, bytes) else path
     if audio.peak_in_file > 1.0 and warnings is not None:
         warnings.append(
             f"voice prompt '{path}' peaks at {audio.peak_in_file:.3g}, beyond full scale (1.0): "
