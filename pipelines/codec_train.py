@@ -5,7 +5,9 @@
 Random 1 s crops of the training split; multi-resolution log-mel L1 + a small
 waveform L1 + VQ commitment; EMA codebooks with k-means init and dead-code
 restarts; quantizer dropout (half the batches use only the first n ~ U{1..Q}
-levels) so that fewer levels still decode. Resumable: `train_state.pt` holds
+levels) so that fewer levels still decode. With `codec.adversarial.enabled`, multi-period and
+multi-resolution discriminators with feature matching join the mel loss (`adversarial.py`; their
+state in `adversary.pt`, never in the codec folder). Resumable: `train_state.pt` holds
 {model, optimizer, step, rng} and is read back with `weights_only=True`.
 The result, `config.json` + `model.safetensors`, is a folder `load_codec` reads.
 """
@@ -23,6 +25,7 @@ import soundfile as sf
 import torch
 import torch.nn.functional as F
 
+from pipelines.adversarial import Adversary
 from pipelines.config import DataConfig
 from pipelines.manifest import read_manifest
 from pipelines.training import cosine_lr, load_state, optimizer_step, save_state
@@ -167,6 +170,9 @@ def run(config: DataConfig, progress=None) -> dict:
     optimizer = torch.optim.AdamW(model.parameters(), lr=c.lr, betas=(0.8, 0.99), weight_decay=0.01)
     state_path = out / "train_state.pt"
     step, log = load_state(state_path, model, optimizer)
+    adversary = Adversary(c.adversarial) if c.adversarial.enabled else None
+    if adversary is not None:
+        adversary.load(out / "adversary.pt")
     samples = int(c.segment_s * config.sample_rate)
     started, window = time.time(), []
     bf16 = c.autocast_bf16 and native_bf16(torch.device("cpu"))  # emulated bf16 is slower than fp32
@@ -179,8 +185,11 @@ def run(config: DataConfig, progress=None) -> dict:
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             recon, _, commit = model(wav, num_levels, tokens)
         recon = recon.float()
-        mel = mel_loss(recon, wav[:, : recon.shape[-1]])
-        loss = mel + 0.1 * F.l1_loss(recon, wav[:, : recon.shape[-1]]) + 0.25 * commit
+        target = wav[:, : recon.shape[-1]]
+        mel = mel_loss(recon, target)
+        loss = mel + 0.1 * F.l1_loss(recon, target) + 0.25 * commit
+        if adversary is not None:
+            loss = loss + adversary.step(target, recon, step)[0]
         optimizer_step(model, optimizer, loss, cosine_lr(step, c.steps, c.lr, warmup=200))
         step += 1
         window.append(mel.item())
@@ -188,6 +197,8 @@ def run(config: DataConfig, progress=None) -> dict:
             record(log, step, window, started)
         if step % c.save_every == 0 or step == c.steps:
             save_state(state_path, model, optimizer, step, log)
+            if adversary is not None:
+                adversary.save(out / "adversary.pt")
         if progress:
             progress(step, c.steps)
     model.eval()
@@ -198,6 +209,7 @@ def run(config: DataConfig, progress=None) -> dict:
         "segment_s": c.segment_s,
         "codebook_size": c.model.codebook_size,
         "semantic": c.semantic,
+        "adversarial": c.adversarial.enabled,
         "train_audio_hours": round(sum(len(x) for x in clips) / config.sample_rate / 3600, 2),
         "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 2),
         "final_mel_l1": log[-1]["mel_l1"] if log else None,

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import yaml
 
+from pipelines.adversarial import AdversarialConfig
 from soundstorm_cli.models.frame_codec import FrameCodecConfig
 from soundstorm_cli.models.soundstorm import SoundStormConfig
 from soundstorm_cli.models.t2s import T2SConfig
@@ -66,6 +67,9 @@ class CodecConfig:
     log_every: int = 50
     save_every: int = 500
     eval_utterances: int = 50
+    # discriminators and feature matching beside the mel loss (pipelines/adversarial.py); the decoder
+    # tunings use the same settings with `decoder_tune train --adversarial`
+    adversarial: AdversarialConfig = field(default_factory=AdversarialConfig)
 
 
 @dataclass

@@ -3,7 +3,7 @@
     python -m pipelines.decoder_tune generate --config C --out-dir D --soundstorm S [--shard k/n] [--items N]
         [--soft --base-codec B [--cross-voice]]
     python -m pipelines.decoder_tune train --config C --out-dir D --base-codec B [--steps N] [--voice]
-        [--voice-layers] [--cross-share F]
+        [--voice-layers] [--cross-share F] [--adversarial]
 
 SoundStorm's codes are not the codec's: on the training split its level 1 agrees
 with the true codes on about one frame in ten, and the decoder, trained only on
@@ -45,6 +45,11 @@ chain's situation: tokens that carry one voice (the espeak guide's), a prompt of
 --cross-share F` gives that share of the batches to these items, with the moved audio as the target and
 the moved prompt's voice vector: the voice has to come from the prompt, not from the tokens.
 
+`train --adversarial` adds the codec stage's discriminators and feature matching to the mel loss
+(`pipelines/adversarial.py`, settings under `codec.adversarial` in the config): the discriminators warm
+up alone, then their terms ramp in, so the shipped decoder is refined rather than restarted; their state
+is kept in `decoder_tune/adversary.pt` and resumed with the decoder's.
+
 `train --voice-layers` (implies `--voice`) also projects the voice vector into every decoder block's
 input, each projection zero-initialised (`FrameCodecConfig.voice_layers`), where `--voice` adds it only
 before the first block.
@@ -62,6 +67,7 @@ import soundfile as sf
 import torch
 import torch.nn.functional as F
 
+from pipelines.adversarial import Adversary
 from pipelines.codec_train import MelLoss, record, save_codec
 from pipelines.config import config_of, config_parser
 from pipelines.manifest import read_manifest
@@ -333,6 +339,7 @@ def train(
     voice: bool = False,
     cross_share: float = 0.0,
     voice_layers: bool = False,
+    adversarial: bool = False,
 ) -> dict:
     out_dir, seed = config.out_dir, config.seed
     model = tuned_model(base, config.semantic.clusters, voice=voice, voice_layers=voice_layers)
@@ -343,6 +350,10 @@ def train(
     optimizer = torch.optim.AdamW(params, lr=lr, betas=(0.8, 0.99), weight_decay=0.01)
     folder = out_dir / "decoder_tune"
     step, log = load_state(folder / "train_state.pt", model, optimizer)
+    adversary = None
+    if adversarial:  # the codec stage's recipe and settings (config.codec.adversarial)
+        adversary = Adversary(config.codec.adversarial)
+        adversary.load(folder / "adversary.pt")
     hop, started, window = model.config.hop_length, time.time(), []
     bf16 = native_bf16(CPU)
     model.train()
@@ -352,13 +363,18 @@ def train(
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             recon = model.decode_latents(latents, semantic, voices).float()
         mel = mel_loss(recon, wav)
-        optimizer_step(model, optimizer, mel + 0.1 * F.l1_loss(recon, wav), cosine_lr(step, steps, lr, 100))
+        loss = mel + 0.1 * F.l1_loss(recon, wav)
+        if adversary is not None:
+            loss = loss + adversary.step(wav, recon, step)[0]
+        optimizer_step(model, optimizer, loss, cosine_lr(step, steps, lr, 100))
         step += 1
         window.append(mel.item())
         if step % 100 == 0 or step == steps:
             record(log, step, window, started)
         if step % 500 == 0 or step == steps:
             save_state(folder / "train_state.pt", model, optimizer, step, log)
+            if adversary is not None:
+                adversary.save(folder / "adversary.pt")
     model.eval()
     if pairs.soft:  # the chain renders this decoder from SoundStorm's level-1 distribution
         model.config = dataclasses.replace(model.config, soft_level1=True)
@@ -372,6 +388,7 @@ def train(
         "voice": model.config.voice_decoder,
         "cross_share": cross_share,
         "voice_layers": model.config.voice_layers,
+        "adversarial": adversarial,
         "cross_items": len(pairs.cross),
         "base": str(base),
         "log": log,
@@ -409,6 +426,11 @@ def main(argv=None) -> int:
     )
     parser.add_argument(
         "--cross-share", type=float, default=0.0, help="train: batches of --cross-voice items (moved voices)"
+    )
+    parser.add_argument(
+        "--adversarial",
+        action="store_true",
+        help="train: discriminators and feature matching beside the mel loss (config.codec.adversarial)",
     )
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--true-share", type=float, default=0.25, help="train: batches of true codes")
@@ -462,6 +484,7 @@ def main(argv=None) -> int:
         args.voice,
         args.cross_share,
         args.voice_layers,
+        args.adversarial,
     )
     print(json.dumps({k: v for k, v in stats.items() if k != "log"}))
     return 0

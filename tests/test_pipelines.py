@@ -202,6 +202,43 @@ def test_all_stages_at_toy_size(tmp_path):
         assert json.loads((out / "stages.json").read_text())[stage]["world_size"] == 2
 
 
+def _adversarial_on(out, wav, semantic, item):
+    """The adversarial recipe (issue 36) in both stages that train a decoder: the discriminators' state
+    beside the stage's own, resumed with it, and never in the codec folder a bundle takes."""
+    import torch
+    from safetensors import safe_open
+
+    from pipelines.decoder_tune import main as decoder_tune
+    from soundstorm_cli.codec import load_codec
+
+    adv = out / "adv"
+    adv.mkdir()
+    for name in ("corpus", "shards", "generated"):
+        (adv / name).symlink_to(out / name)
+    args = ["--config", "pipelines/configs/toy.yaml", "--out-dir", str(adv), "--base-codec", str(out / "codec")]
+    assert decoder_tune(["train", *args, "--steps", "2", "--adversarial"]) == 0
+    state = torch.load(adv / "decoder_tune" / "adversary.pt", weights_only=True)
+    assert json.loads((adv / "decoder_tune" / "train_stats.json").read_text())["adversarial"] is True
+    assert decoder_tune(["train", *args, "--steps", "4", "--adversarial"]) == 0  # resumes at step 2
+    resumed = torch.load(adv / "decoder_tune" / "adversary.pt", weights_only=True)
+    first = next(iter(state["optimizer"]["state"].values()))["step"]
+    assert float(next(iter(resumed["optimizer"]["state"].values()))["step"]) == float(first) + 2
+    tuned = load_codec(adv / "decoder_tune")
+    audio = tuned.decode(torch.from_numpy(item["codes"][:, :50]), semantic=semantic)
+    assert torch.isfinite(audio).all()
+
+    codec_dir = out / "adv_codec"
+    codec_dir.mkdir()
+    (codec_dir / "corpus").symlink_to(out / "corpus")
+    run = ["codec", "--config", "pipelines/configs/toy.yaml", "--out-dir", str(codec_dir), "--quiet"]
+    assert pipelines_main([*run, "--set", "codec.adversarial.enabled=true"]) == 0
+    assert json.loads((codec_dir / "codec" / "train_stats.json").read_text())["adversarial"] is True
+    assert (codec_dir / "codec" / "adversary.pt").is_file()
+    with safe_open(str(codec_dir / "codec" / "model.safetensors"), "pt") as shipped:
+        assert not any("discriminator" in k or k.startswith("subs.") for k in shipped.keys())
+    assert torch.isfinite(load_codec(codec_dir / "codec").decode(load_codec(codec_dir / "codec").encode(wav))).all()
+
+
 def _decoder_tune_on(out):
     """decoder_tune: SoundStorm's codes for the training utterances, then the codec's decoder tuned on them
     with the semantic tokens: the encoder and codebooks stay the base codec's, so its codes are unchanged."""
@@ -244,6 +281,8 @@ def _decoder_tune_on(out):
     probs = torch.softmax(torch.randn(50, posterior.codebook_size), -1)
     audio = posterior.decode_posterior(probs, semantic=semantic)
     assert audio.shape == (50 * codec.hop_length,) and torch.isfinite(audio).all()
+
+    _adversarial_on(out, wav, semantic, item)
 
     # --voice: a zero-initialised projection of a prompt's voice vector, so tuning starts from the
     # decoder's own audio whatever the voice, and learns from another utterance of each speaker
