@@ -99,6 +99,8 @@ def assemble(out_dir: Path, name: str, only: list[str] | None = None) -> dict:
         if only and component not in only:
             continue
         src = out_dir / folder
+        if component == "text" and (src / "phonemes.json").is_file():  # a phoneme front end's vocabulary
+            files = ("phonemes.json",)
         if not all((src / f).is_file() for f in files):
             continue
         dst = target / component

@@ -40,7 +40,10 @@ class CorpusConfig:
 
 @dataclass
 class TextTokenizerConfig:
-    vocab_size: int = 1024
+    vocab_size: int = 1024  # spm
+    # spm: SentencePiece pieces of the text; phonemes: espeak-ng phonemes (soundstorm_cli/phonemes.py), the
+    # T5 then reads sound, not spelling (issue 37)
+    kind: str = "spm"
 
 
 @dataclass

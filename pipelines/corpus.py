@@ -169,8 +169,9 @@ def render_item(job: tuple[Item, str, int, dict[str, Voice | NaturalVoice]]) -> 
     row_path = wav_dir / f"{item.id}.json"
     if row_path.exists():
         row = json.loads(row_path.read_text())
-        if row["text"] == " ".join(t.text for t in item.turns) and row["split"] == item.split:
-            return row
+        same = row["text"] == " ".join(t.text for t in item.turns) and row["split"] == item.split
+        if same and row.get("speakers") == list(dict.fromkeys(t.speaker for t in item.turns)):
+            return row  # rendered before, by the same speakers (a changed voice list renders it again)
     pieces, turns, cursor = [], [], 0.0
     tmp_wav = wav_dir / f".{item.id}.turn.wav"
     for turn in item.turns:

@@ -3,7 +3,7 @@
     python -m pipelines.decoder_tune generate --config C --out-dir D --soundstorm S [--shard k/n] [--items N]
         [--soft --base-codec B [--cross-voice]]
     python -m pipelines.decoder_tune train --config C --out-dir D --base-codec B [--steps N] [--voice]
-        [--voice-layers] [--cross-share F] [--adversarial]
+        [--voice-layers] [--cross-share F] [--adversarial] [--time-budget S]
 
 SoundStorm's codes are not the codec's: on the training split its level 1 agrees
 with the true codes on about one frame in ten, and the decoder, trained only on
@@ -72,7 +72,7 @@ from pipelines.codec_train import MelLoss, record, save_codec
 from pipelines.config import config_of, config_parser
 from pipelines.manifest import read_manifest
 from pipelines.shards import TokenShards
-from pipelines.training import cosine_lr, load_state, optimizer_step, save_state
+from pipelines.training import StepBudget, cosine_lr, load_state, optimizer_step, save_state
 from soundstorm_cli.runtime import native_bf16
 from soundstorm_cli.semantic import semantic_to_codec
 
@@ -340,6 +340,7 @@ def train(
     cross_share: float = 0.0,
     voice_layers: bool = False,
     adversarial: bool = False,
+    time_budget_s: float | None = None,
 ) -> dict:
     out_dir, seed = config.out_dir, config.seed
     model = tuned_model(base, config.semantic.clusters, voice=voice, voice_layers=voice_layers)
@@ -356,8 +357,10 @@ def train(
         adversary.load(folder / "adversary.pt")
     hop, started, window = model.config.hop_length, time.time(), []
     bf16 = native_bf16(CPU)
+    budget = StepBudget(steps, time_budget_s, warmup=100)  # an A/B at equal CPU time: the schedule fits it
+    total = steps
     model.train()
-    while step < steps:
+    while step < total:
         rng = np.random.default_rng([seed, step])
         latents, semantic, wav, voices = pairs.batch(rng, 16, 50, hop, true_share, model, cross_share)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
@@ -366,12 +369,13 @@ def train(
         loss = mel + 0.1 * F.l1_loss(recon, wav)
         if adversary is not None:
             loss = loss + adversary.step(wav, recon, step)[0]
-        optimizer_step(model, optimizer, loss, cosine_lr(step, steps, lr, 100))
+        optimizer_step(model, optimizer, loss, cosine_lr(step, total, lr, 100))
         step += 1
+        total = budget.update(step, time.time())
         window.append(mel.item())
-        if step % 100 == 0 or step == steps:
+        if step % 100 == 0 or step == total:
             record(log, step, window, started)
-        if step % 500 == 0 or step == steps:
+        if step % 500 == 0 or step == total:
             save_state(folder / "train_state.pt", model, optimizer, step, log)
             if adversary is not None:
                 adversary.save(folder / "adversary.pt")
@@ -380,7 +384,8 @@ def train(
         model.config = dataclasses.replace(model.config, soft_level1=True)
     save_codec(model, folder)
     stats = {
-        "steps": steps,
+        "steps": step,
+        "time_budget_s": time_budget_s,
         "true_share": true_share,
         "lr": lr,
         "items": len(pairs.audio),
@@ -433,6 +438,9 @@ def main(argv=None) -> int:
         help="train: discriminators and feature matching beside the mel loss (config.codec.adversarial)",
     )
     parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument(
+        "--time-budget", type=float, help="train: seconds to fit the schedule to (an A/B at equal CPU time)"
+    )
     parser.add_argument("--true-share", type=float, default=0.25, help="train: batches of true codes")
     parser.add_argument("--lr", type=float, default=3e-4)
     parser.add_argument("--threads", type=int, default=1)
@@ -485,6 +493,7 @@ def main(argv=None) -> int:
         args.cross_share,
         args.voice_layers,
         args.adversarial,
+        args.time_budget,
     )
     print(json.dumps({k: v for k, v in stats.items() if k != "log"}))
     return 0

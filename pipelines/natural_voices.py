@@ -30,6 +30,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from soundstorm_cli.phonemes import espeak_clauses
+
 KOKORO_RATE = 24000
 PACKS = ("jf_alpha", "jf_gongitsune", "jf_nezumi", "jf_tebukuro", "jm_kumo")
 MAX_TOKENS = 500  # Kokoro's context is 512 symbols, two of them the end markers
@@ -58,7 +60,6 @@ _ESPEAK_TO_KOKORO = (
     ("^", ""),
     ("-", ""),
 )
-_CLAUSE = re.compile(r"[^,.!?;:]+[,.!?;:]*")
 
 
 def ipa_to_kokoro(ipa: str) -> str:
@@ -71,22 +72,10 @@ def ipa_to_kokoro(ipa: str) -> str:
 def kokoro_phonemes(text: str) -> str:
     """English text -> Kokoro's phoneme string, clause by clause so the punctuation (prosody) stays."""
     out = []
-    for clause in _CLAUSE.findall(text.replace("\n", " ")):
-        words = clause.rstrip(",.!?;:")
-        marks = clause[len(words) :]
-        if not words.strip():
-            if out and marks:
-                out[-1] += marks.strip()[:1]
-            continue
-        ipa = subprocess.run(
-            ["espeak-ng", "-q", "--ipa", "--tie=^", "-v", "en-us", "--stdin"],
-            input=words.strip().encode(),
-            capture_output=True,
-            check=True,
-        ).stdout.decode()
+    for ipa, mark in espeak_clauses(text):
         phonemes = ipa_to_kokoro(ipa)
         if phonemes:
-            out.append(phonemes + (marks.strip()[:1] if marks.strip() else ""))
+            out.append(phonemes + mark)
     return " ".join(out)
 
 

@@ -23,13 +23,13 @@ import torch
 from pipelines.config import DataConfig
 from pipelines.manifest import read_manifest
 from soundstorm_cli.codec import load_codec
+from soundstorm_cli.phonemes import load_text_tokenizer
 from soundstorm_cli.semantic import SEMANTIC_RATE
-from soundstorm_cli.text import TextTokenizer
 
 SHARD_ITEMS = 512
 
 
-def _text_ids(tokenizer: TextTokenizer, row: dict, labels: dict[str, int]) -> list[int]:
+def _text_ids(tokenizer, row: dict, labels: dict[str, int]) -> list[int]:
     """Text tokens; a dialogue's turns are each prefixed with their speaker piece (<spk1>, <spk2>)."""
     if row["kind"] != "dialogue":
         return tokenizer.encode(row["text"])
@@ -119,7 +119,7 @@ def run(config: DataConfig, progress=None) -> dict:
     started = time.time()
     torch.set_num_threads(max(1, config.codec.threads))
     codec = load_codec(codec_folder(config))
-    tokenizer = TextTokenizer(str(config.out_dir / "text_tokenizer" / "spm.model"))
+    tokenizer = load_text_tokenizer(config.out_dir / "text_tokenizer")
     semantic = load_semantic(config.out_dir / "semantic")
     rows = read_manifest(config.out_dir)
     speakers = {name: i for i, name in enumerate(sorted({s for r in rows for s in r["speakers"]}))}

@@ -26,7 +26,8 @@ from pipelines import training
 from pipelines.config import DataConfig
 from pipelines.shards import TokenShards
 from soundstorm_cli.models.t2s import END, FIRST_SEMANTIC, T2S, TURN, T2SConfig
-from soundstorm_cli.text import SEPARATOR, TextTokenizer
+from soundstorm_cli.phonemes import load_text_tokenizer
+from soundstorm_cli.text import SEPARATOR
 
 IGNORE = -100
 
@@ -144,7 +145,7 @@ def run(config: DataConfig, progress=None) -> dict:
     out = config.out_dir / "t2s"
     rank, world = training.ddp_setup()
     torch.set_num_threads(max(1, c.threads))
-    tokenizer = TextTokenizer(str(config.out_dir / "text_tokenizer" / "spm.model"))
+    tokenizer = load_text_tokenizer(config.out_dir / "text_tokenizer")
     t2s_config = dataclasses.replace(
         c.model, text_vocab=tokenizer.vocab_size, semantic_vocab=config.semantic.clusters
     )

@@ -1,10 +1,11 @@
-"""Stage 2: the SentencePiece text tokenizer, trained on the corpus text.
+"""Stage 2: the text tokenizer: SentencePiece trained on the corpus text, or espeak-ng phonemes.
 
     python -m pipelines text-tokenizer --config pipelines/configs/tiny.yaml
 
 Unigram with byte fallback (no text is ever out of vocabulary), the control
 pieces of `soundstorm_cli.text` (separator, pause, speaker turns) as
-user-defined pieces. Only the train and valid splits' text is used.
+user-defined pieces. Only the train and valid splits' text is used. With `text_tokenizer.kind:
+phonemes` it writes the fixed phoneme vocabulary instead (`soundstorm_cli/phonemes.py`).
 """
 
 from __future__ import annotations
@@ -13,13 +14,36 @@ import time
 
 from pipelines.config import DataConfig
 from pipelines.manifest import read_manifest
+from soundstorm_cli.phonemes import PhonemeTokenizer
 from soundstorm_cli.text import CONTROL_PIECES, TextTokenizer
+
+
+def _phonemes(config: DataConfig, out) -> dict:
+    """The fixed phoneme vocabulary (nothing to fit), and how much of the corpus text it reads as <unk>."""
+    started = time.time()
+    out.mkdir(parents=True, exist_ok=True)
+    tokenizer = PhonemeTokenizer()
+    tokenizer.save(out)
+    rows = [r for r in read_manifest(config.out_dir) if r["split"] != "test"]
+    lines = sorted({t["text"] for r in rows for t in (r["turns"] or [{"text": r["text"]}])})[:2000]
+    ids = [i for line in lines for i in tokenizer.encode(line)]
+    return {
+        "kind": "phonemes",
+        "vocab_size": tokenizer.vocab_size,
+        "sentences_checked": len(lines),
+        "unknown_share": round(ids.count(0) / max(1, len(ids)), 5),
+        "wall_s": round(time.time() - started, 1),
+    }
 
 
 def run(config: DataConfig, progress=None) -> dict:
     import sentencepiece as spm
 
     out = config.out_dir / "text_tokenizer"
+    if config.text_tokenizer.kind == "phonemes":
+        return _phonemes(config, out)
+    if config.text_tokenizer.kind != "spm":
+        raise ValueError(f"text_tokenizer.kind must be spm or phonemes, not '{config.text_tokenizer.kind}'")
     model = out / "spm.model"
     if model.exists():
         return {"vocab_size": TextTokenizer(str(model)).vocab_size, "skipped": True}

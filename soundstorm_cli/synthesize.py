@@ -260,9 +260,9 @@ class Synthesizer:
         from soundstorm_cli.checkpoints import component_path, load_registry
         from soundstorm_cli.codec import load_codec
         from soundstorm_cli.models.soundstorm import load_soundstorm
+        from soundstorm_cli.phonemes import load_text_tokenizer
         from soundstorm_cli.runtime import resolve_device
         from soundstorm_cli.semantic import SemanticTokenizer, WhisperEncoder
-        from soundstorm_cli.text import TextTokenizer
 
         started = time.perf_counter()
         target = resolve_device(device)
@@ -278,7 +278,7 @@ class Synthesizer:
         if "t2s" in bundle.components and "text" in bundle.components:
             from soundstorm_cli.models.t2s import load_t2s
 
-            text_tokenizer = TextTokenizer(str(component_path(bundle, "text") / "spm.model"))
+            text_tokenizer = load_text_tokenizer(component_path(bundle, "text"))
             folder = component_path(bundle, "t2s")  # hash-checked now; the T5 itself loads when first used
             t2s = functools.partial(load_t2s, folder, device=str(target))
         voices = bundled_voices(component_path(bundle, "voices") if "voices" in bundle.components else None)

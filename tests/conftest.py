@@ -102,12 +102,17 @@ def tiny_t2s_config():
 
 
 def build_tiny_bundle(
-    folder, semantic_codec: bool = False, posterior_codec: bool = False, voice_codec: bool = False
+    folder,
+    semantic_codec: bool = False,
+    posterior_codec: bool = False,
+    voice_codec: bool = False,
+    phonemes: bool = False,
 ):
     """A complete bundle of tiny random-init models (codec, semantic, text, t2s, soundstorm, voices);
     with `semantic_codec`, its codec is conditioned on the semantic tokens (models/frame_codec.py); with
     `posterior_codec`, its decoder reads them and renders level-1 distributions, as the shipped one; with
-    `voice_codec` as well, its decoder also reads the prompts' voice vectors."""
+    `voice_codec` as well, its decoder also reads the prompts' voice vectors; with `phonemes`, its T5 reads
+    espeak-ng phonemes (`phonemes.json`) instead of SentencePiece pieces."""
     posterior_codec = posterior_codec or voice_codec
     import json
     import shutil
@@ -148,8 +153,14 @@ def build_tiny_bundle(
         centroids=rng.standard_normal((16, 384)).astype(np.float32),
     ).save(src / "semantic" / "semantic.safetensors")
     (src / "text").mkdir()
-    shutil.copyfile(ASSETS / "tiny" / "text" / "spm.model", src / "text" / "spm.model")
-    vocab = TextTokenizer(str(src / "text" / "spm.model")).vocab_size
+    if phonemes:
+        from soundstorm_cli.phonemes import PhonemeTokenizer
+
+        vocab = PhonemeTokenizer().vocab_size
+        PhonemeTokenizer().save(src / "text")
+    else:
+        shutil.copyfile(ASSETS / "tiny" / "text" / "spm.model", src / "text" / "spm.model")
+        vocab = TextTokenizer(str(src / "text" / "spm.model")).vocab_size
     t2s_config = dataclasses.replace(tiny_t2s_config(), text_vocab=vocab)
     t2s = T2S.random_init(t2s_config)
     t2s.model.save_pretrained(src / "t2s", safe_serialization=True)

@@ -144,6 +144,7 @@ def test_all_stages_at_toy_size(tmp_path):
         )
     assert load_soundstorm(out / "soundstorm").config.levels == 2
     _decoder_tune_on(out)
+    _phoneme_t5_on(out)
     # its evaluation needs held-out speakers with a second utterance to prompt with; the toy test split
     # has none: one clear line, not a traceback
     from pipelines.soundstorm_eval import main as soundstorm_eval
@@ -202,6 +203,27 @@ def test_all_stages_at_toy_size(tmp_path):
         assert json.loads((out / "stages.json").read_text())[stage]["world_size"] == 2
 
 
+def _phoneme_t5_on(out):
+    """text_tokenizer.kind=phonemes (issue 37): the fixed vocabulary, shards of phoneme ids, a T5 on them."""
+    from pipelines.shards import TokenShards
+    from soundstorm_cli.models.t2s import load_t2s
+    from soundstorm_cli.phonemes import PhonemeTokenizer
+
+    ph = out / "phonemes"
+    ph.mkdir()
+    for name in ("corpus", "semantic", "codec"):
+        (ph / name).symlink_to(out / name)
+    for stage in ("text-tokenizer", "shards", "t2s"):
+        run = [stage, "--config", "pipelines/configs/toy.yaml", "--out-dir", str(ph), "--quiet"]
+        assert pipelines_main([*run, "--set", "text_tokenizer.kind=phonemes"]) == 0
+    stats = json.loads((ph / "stages.json").read_text())["text-tokenizer"]
+    assert stats["kind"] == "phonemes" and stats["unknown_share"] < 0.01
+    tokenizer = PhonemeTokenizer()
+    item = TokenShards(ph / "shards")[0]
+    assert list(item["text_tokens"]) == tokenizer.encode(item["text"]) or item["kind"] == "dialogue"
+    assert load_t2s(ph / "t2s").config.text_vocab == tokenizer.vocab_size
+
+
 def _adversarial_on(out, wav, semantic, item):
     """The adversarial recipe (issue 36) in both stages that train a decoder: the discriminators' state
     beside the stage's own, resumed with it, and never in the codec folder a bundle takes."""
@@ -223,6 +245,14 @@ def _adversarial_on(out, wav, semantic, item):
     resumed = torch.load(adv / "decoder_tune" / "adversary.pt", weights_only=True)
     first = next(iter(state["optimizer"]["state"].values()))["step"]
     assert float(next(iter(resumed["optimizer"]["state"].values()))["step"]) == float(first) + 2
+    timed = out / "timed"  # --time-budget: the schedule fitted to the clock, for an A/B at equal CPU time
+    timed.mkdir()
+    for name in ("corpus", "shards", "generated"):
+        (timed / name).symlink_to(out / name)
+    args_timed = ["--config", "pipelines/configs/toy.yaml", "--out-dir", str(timed), "--base-codec", str(out / "codec")]
+    assert decoder_tune(["train", *args_timed, "--steps", "100000", "--time-budget", "3"]) == 0
+    ran = json.loads((timed / "decoder_tune" / "train_stats.json").read_text())
+    assert 30 < ran["steps"] < 100000 and ran["time_budget_s"] == 3
     tuned = load_codec(adv / "decoder_tune")
     audio = tuned.decode(torch.from_numpy(item["codes"][:, :50]), semantic=semantic)
     assert torch.isfinite(audio).all()
