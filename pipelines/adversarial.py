@@ -47,6 +47,17 @@ class AdversarialConfig:
     ramp_steps: int = 500  # then the adversarial terms ramp in linearly
 
 
+def _convolve(convs, out, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """A sub-discriminator's stack: (scores [B, N], every layer's activation for feature matching)."""
+    features = []
+    for conv in convs:
+        x = F.leaky_relu(conv(x), 0.1)
+        features.append(x)
+    x = out(x)
+    features.append(x)
+    return x.flatten(1), features
+
+
 class PeriodDiscriminator(nn.Module):
     """HiFi-GAN's sub-discriminator: [B, T] folded to [B, 1, T/p, p], convolved along time only."""
 
@@ -64,14 +75,7 @@ class PeriodDiscriminator(nn.Module):
         b, t = wav.shape
         pad = (-t) % self.period
         x = F.pad(wav, (0, pad), mode="reflect" if pad < t else "constant")
-        x = x.view(b, 1, -1, self.period)  # (B, 1, T/p, p)
-        features = []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), 0.1)
-            features.append(x)
-        x = self.out(x)
-        features.append(x)
-        return x.flatten(1), features
+        return _convolve(self.convs, self.out, x.view(b, 1, -1, self.period))  # (B, 1, T/p, p)
 
 
 class ResolutionDiscriminator(nn.Module):
@@ -94,14 +98,7 @@ class ResolutionDiscriminator(nn.Module):
 
     def forward(self, wav: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         spec = torch.stft(wav, self.n_fft, self.hop, window=self.window, return_complex=True).abs()
-        x = torch.log1p(spec).unsqueeze(1)  # (B, 1, F, T)
-        features = []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), 0.1)
-            features.append(x)
-        x = self.out(x)
-        features.append(x)
-        return x.flatten(1), features
+        return _convolve(self.convs, self.out, torch.log1p(spec).unsqueeze(1))  # (B, 1, F, T)
 
 
 class Discriminators(nn.Module):
