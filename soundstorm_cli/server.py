@@ -334,6 +334,10 @@ def create_app(synthesizer, limits: ServerLimits = ServerLimits()):
     @app.middleware("http")
     async def body_cap(request: Request, call_next):
         length = request.headers.get("content-length")
+        if length is None and request.method == "POST" and request.url.path != "/v1/voices":
+            # a body without a declared length would be read whole before any cap applied
+            return JSONResponse(ApiError(411, "a request body needs a Content-Length", code="length_required")
+                                .body(), status_code=411)
         if length is not None and (not length.isdigit() or int(length) > limits.max_body_bytes):
             return JSONResponse(ApiError(413, f"the request body is over {limits.max_body_bytes} bytes",
                                          code="body_too_large").body(), status_code=413)

@@ -98,6 +98,9 @@ def test_unknown_fields_only_and_a_body_over_the_cap(client):
                        headers={"content-type": "application/json"})
     assert huge.status_code == 413 and error_of(huge)["code"] == "body_too_large"
     assert client.get("/v1/nothing").status_code == 404
+    chunked = client.post("/v1/audio/speech", content=iter([b'{"input": "hi"}']),
+                          headers={"content-type": "application/json"})
+    assert chunked.status_code == 411 and error_of(chunked)["code"] == "length_required"
     assert speech(client, response_format="wav").status_code == 200
 
 
