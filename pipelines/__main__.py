@@ -25,7 +25,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from pipelines.config import load_config
+from pipelines.config import load_config, set_overrides  # noqa: F401 (set_overrides: tests import it here)
 
 STAGES = ("corpus", "text-tokenizer", "semantic", "codec", "shards")  # `all`: the data set
 TRAINING = ("soundstorm", "t2s", "ar")
@@ -77,17 +77,6 @@ def run_stage(stage: str, config, quiet: bool = False) -> dict:
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, rank 0 alone records
         _record(config.out_dir, stage, stats)
     return stats
-
-
-def set_overrides(items: list[str]) -> dict:
-    """`--set a.b=VALUE` items -> {"a.b": VALUE}, each VALUE read as YAML (numbers, booleans, lists)."""
-    overrides = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ValueError(f"--set {item!r}: expected KEY=VALUE")
-        overrides[key.strip()] = yaml.safe_load(value)
-    return overrides
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -211,9 +211,26 @@ def config_parser(doc: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--config", required=True, type=Path)
     parser.add_argument("--out-dir", type=Path, help="override the config's out_dir")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key (YAML value)"
+    )
     return parser
 
 
 def config_of(args: argparse.Namespace) -> DataConfig:
-    """The config a `config_parser` command line names, with its --out-dir."""
-    return load_config(args.config, {"out_dir": str(args.out_dir)} if args.out_dir else None)
+    """The config a `config_parser` command line names, with its --out-dir and --set overrides."""
+    overrides = set_overrides(getattr(args, "set", []) or [])
+    if args.out_dir:
+        overrides["out_dir"] = str(args.out_dir)
+    return load_config(args.config, overrides)
+
+
+def set_overrides(items: list[str]) -> dict:
+    """`--set a.b=VALUE` items -> {"a.b": VALUE}, each VALUE read as YAML (numbers, booleans, lists)."""
+    overrides = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--set {item!r}: expected KEY=VALUE")
+        overrides[key.strip()] = yaml.safe_load(value)
+    return overrides
