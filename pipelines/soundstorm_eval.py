@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from pipelines.batching import speaker_track
 from pipelines.config import config_of, config_parser
 from pipelines.shards import TokenShards
+from soundstorm_cli.audio import write_audio
 from soundstorm_cli.codec import load_codec
 from soundstorm_cli.decoding import (
     DecodingOptions,
@@ -90,6 +91,7 @@ class Evaluation:
     soft: bool = False
     asr: Transcriber = dataclasses.field(default_factory=Transcriber)
     sim: VoiceSimilarity = dataclasses.field(default_factory=VoiceSimilarity)
+    audio_dir: Path | None = None  # write each single's render here (ID.wav), to listen or look at
 
     @property
     def ratio(self) -> int:
@@ -160,6 +162,8 @@ def _singles(ev: Evaluation, count: int) -> list[dict]:
         else:
             generated = ev.render([prompt], semantic, track, n, item)
         resynth = ev.decode(gt, item)
+        if ev.audio_dir is not None:
+            write_audio(ev.audio_dir / f"{item['id']}.wav", generated, ev.codec.sample_rate)
         prompt_audio = _decode_prompt(ev.codec, prompt, ev.ratio)
         rows.append(
             extra
@@ -248,6 +252,7 @@ def main(argv=None) -> int:
     parser.add_argument("--top-p", type=float, help="sample within this probability mass")
     parser.add_argument("--noise", type=float, default=1.0, help="confidence noise scale")
     parser.add_argument("--report", type=Path, help="write here instead of soundstorm/eval.json")
+    parser.add_argument("--audio", type=Path, help="also write each single utterance's render here (ID.wav)")
     parser.add_argument(
         "--split",
         default="test",
@@ -268,8 +273,11 @@ def main(argv=None) -> int:
     frames = min(int(REFERENCE_PROMPT_S * codec.frame_rate), model.config.window // 4)
     shards = TokenShards(config.out_dir / "shards", args.split)
     ev = Evaluation(
-        model, codec, shards, np.random.default_rng(config.seed), _options(args), frames, args.soft
+        model, codec, shards, np.random.default_rng(config.seed), _options(args), frames, args.soft,
+        audio_dir=args.audio,
     )
+    if args.audio is not None:
+        args.audio.mkdir(parents=True, exist_ok=True)
     started = time.time()
     rows = _singles(ev, args.utterances)
     dialogues = _dialogues(ev, args.dialogues)

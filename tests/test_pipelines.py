@@ -8,6 +8,7 @@ import shutil
 
 import numpy as np
 import pytest
+import soundfile as sf
 
 from pipelines.__main__ import main as pipelines_main
 from pipelines.__main__ import set_overrides
@@ -387,7 +388,7 @@ def _decoder_tune_on(out):
     assert abs(np.argmax(spectrum) * 16000 / 4000 - 220 * 2 ** (400 / 1200)) < 10  # 220 Hz -> 277 Hz
 
 
-def test_soundstorm_eval_soft_reports_the_decoders_ceiling_and_the_level1_distance():
+def test_soundstorm_eval_soft_reports_the_decoders_ceiling_and_the_level1_distance(tmp_path):
     """`soundstorm_eval --soft` rows: SoundStorm's rendering, the decoder's rendering of the true level 1
     (a one-hot distribution) and the true codes' mean negative log-probability and top-1 agreement under
     SoundStorm's level-1 distribution, computed by hand here from the same first pass."""
@@ -458,8 +459,14 @@ def test_soundstorm_eval_soft_reports_the_decoders_ceiling_and_the_level1_distan
         True,
         asr,
         lambda a, b: 0.5,
+        tmp_path,  # --audio: each render written, for a listener or a spectrogram
     )
     rows = _singles(ev, 2)
+    written = sf.read(tmp_path / "u0.wav", dtype="float32")[0]
+    assert np.corrcoef(written, heard[0])[0, 1] > 0.99  # SoundStorm's render of u0 (16-bit, peak-safe)
+    from pipelines.spectrograms import plot
+
+    assert plot(tmp_path / "s.png", [("u0", written), ("u1", sf.read(tmp_path / "u1.wav")[0])], 16000).is_file()
     assert len(rows) == 2 and len(heard) == 2 * 4  # SoundStorm, the ceiling, resynthesis at 2 levels and all
     for row, item in zip(rows, items, strict=True):
         assert row["cer_true_level1"] == 0.0 and row["cer_soundstorm"] == 0.0
