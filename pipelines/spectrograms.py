@@ -20,7 +20,7 @@ from soundstorm_cli.audio import read_audio
 
 def log_mel(samples: np.ndarray, sample_rate: int) -> np.ndarray:
     """[mels, frames] in log units, the codec stage's middle resolution (`MelLoss`, 1024/256, 80 bands)."""
-    return MelLoss(sample_rate).log_mel(torch.from_numpy(samples)[None], 1)[0].numpy()
+    return MelLoss(sample_rate).log_mel(torch.from_numpy(np.asarray(samples, dtype=np.float32))[None], 1)[0].numpy()
 
 
 def plot(out: Path, panels: list[tuple[str, np.ndarray]], sample_rate: int) -> Path:
