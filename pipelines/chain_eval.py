@@ -10,6 +10,12 @@ voice (resemblyzer) to its own speaker's prompt than to the other's. Prints one
 JSON object (rows and summary); `--report` writes it too. `--retries N` renders with
 the per-turn check (`soundstorm_cli/turncheck.py`); `synthesis_s` sums the renders' own
 time, so the check's cost can be read off against a run without it.
+
+`--prompts DIR` (wav files, e.g. recordings of real people) or `--natural-corpus DIR` (one utterance of
+each held-out natural identity of a corpus built with `corpus.natural_hours`) runs the natural-prompt
+test of issue 35 instead: `say` of the ten sentences prompted with each, its CER and similarity to the
+prompt, against the similarity of the default voice's `say` of the same sentences to the same prompt
+(how much closer prompting brings the voice than no prompt at all).
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from soundstorm_cli.audio import read_audio
-from soundstorm_cli.evaluate import Transcriber, VoiceSimilarity, word_recall
+from soundstorm_cli.evaluate import Transcriber, VoiceSimilarity, cer, word_recall
 from soundstorm_cli.script import parse_script
 from soundstorm_cli.semantic import SAMPLE_RATE
 from soundstorm_cli.synthesize import SynthesisOptions, Synthesizer
@@ -50,6 +56,47 @@ def _tries(out, turn: int) -> dict:
     return {"tries": out.checks[turn].tries} if out.checks else {}
 
 
+def natural_prompts(corpus: Path, seconds=(3.0, 10.0)) -> list[Path]:
+    """One single utterance of each held-out natural identity (test split, `k` group) of a corpus."""
+    chosen: dict[str, Path] = {}
+    for row_path in sorted((corpus / "wavs").glob("sk*.json")):
+        row = json.loads(row_path.read_text())
+        if row["split"] == "test" and seconds[0] <= row["duration_s"] <= seconds[1]:
+            chosen.setdefault(row["speaker"], corpus / row["path"])
+    return [chosen[s] for s in sorted(chosen)]
+
+
+def prompt_test(synth, options, asr, sim, prompts: list[Path], names: list[str] | None = None) -> dict:
+    """Each prompt: the ten sentences said in its voice (CER, similarity to it) and the default voice's
+    similarity to it; the summary's margin is the mean difference of the two similarities."""
+    default = [synth.say(text, options=options, seed=0).audio for text in SENTENCES]
+    rows = []
+    for path, name in zip(prompts, names or [p.stem for p in prompts], strict=True):
+        reference = read_audio(path, SAMPLE_RATE).samples
+        for text, plain in zip(SENTENCES, default, strict=True):
+            out = synth.say(text, prompt=path, options=options, seed=0)
+            heard = asr(out.audio, out.sample_rate)
+            rows.append(
+                {
+                    "prompt": name,
+                    "text": text,
+                    "cer": round(cer(text, heard), 4),
+                    "similarity": round(sim(out.audio, reference, out.sample_rate), 4),
+                    "default_similarity": round(sim(plain, reference, out.sample_rate), 4),
+                    "heard": heard,
+                }
+            )
+            print(json.dumps(rows[-1]), flush=True)
+    keys = ("cer", "similarity", "default_similarity")
+    per_prompt = {
+        name: {k: round(float(np.mean([r[k] for r in rows if r["prompt"] == name])), 4) for k in keys}
+        for name in dict.fromkeys(r["prompt"] for r in rows)
+    }
+    summary = {k: round(float(np.mean([r[k] for r in rows])), 4) for k in keys}
+    summary["margin"] = round(summary["similarity"] - summary["default_similarity"], 4)
+    return {"summary": summary, "per_prompt": per_prompt, "rows": rows}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", default="tiny")
@@ -57,6 +104,10 @@ def main(argv=None) -> int:
     parser.add_argument("--retries", type=int, default=0, help="the per-turn check's retries (issue 26)")
     parser.add_argument("--check-threshold", type=float, default=0.8)
     parser.add_argument("--report", type=Path)
+    parser.add_argument("--prompts", type=Path, help="the natural-prompt test with these wav prompts")
+    parser.add_argument(
+        "--natural-corpus", type=Path, help="the natural-prompt test with a corpus's held-out natural identities"
+    )
     args = parser.parse_args(argv)
     started = time.time()
     synth = Synthesizer.from_checkpoint(args.checkpoint, device="cpu")
@@ -64,6 +115,19 @@ def main(argv=None) -> int:
         frontend=args.frontend, retries=args.retries, check_threshold=args.check_threshold
     ).check()
     asr, sim = Transcriber(), VoiceSimilarity()
+    if args.prompts or args.natural_corpus:
+        prompts = sorted(args.prompts.glob("*.wav")) if args.prompts else natural_prompts(args.natural_corpus)
+        if not prompts:
+            raise SystemExit("chain_eval: no prompts found for the natural-prompt test")
+        names = None
+        if args.natural_corpus:  # the identity's name, from the row beside each wav
+            names = [json.loads(p.with_suffix(".json").read_text())["speaker"] for p in prompts]
+        report = prompt_test(synth, options, asr, sim, prompts, names)
+        report["summary"]["wall_s"] = round(time.time() - started, 1)
+        if args.report:
+            args.report.write_text(json.dumps(report, indent=1))
+        print(json.dumps(report["summary"] | {"per_prompt": report["per_prompt"]}, indent=1))
+        return 0
     voices = [v.path for v in synth.voices]
     says, synthesis_s = [], 0.0
     for n, text in enumerate(SENTENCES):

@@ -1,0 +1,57 @@
+"""pipelines/chain_eval.py's natural-prompt test (issue 35): which prompts it takes, and what it reports."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+from conftest import voice_like
+
+from pipelines.chain_eval import SENTENCES, natural_prompts, prompt_test
+
+
+def test_one_held_out_natural_utterance_per_identity(tmp_path):
+    wavs = tmp_path / "wavs"
+    wavs.mkdir()
+    rows = [
+        ("sk000001", "kokoro-a", 4.0, "test"),
+        ("sk000002", "kokoro-a", 5.0, "test"),  # a second one of the same identity: not taken
+        ("sk000003", "kokoro-b", 1.5, "test"),  # too short to prompt with
+        ("sk000004", "kokoro-b", 6.0, "test"),
+        ("sn000001", "kokoro-c", 4.0, "train"),  # a training identity: never a prompt here
+    ]
+    for item, speaker, seconds, split in rows:
+        (wavs / f"{item}.json").write_text(
+            json.dumps({"id": item, "speaker": speaker, "split": split, "duration_s": seconds, "path": f"wavs/{item}.wav"})
+        )
+    assert natural_prompts(tmp_path) == [tmp_path / "wavs/sk000001.wav", tmp_path / "wavs/sk000004.wav"]
+
+
+def test_the_prompt_test_reports_cer_similarity_and_the_default_voices_margin(tiny_bundle, tmp_path):
+    from soundstorm_cli.synthesize import SynthesisOptions, Synthesizer
+
+    synth = Synthesizer.from_checkpoint(str(tiny_bundle), device="cpu")
+    prompt = tmp_path / "guest.wav"
+    sf.write(prompt, voice_like(3.0, 16000, 150.0, 3), 16000)
+    prompted = set()
+
+    def sim(audio, reference, rate):  # the default voice's renders score 0.4, prompted ones 0.7
+        key = audio.tobytes()
+        return 0.7 if key in prompted else 0.4
+
+    real_say = synth.say
+
+    def say(text, prompt=None, **kw):
+        out = real_say(text, prompt=prompt, **kw)
+        if prompt is not None:
+            prompted.add(out.audio.tobytes())
+        return out
+
+    synth.say = say
+    report = prompt_test(synth, SynthesisOptions(frontend="espeak"), lambda audio, rate: SENTENCES[0], sim, [prompt])
+    assert len(report["rows"]) == len(SENTENCES) and report["per_prompt"]["guest"]["similarity"] == 0.7
+    summary = report["summary"]
+    assert summary["default_similarity"] == 0.4 and summary["margin"] == pytest.approx(0.3)
+    assert report["rows"][0]["cer"] == 0.0 and summary["cer"] == pytest.approx(np.mean([r["cer"] for r in report["rows"]]), abs=1e-4)
