@@ -5,6 +5,11 @@ speakers), for the original audio and the codec's resynthesis with 8, 4, 2 and 1
 levels: Whisper tiny.en CER and WER, resemblyzer similarity to the original,
 and log-mel distance to the original. Writes `codec/eval.json`.
 
+With `--natural-corpus DIR` the utterances are instead the held-out natural identities' single
+utterances of a corpus built with `corpus.natural_hours` (issue 35's first measure: does the codec keep
+a natural voice it never heard?), read from the corpus's per-item rows (no manifest or semantic stage
+needed: their semantic tokens come from the shipped tokenizer, or `--semantic FILE`).
+
 With `--probe SHARDS` it also measures how predictable the codes are from the
 semantic tokens, the first thing SoundStorm must learn: a lookup model
 p(code of level 1 | semantic token) counted on the train split (add-0.5
@@ -61,6 +66,25 @@ def predictability(shards_dir: Path, smoothing: float = 0.5) -> dict:
     }
 
 
+def natural_rows(corpus: Path) -> list[dict]:
+    """The held-out natural identities' single utterances (test split, `k` group), paths made whole."""
+    rows = []
+    for path in sorted((corpus / "wavs").glob("sk*.json")):
+        row = json.loads(path.read_text())
+        if row["split"] == "test":
+            rows.append(row | {"path": str(corpus / row["path"])})
+    return rows
+
+
+def tokenize(rows: list[dict], tokenizer: Path | None = None) -> dict:
+    """id -> 25 Hz semantic tokens of each row's audio, by the shipped tokenizer (or `tokenizer`)."""
+    from soundstorm_cli.checkpoints import ASSETS
+    from soundstorm_cli.semantic import SemanticTokenizer, WhisperEncoder
+
+    model = SemanticTokenizer.load(tokenizer or ASSETS / "tiny" / "semantic" / "semantic.safetensors", WhisperEncoder(threads=2))
+    return {r["id"]: model.tokenize([sf.read(r["path"], dtype="float32")[0]])[0] for r in rows}
+
+
 def evaluate_codec(
     codec_dir: Path, rows: list[dict], levels=(8, 4, 2, 1), semantic: dict | None = None
 ) -> dict:
@@ -107,10 +131,15 @@ def main(argv=None) -> int:
     parser.add_argument("--codec", type=Path, help="codec folder (default: OUT_DIR/codec)")
     parser.add_argument("--probe", type=Path, help="a shards folder of this codec: measure predictability")
     parser.add_argument("--report", type=Path, help="write here instead of OUT_DIR/codec/eval.json")
+    parser.add_argument("--natural-corpus", type=Path, help="the held-out natural identities of this corpus")
+    parser.add_argument("--semantic", type=Path, help="with --natural-corpus: the semantic tokenizer file")
     args = parser.parse_args(argv)
     config = config_of(args)
     torch.set_num_threads(2)
-    test = [r for r in read_manifest(config.out_dir, "test") if r["kind"] == "single"]
+    if args.natural_corpus:
+        test = natural_rows(args.natural_corpus)
+    else:
+        test = [r for r in read_manifest(config.out_dir, "test") if r["kind"] == "single"]
     # An even spread over the held-out speakers.
     rng = np.random.default_rng(config.seed)
     rows = [
@@ -121,9 +150,13 @@ def main(argv=None) -> int:
     ]
     started = time.time()
     codec_dir = args.codec or config.out_dir / "codec"
-    from pipelines.shards import load_semantic
+    if args.natural_corpus:
+        semantic = tokenize(rows, args.semantic)
+    else:
+        from pipelines.shards import load_semantic
 
-    report = evaluate_codec(codec_dir, rows, semantic=load_semantic(config.out_dir / "semantic"))
+        semantic = load_semantic(config.out_dir / "semantic")
+    report = evaluate_codec(codec_dir, rows, semantic=semantic)
     report["codec"] = str(codec_dir)
     if args.probe:
         report["predictability"] = predictability(args.probe)

@@ -95,3 +95,17 @@ def test_a_short_phrase_through_the_real_kokoro(tmp_path):
     assert rate == 16000 and 0.5 < len(audio) / rate < 3.0
     assert 0.5 < np.abs(audio).max() <= 1.0  # gain -n -3: peaks near -3 dBFS, not silence
     assert np.array_equal(audio, sf.read(second, dtype="float32")[0])  # same input, same audio
+
+
+def test_the_codec_evaluation_reads_the_held_out_natural_items(tmp_path):
+    import json
+
+    from pipelines.codec_eval import natural_rows
+
+    (tmp_path / "wavs").mkdir()
+    for item, split in (("sk000001", "test"), ("sk000002", "test"), ("sn000001", "train"), ("sh000001", "test")):
+        row = {"id": item, "split": split, "path": f"wavs/{item}.wav", "text": "hi", "speaker": "x"}
+        (tmp_path / "wavs" / f"{item}.json").write_text(json.dumps(row))
+    rows = natural_rows(tmp_path)
+    assert [r["id"] for r in rows] == ["sk000001", "sk000002"]  # natural and held out only
+    assert rows[0]["path"] == str(tmp_path / "wavs" / "sk000001.wav")
