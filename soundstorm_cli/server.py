@@ -470,6 +470,19 @@ def create_app(synthesizer, limits: ServerLimits = ServerLimits()):
     return app
 
 
+def check_address(host: str, port: int) -> None:
+    """Refuse, in one line, an address this machine cannot listen on (unknown host, port in use)."""
+    import socket
+
+    try:
+        family, kind, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(address)
+    except OSError as exc:
+        raise InputError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
+
 def serve(host: str, port: int, checkpoint: str | None, device: str, limits: ServerLimits = ServerLimits()):
     """Load the models once and serve until Ctrl-C."""
     import sys
@@ -480,6 +493,7 @@ def serve(host: str, port: int, checkpoint: str | None, device: str, limits: Ser
 
     if not 0 < port < 65536:
         raise InputError(f"--port {port}: a port is in 1-65535")
+    check_address(host, port)  # before the models load: a taken port or unknown host is said at once
     synthesizer = Synthesizer.from_checkpoint(checkpoint, device=device)
     app = create_app(synthesizer, limits)
     shown = f"[{host}]" if ":" in host else host

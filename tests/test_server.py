@@ -235,6 +235,14 @@ def test_load_eight_clients_five_requests_each_over_loopback(synth):
 def test_serve_refuses_a_bad_port_in_one_line(cli, tiny_bundle):
     code, _, err = cli("serve", "--port", "70000", "--checkpoint", tiny_bundle)
     assert code != 0 and err.strip().startswith("error:") and "65535" in err and "Traceback" not in err
+    with socket.socket() as taken:  # a port in use, and a host that does not resolve: said before loading
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, _, err = cli("serve", "--port", str(port), "--checkpoint", tiny_bundle)
+    assert code != 0 and err.strip().startswith("error:") and "in use" in err and len(err.strip().splitlines()) == 1
+    code, _, err = cli("serve", "--host", "no-such-host.invalid", "--checkpoint", tiny_bundle)
+    assert code != 0 and err.strip().startswith("error: cannot listen on no-such-host.invalid")
 
 
 def test_serve_starts_answers_and_stops_cleanly_on_ctrl_c(tiny_bundle):
