@@ -32,6 +32,7 @@ from typing import Literal
 
 import numpy as np
 from fastapi import Request  # module level: the endpoints' annotations are resolved here
+from pydantic import BaseModel, ConfigDict, Field
 
 from soundstorm_cli.errors import CheckpointError, InputError, SoundstormError
 
@@ -142,44 +143,38 @@ class Job:
 # -- the request bodies ------------------------------------------------------------------------------
 
 
-def _models():
-    from pydantic import BaseModel, ConfigDict, Field
+class SpeechRequest(BaseModel):
+    """OpenAI's `POST /v1/audio/speech` body; `seed` is ours."""
 
-    class SpeechRequest(BaseModel):
-        """OpenAI's `POST /v1/audio/speech` body; `seed` is ours."""
-
-        model_config = ConfigDict(extra="forbid")
-        model: str = "soundstorm"
-        input: str
-        voice: str | None = None
-        response_format: Literal["mp3", "opus", "aac", "flac", "wav", "pcm"] = "mp3"
-        speed: float = Field(1.0, ge=0.25, le=4.0)
-        instructions: str | None = None  # OpenAI's style prompt: accepted, not followed (said in a header)
-        stream_format: Literal["audio"] | None = None
-        seed: int = Field(0, ge=0, le=2**31 - 1)
-
-    class DialogueRequest(BaseModel):
-        model_config = ConfigDict(extra="forbid")
-        script: str
-        voices: dict[str, str] = Field(default_factory=dict)
-        response_format: Literal["mp3", "opus", "flac", "wav", "pcm"] = "wav"
-        stereo: bool = False
-        pans: dict[str, float] = Field(default_factory=dict)  # speaker -> [-1, 1], with stereo
-        loudness: float | None = None
-        true_peak: float = -1.0
-        check: bool = False
-        stems: bool = False
-        timings: bool = False
-        seed: int = Field(0, ge=0, le=2**31 - 1)
-
-    class ScriptRequest(BaseModel):
-        model_config = ConfigDict(extra="forbid")
-        script: str
-
-    return SpeechRequest, DialogueRequest, ScriptRequest
+    model_config = ConfigDict(extra="forbid")
+    model: str = "soundstorm"
+    input: str
+    voice: str | None = None
+    response_format: Literal["mp3", "opus", "aac", "flac", "wav", "pcm"] = "mp3"
+    speed: float = Field(1.0, ge=0.25, le=4.0)
+    instructions: str | None = None  # OpenAI's style prompt: accepted, not followed (said in a header)
+    stream_format: Literal["audio"] | None = None
+    seed: int = Field(0, ge=0, le=2**31 - 1)
 
 
-SpeechRequest, DialogueRequest, ScriptRequest = _models()
+class DialogueRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    script: str
+    voices: dict[str, str] = Field(default_factory=dict)
+    response_format: Literal["mp3", "opus", "flac", "wav", "pcm"] = "wav"
+    stereo: bool = False
+    pans: dict[str, float] = Field(default_factory=dict)  # speaker -> [-1, 1], with stereo
+    loudness: float | None = None
+    true_peak: float = -1.0
+    check: bool = False
+    stems: bool = False
+    timings: bool = False
+    seed: int = Field(0, ge=0, le=2**31 - 1)
+
+
+class ScriptRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    script: str
 
 
 # -- rendering (in the render thread) ------------------------------------------------------------------
