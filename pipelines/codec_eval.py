@@ -2,7 +2,8 @@
 
 On `codec.eval_utterances` single utterances of the test split (held-out
 speakers), for the original audio and the codec's resynthesis with 8, 4, 2 and 1
-levels: Whisper tiny.en CER and WER, resemblyzer similarity to the original,
+levels (a decoder that reads a voice vector given the utterance's own, as the chain gives it its
+prompt's): Whisper tiny.en CER and WER, resemblyzer similarity to the original,
 and log-mel distance to the original. Writes `codec/eval.json`.
 
 With `--natural-corpus DIR` the utterances are instead the held-out natural identities' single
@@ -81,7 +82,9 @@ def tokenize(rows: list[dict], tokenizer: Path | None = None) -> dict:
     from soundstorm_cli.checkpoints import ASSETS
     from soundstorm_cli.semantic import SemanticTokenizer, WhisperEncoder
 
-    model = SemanticTokenizer.load(tokenizer or ASSETS / "tiny" / "semantic" / "semantic.safetensors", WhisperEncoder(threads=2))
+    model = SemanticTokenizer.load(
+        tokenizer or ASSETS / "tiny" / "semantic" / "semantic.safetensors", WhisperEncoder(threads=2)
+    )
     return {r["id"]: model.tokenize([sf.read(r["path"], dtype="float32")[0]])[0] for r in rows}
 
 
@@ -99,10 +102,12 @@ def evaluate_codec(
         )
         tokens = torch.from_numpy(semantic[row["id"]].astype(np.int64)) if codec.needs_semantic else None
         codes = codec.encode(torch.from_numpy(wav), semantic=tokens)
+        # A decoder that reads a voice vector gets the utterance's own, as the chain gives it its prompt's.
+        voice = codec.voice(codes) if codec.reads_voice else None
         for q in levels:
             if q > codec.num_levels:
                 continue
-            resynth = codec.decode(codes[:q], length=len(wav), semantic=tokens).numpy()
+            resynth = codec.decode(codes[:q], length=len(wav), semantic=tokens, voice=voice).numpy()
             heard = asr(resynth)
             results[f"codec_{q}"].append(
                 {
@@ -119,6 +124,7 @@ def evaluate_codec(
             key: round(float(np.mean([p[key] for p in per])), 4) for key in per[0] if key != "id"
         }
     return {
+        "voice_vector": "the utterance's own" if codec.reads_voice else None,
         "utterances": len(rows),
         "speakers": sorted({r["speaker"] for r in rows}),
         "summary": summary,

@@ -64,6 +64,10 @@ def main(argv=None) -> int:
     parser = config_parser(__doc__)
     parser.add_argument("--utterances", type=int, default=50)
     parser.add_argument("--dialogues", type=int, default=19)
+    parser.add_argument(
+        "--t5-weights", default="fp32", choices=("fp32", "int8"), help="the T5 stepper's weight format"
+    )
+    parser.add_argument("--report", type=Path, help="write here instead of OUT_DIR/t2s/eval.json")
     args = parser.parse_args(argv)
     config = config_of(args)
     started = time.time()
@@ -72,6 +76,7 @@ def main(argv=None) -> int:
     asr = Transcriber()
     with tempfile.TemporaryDirectory() as tmp:
         synth = Synthesizer.from_checkpoint(str(build_bundle(config.out_dir, Path(tmp))), device="cpu")
+        synth.t2s.stepper_weights = args.t5_weights
         options = SynthesisOptions(prompt_seconds=REFERENCE_PROMPT_S)
         singles = [i for i, r in enumerate(shards.items) if r["kind"] == "single"]
         rows = []
@@ -127,11 +132,14 @@ def main(argv=None) -> int:
         "dialogues_turns_match": round(
             float(np.mean([t["script_turns"] == t["t2s_turns"] for t in turns])), 4
         ),
+        "t5_weights": args.t5_weights,
         "rows": rows,
         "dialogue_rows": turns,
         "wall_s": round(time.time() - started, 1),
     }
-    (config.out_dir / "t2s" / "eval.json").write_text(json.dumps(report, indent=1))
+    out = args.report or config.out_dir / "t2s" / "eval.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=1))
     print(json.dumps({k: v for k, v in report.items() if k not in ("rows", "dialogue_rows")}, indent=1))
     return 0
 

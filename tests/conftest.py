@@ -101,6 +101,16 @@ def tiny_t2s_config():
     )
 
 
+def tiny_frame_codec_config(**overrides):
+    """Our frame codec small enough to run in a test (width 16, one layer each side, 32-code books)."""
+    from soundstorm_cli.models.frame_codec import FrameCodecConfig
+
+    sizes = dict(
+        width=16, encoder_layers=1, decoder_layers=1, levels=3, codebook_size=32, codebook_dim=4, n_mels=20
+    )
+    return FrameCodecConfig(**(sizes | overrides))
+
+
 def build_tiny_bundle(
     folder,
     semantic_codec: bool = False,
@@ -123,7 +133,7 @@ def build_tiny_bundle(
     from pipelines.codec_train import save_codec
     from pipelines.training import save_bf16
     from soundstorm_cli.checkpoints import ASSETS
-    from soundstorm_cli.models.frame_codec import FrameCodec, FrameCodecConfig
+    from soundstorm_cli.models.frame_codec import FrameCodec
     from soundstorm_cli.models.soundstorm import SoundStorm, SoundStormConfig
     from soundstorm_cli.models.t2s import T2S
     from soundstorm_cli.semantic import SemanticTokenizer
@@ -131,14 +141,7 @@ def build_tiny_bundle(
 
     torch.manual_seed(0)
     src = folder / "src"
-    codec_config = FrameCodecConfig(
-        width=16,
-        encoder_layers=1,
-        decoder_layers=1,
-        levels=3,
-        codebook_size=32,
-        codebook_dim=4,
-        n_mels=20,
+    codec_config = tiny_frame_codec_config(
         semantic_vocab=16 if semantic_codec or posterior_codec else 0,
         semantic_encoder=not posterior_codec,
         soft_level1=posterior_codec,

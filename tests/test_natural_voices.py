@@ -44,7 +44,7 @@ def test_ipa_to_kokoro_on_hand_checked_words(espeak, kokoro):
 @needs_espeak
 def test_kokoro_phonemes_keep_clause_punctuation():
     assert kokoro_phonemes("Hello, world.") == "həlˈO, wˈɜɹld."
-    assert kokoro_phonemes("Judge the bird?") .endswith("bˈɜɹd?")
+    assert kokoro_phonemes("Judge the bird?").endswith("bˈɜɹd?")
     assert kokoro_phonemes("...") == ""
 
 
@@ -103,9 +103,48 @@ def test_the_codec_evaluation_reads_the_held_out_natural_items(tmp_path):
     from pipelines.codec_eval import natural_rows
 
     (tmp_path / "wavs").mkdir()
-    for item, split in (("sk000001", "test"), ("sk000002", "test"), ("sn000001", "train"), ("sh000001", "test")):
+    for item, split in (
+        ("sk000001", "test"),
+        ("sk000002", "test"),
+        ("sn000001", "train"),
+        ("sh000001", "test"),
+    ):
         row = {"id": item, "split": split, "path": f"wavs/{item}.wav", "text": "hi", "speaker": "x"}
         (tmp_path / "wavs" / f"{item}.json").write_text(json.dumps(row))
     rows = natural_rows(tmp_path)
     assert [r["id"] for r in rows] == ["sk000001", "sk000002"]  # natural and held out only
     assert rows[0]["path"] == str(tmp_path / "wavs" / "sk000001.wav")
+
+
+def test_the_codec_evaluation_gives_a_voice_decoder_the_whole_utterances_voice(tmp_path, monkeypatch):
+    """A decoder that reads a voice vector resynthesises every level count with the voice of all the
+    utterance's levels (as the chain gives it its prompt's), not of the levels it decodes."""
+    import torch
+    from conftest import tiny_frame_codec_config
+
+    import pipelines.codec_eval as codec_eval
+    from pipelines.codec_train import save_codec
+    from soundstorm_cli.codec import FrameCodecWrapper
+    from soundstorm_cli.models.frame_codec import FrameCodec
+
+    config = tiny_frame_codec_config(voice_decoder=True)
+    torch.manual_seed(0)
+    save_codec(FrameCodec(config).eval(), tmp_path / "codec")
+    wav = (np.random.default_rng(0).standard_normal(6400) * 0.1).astype(np.float32)
+    sf.write(tmp_path / "a.wav", wav, 16000)
+    seen = []
+    decode = FrameCodecWrapper.decode
+
+    def spy(self, codes, length=None, semantic=None, voice=None):
+        seen.append((codes.shape[0], voice))
+        return decode(self, codes, length, semantic, voice)
+
+    monkeypatch.setattr(FrameCodecWrapper, "decode", spy)
+    monkeypatch.setattr(codec_eval, "Transcriber", lambda: lambda audio: "hi")
+    monkeypatch.setattr(codec_eval, "VoiceSimilarity", lambda: lambda a, b: 0.5)
+    row = {"id": "sk000001", "path": str(tmp_path / "a.wav"), "text": "hi", "speaker": "x"}
+    report = codec_eval.evaluate_codec(tmp_path / "codec", [row], levels=(3, 1))
+    assert report["voice_vector"] == "the utterance's own"
+    assert [q for q, _ in seen] == [3, 1]
+    assert seen[1][1] is not None and torch.equal(seen[0][1], seen[1][1])  # all 3 levels' voice for both
+    assert set(report["summary"]) == {"original", "codec_3", "codec_1"}

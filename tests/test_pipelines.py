@@ -394,11 +394,12 @@ def test_soundstorm_eval_soft_reports_the_decoders_ceiling_and_the_level1_distan
     SoundStorm's level-1 distribution, computed by hand here from the same first pass."""
     import torch
     import torch.nn.functional as F
+    from conftest import tiny_frame_codec_config
 
     from pipelines.soundstorm_eval import Evaluation, _singles
     from soundstorm_cli.codec import FrameCodecWrapper
     from soundstorm_cli.decoding import DecodingOptions, PromptTokens, first_level_posterior
-    from soundstorm_cli.models.frame_codec import FrameCodec, FrameCodecConfig
+    from soundstorm_cli.models.frame_codec import FrameCodec
     from soundstorm_cli.models.soundstorm import SoundStorm, SoundStormConfig
 
     torch.manual_seed(0)
@@ -407,14 +408,8 @@ def test_soundstorm_eval_soft_reports_the_decoders_ceiling_and_the_level1_distan
     ).eval()
     codec = FrameCodecWrapper(
         FrameCodec(
-            FrameCodecConfig(
-                width=16,
-                encoder_layers=1,
-                decoder_layers=1,
+            tiny_frame_codec_config(
                 levels=2,
-                codebook_size=32,
-                codebook_dim=4,
-                n_mels=20,
                 semantic_vocab=16,
                 semantic_encoder=False,
                 soft_level1=True,
