@@ -16,21 +16,11 @@ import json
 import os
 from pathlib import Path
 
-import torch
-
-from soundstorm_cli.checkpoints import INT8_SCALE
+from soundstorm_cli.checkpoints import INT8_SCALE, int8_rows
 
 MIN_ELEMENTS = 65536
 # the codec's encoder and codebooks (names of `models/frame_codec.py`): they define the codes
 CODEC_KEEP = ("encoder", "quantizer.")
-
-
-def int8_rows(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """weight [R, ...] -> (int8 [R, ...], scale [R] float32) with weight ~ int8 * scale per row."""
-    rows = weight.float().reshape(weight.shape[0], -1)
-    scale = rows.abs().amax(dim=1).clamp(min=1e-12) / 127
-    q = torch.round(rows / scale[:, None]).clamp(-127, 127).to(torch.int8)
-    return q.reshape(weight.shape).contiguous(), scale.contiguous()
 
 
 def quantize_state(state: dict, min_elements: int = MIN_ELEMENTS, keep=()) -> dict:

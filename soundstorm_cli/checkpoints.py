@@ -363,6 +363,17 @@ def component_path(bundle: Bundle, kind: str, command: str = "this command") -> 
 INT8_SCALE = ".int8_scale"
 
 
+def int8_rows(weight):
+    """weight [R, ...] -> (int8 [R, ...], scale [R] float32) with weight ~ int8 * scale per row (the
+    stored form `dequantize` reads back; also what `T5Stepper(weights="int8")` multiplies by)."""
+    import torch
+
+    rows = weight.float().reshape(weight.shape[0], -1)
+    scale = rows.abs().amax(dim=1).clamp(min=1e-12) / 127
+    q = torch.round(rows / scale[:, None]).clamp(-127, 127).to(torch.int8)
+    return q.reshape(weight.shape).contiguous(), scale.contiguous()
+
+
 def load_safetensors(path: str | Path, device: str = "cpu") -> dict:
     """Load a state dict from a safetensors file; pickles are refused, never unpickled. Weights stored in
     int8 rows come back as float32 (`dequantize`)."""

@@ -23,6 +23,8 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from soundstorm_cli.checkpoints import int8_rows
+
 
 def _rms(x, weight, eps):  # T5LayerNorm: no mean, no bias
     return F.rms_norm(x, weight.shape, weight, eps)
@@ -32,11 +34,8 @@ def _t(weight):  # a Linear's weight [out, in] -> [in, out], contiguous
     return weight.detach().t().contiguous()
 
 
-def _int8_rows(weight):
-    """A Linear's weight [out, in] -> (int8 [out, in], bf16 scale [out]), rounded as `pipelines/int8.py`."""
-    w = weight.detach().float()
-    scale = w.abs().amax(1).clamp_min(1e-12) / 127
-    rows = torch.round(w / scale[:, None]).clamp(-127, 127).to(torch.int8).contiguous()
+def _int8_rows(weight):  # a Linear's weight [out, in] -> (int8 rows, bf16 scale [out]) for the int8 kernel
+    rows, scale = int8_rows(weight.detach())
     return rows, scale.to(torch.bfloat16)
 
 
