@@ -32,23 +32,36 @@ SOURCES = {
 VOICE_SECONDS = (3.0, 6.0)  # a bundled voice: one whole held-out utterance of this length
 
 
+def _natural(row: dict) -> bool:
+    """A row spoken by a natural voice (Kokoro's, `pipelines/natural_voices.py`)."""
+    return any(v.get("engine") == "kokoro" for v in (row.get("voice") or {}).values())
+
+
 def bundle_voices(out_dir: Path, target: Path, per_speaker: int = 1) -> list[dict]:
     """Copy one short single utterance of each held-out speaker (the test split) as a bundled voice.
 
     Held-out voices were never trained on, so they show how the model follows a voice it has not met.
+    Natural voices come first (`say` without --prompt takes the first) and, where the corpus has any, they
+    are at least half of the voices: synthetic ones (flite-derived first, the most natural of them) are kept
+    up to the natural ones' count.
     """
     from pipelines.manifest import read_manifest
 
     target.mkdir(parents=True, exist_ok=True)
     chosen: dict[str, list[dict]] = {}
+    natural: set[str] = set()
     for row in read_manifest(out_dir, "test"):
         speaker = row["speakers"][0]
         if row["kind"] == "single" and VOICE_SECONDS[0] <= row["duration_s"] <= VOICE_SECONDS[1]:
             if len(chosen.setdefault(speaker, [])) < per_speaker:
                 chosen[speaker].append(row)
+                if _natural(row):
+                    natural.add(speaker)
+    synthetic = sorted((s for s in chosen if s not in natural), key=lambda s: (not s.startswith("flite"), s))
+    if natural:
+        synthetic = synthetic[: len(natural)]
     entries = []
-    # flite-derived voices first (the most natural): `say` without --prompt takes the first.
-    for speaker in sorted(chosen, key=lambda s: (not s.startswith("flite"), s)):
+    for speaker in sorted(natural) + synthetic:
         for row in chosen[speaker]:
             name = speaker
             shutil.copyfile(row["path"], target / f"{name}.wav")

@@ -24,23 +24,22 @@ def test_one_held_out_natural_utterance_per_identity(tmp_path):
     ]
     for item, speaker, seconds, split in rows:
         (wavs / f"{item}.json").write_text(
-            json.dumps({"id": item, "speaker": speaker, "split": split, "duration_s": seconds, "path": f"wavs/{item}.wav"})
+            json.dumps(
+                {
+                    "id": item,
+                    "speaker": speaker,
+                    "split": split,
+                    "duration_s": seconds,
+                    "path": f"wavs/{item}.wav",
+                }
+            )
         )
     assert natural_prompts(tmp_path) == [tmp_path / "wavs/sk000001.wav", tmp_path / "wavs/sk000004.wav"]
 
 
-def test_the_prompt_test_reports_cer_similarity_and_the_default_voices_margin(tiny_bundle, tmp_path):
-    from soundstorm_cli.synthesize import SynthesisOptions, Synthesizer
-
-    synth = Synthesizer.from_checkpoint(str(tiny_bundle), device="cpu")
-    prompt = tmp_path / "guest.wav"
-    sf.write(prompt, voice_like(3.0, 16000, 150.0, 3), 16000)
+def _record_prompted(synth) -> set:
+    """The audio bytes of every prompted `say` of `synth` from now on (its renders are spied on)."""
     prompted = set()
-
-    def sim(audio, reference, rate):  # the default voice's renders score 0.4, prompted ones 0.7
-        key = audio.tobytes()
-        return 0.7 if key in prompted else 0.4
-
     real_say = synth.say
 
     def say(text, prompt=None, **kw):
@@ -50,8 +49,58 @@ def test_the_prompt_test_reports_cer_similarity_and_the_default_voices_margin(ti
         return out
 
     synth.say = say
-    report = prompt_test(synth, SynthesisOptions(frontend="espeak"), lambda audio, rate: SENTENCES[0], sim, [prompt])
+    return prompted
+
+
+def test_the_prompt_test_reports_cer_similarity_and_the_default_voices_margin(tiny_bundle, tmp_path):
+    from soundstorm_cli.synthesize import SynthesisOptions, Synthesizer
+
+    synth = Synthesizer.from_checkpoint(str(tiny_bundle), device="cpu")
+    prompt = tmp_path / "guest.wav"
+    sf.write(prompt, voice_like(3.0, 16000, 150.0, 3), 16000)
+    prompted = _record_prompted(synth)
+
+    def sim(audio, reference, rate):  # the default voice's renders score 0.4, prompted ones 0.7
+        key = audio.tobytes()
+        return 0.7 if key in prompted else 0.4
+
+    report = prompt_test(
+        synth, SynthesisOptions(frontend="espeak"), lambda audio, rate: SENTENCES[0], sim, [prompt]
+    )
     assert len(report["rows"]) == len(SENTENCES) and report["per_prompt"]["guest"]["similarity"] == 0.7
     summary = report["summary"]
     assert summary["default_similarity"] == 0.4 and summary["margin"] == pytest.approx(0.3)
-    assert report["rows"][0]["cer"] == 0.0 and summary["cer"] == pytest.approx(np.mean([r["cer"] for r in report["rows"]]), abs=1e-4)
+    assert report["rows"][0]["cer"] == 0.0 and summary["cer"] == pytest.approx(
+        np.mean([r["cer"] for r in report["rows"]]), abs=1e-4
+    )
+
+
+def test_the_prompt_test_gives_the_margin_without_the_default_voices_own_identity(tiny_bundle, tmp_path):
+    """A bundle whose default voice is one of the prompts' identities: that prompt's margin (both renders in
+    its voice) is left out of `margin_other_identities`, and kept in `margin`."""
+    from soundstorm_cli.synthesize import SynthesisOptions, Synthesizer
+
+    synth = Synthesizer.from_checkpoint(str(tiny_bundle), device="cpu")
+    own, guest = tmp_path / "own.wav", tmp_path / "guest.wav"
+    sf.write(own, voice_like(2.0, 16000, 120.0, 1), 16000)
+    sf.write(guest, voice_like(3.0, 16000, 150.0, 3), 16000)
+    prompted = _record_prompted(synth)
+
+    def sim(audio, reference, rate):  # prompted renders 0.7; the default 0.4, or 0.65 to its own identity
+        if audio.tobytes() in prompted:
+            return 0.7
+        return 0.65 if len(reference) == 32000 else 0.4
+
+    default = synth.voices[0].name
+    report = prompt_test(
+        synth,
+        SynthesisOptions(frontend="espeak"),
+        lambda a, r: SENTENCES[0],
+        sim,
+        [own, guest],
+        [default, "guest"],
+    )
+    summary = report["summary"]
+    assert summary["default_voice"] == default
+    assert summary["margin"] == pytest.approx((0.05 + 0.3) / 2, abs=1e-4)
+    assert summary["margin_other_identities"] == pytest.approx(0.3, abs=1e-4)

@@ -148,3 +148,45 @@ def test_the_codec_evaluation_gives_a_voice_decoder_the_whole_utterances_voice(t
     assert [q for q, _ in seen] == [3, 1]
     assert seen[1][1] is not None and torch.equal(seen[0][1], seen[1][1])  # all 3 levels' voice for both
     assert set(report["summary"]) == {"original", "codec_3", "codec_1"}
+
+
+def test_bundled_voices_put_natural_ones_first_and_at_least_half(tmp_path):
+    import json
+
+    from pipelines.bundle import bundle_voices
+
+    corpus = tmp_path / "corpus"
+    (corpus / "wavs").mkdir(parents=True)
+    speakers = [
+        ("espeak-en-us+f3", "espeak", 4.0),
+        ("flite-slt-300", "flite", 4.0),
+        ("espeak-en-gb+m4", "espeak", 4.0),
+        ("kokoro-tebu-deep", "kokoro", 4.0),
+        ("flite-rms-300", "flite", 4.0),
+        ("kokoro-gong-high", "kokoro", 4.0),
+        ("kokoro-too-long", "kokoro", 9.0),  # no utterance of a bundled voice's length: not bundled
+    ]
+    rows = []
+    for n, (name, engine, seconds) in enumerate(speakers):
+        sf.write(corpus / "wavs" / f"{n}.wav", np.zeros(1600, np.float32), 16000)
+        voice = {name: {"name": name, "engine": engine}}
+        rows.append(
+            {
+                "id": str(n),
+                "kind": "single",
+                "split": "test",
+                "path": f"wavs/{n}.wav",
+                "text": f"t{n}",
+                "speakers": [name],
+                "voice": voice,
+                "duration_s": seconds,
+            }
+        )
+    rows.append(rows[0] | {"id": "x", "split": "train", "speakers": ["kokoro-trained"]})  # not held out
+    (corpus / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    entries = bundle_voices(tmp_path, tmp_path / "voices")
+    names = [e["name"] for e in entries]
+    # natural first (the default voice is natural), then as many synthetic ones, flite-derived first
+    assert names == ["kokoro-gong-high", "kokoro-tebu-deep", "flite-rms-300", "flite-slt-300"]
+    assert json.loads((tmp_path / "voices" / "voices.json").read_text()) == entries
+    assert all((tmp_path / "voices" / e["file"]).exists() for e in entries)
