@@ -7,7 +7,11 @@ waveform L1 + VQ commitment; EMA codebooks with k-means init and dead-code
 restarts; quantizer dropout (half the batches use only the first n ~ U{1..Q}
 levels) so that fewer levels still decode. With `codec.adversarial.enabled`, multi-period and
 multi-resolution discriminators with feature matching join the mel loss (`adversarial.py`; their
-state in `adversary.pt`, never in the codec folder). Resumable: `train_state.pt` holds
+state in `adversary.pt`, never in the codec folder). With `codec.init_from` (a codec folder, e.g. the
+bundle's) it trains that codec further, whole: its config, its weights, EMA statistics rebuilt from its
+codebooks (`init_model`); `codec.train_order: shuffled` mixes the training audio it holds across the
+manifest (an appended natural corpus, say). Its codebooks move, so SoundStorm's codes and the
+decoder tunings (`decoder_tune`, whose config flags the folder keeps) have to be made again on it. Resumable: `train_state.pt` holds
 {model, optimizer, step, rng} and is read back with `weights_only=True`.
 The result, `config.json` + `model.safetensors`, is a folder `load_codec` reads.
 """
@@ -62,9 +66,15 @@ class MelLoss(torch.nn.Module):
 
 
 def load_training_audio(config: DataConfig, hours: float, with_ids: bool = False):
-    """int16 arrays of training-split files, in manifest order, up to `hours` (and their item ids)."""
+    """int16 arrays of training-split files, in manifest order (or a seeded shuffle of it, with
+    `codec.train_order: shuffled`), up to `hours` (and their item ids)."""
+    rows = list(read_manifest(config.out_dir, "train"))
+    if config.codec.train_order == "shuffled":
+        rows = [rows[i] for i in np.random.default_rng(config.seed).permutation(len(rows))]
+    elif config.codec.train_order != "manifest":
+        raise SystemExit(f"codec.train_order: manifest or shuffled, got {config.codec.train_order!r}")
     clips, ids, total = [], [], 0.0
-    for row in read_manifest(config.out_dir, "train"):
+    for row in rows:
         if total >= hours * 3600:
             break
         data, _ = sf.read(row["path"], dtype="int16")
@@ -104,12 +114,34 @@ def random_batch(
 
 
 def build_model(config: DataConfig) -> FrameCodec:
-    """The config's codec at the data set's sample rate (conditioned on its semantic tokens if asked)."""
+    """The config's codec at the data set's sample rate (conditioned on its semantic tokens if asked), or
+    `codec.init_from`'s, with its weights (`init_model`)."""
     c = config.codec
+    if c.init_from:
+        return init_model(Path(c.init_from), config.sample_rate)
     semantic_vocab = config.semantic.clusters if c.semantic else 0
     return FrameCodec(
         dataclasses.replace(c.model, sample_rate=config.sample_rate, semantic_vocab=semantic_vocab)
     )
+
+
+def init_model(folder: Path, sample_rate: int) -> FrameCodec:
+    """A shipped codec folder as a model to train further: its config and weights (safetensors, checked by
+    `load_codec`), and the training-only EMA statistics it does not ship rebuilt from its codebooks (each
+    code counted once, so the codes in use settle to their real counts and unused ones restart)."""
+    from soundstorm_cli.codec import load_codec
+
+    model = load_codec(folder).model
+    if model.config.sample_rate != sample_rate:
+        raise SystemExit(
+            f"codec.init_from: {folder} is {model.config.sample_rate} Hz, the data {sample_rate} Hz"
+        )
+    model = model.float()
+    for book in model.quantizer.levels:
+        book.embed_sum.copy_(book.embed)
+        book.cluster_size.fill_(1.0)
+        book.initted.fill_(True)
+    return model
 
 
 def inference_state(model: FrameCodec) -> dict:
@@ -159,13 +191,13 @@ def run(config: DataConfig, progress=None) -> dict:
     torch.set_num_threads(max(1, c.threads))
     torch.manual_seed(config.seed)
     clips, ids = load_training_audio(config, TRAIN_HOURS, with_ids=True)
+    model = build_model(config)
     semantic = None
-    if c.semantic:  # a codec conditioned on the semantic tokens: the semantic stage's, per clip
+    if c.semantic or model.config.semantic_vocab:  # a codec reading semantic tokens: the semantic stage's
         from pipelines.shards import load_semantic
 
         tokens = load_semantic(config.out_dir / "semantic")
         semantic = [tokens[i] for i in ids]
-    model = build_model(config)
     mel_loss = MelLoss(config.sample_rate)
     optimizer = torch.optim.AdamW(model.parameters(), lr=c.lr, betas=(0.8, 0.99), weight_decay=0.01)
     state_path = out / "train_state.pt"
@@ -181,7 +213,7 @@ def run(config: DataConfig, progress=None) -> dict:
         rng = np.random.default_rng([config.seed, step])
         wav = random_batch(clips, c.batch_size, samples, rng, semantic, model.config.hop_length)
         wav, tokens = wav if semantic is not None else (wav, None)
-        num_levels = int(rng.integers(1, c.model.levels + 1)) if rng.random() < 0.5 else None
+        num_levels = int(rng.integers(1, model.config.levels + 1)) if rng.random() < 0.5 else None
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             recon, _, commit = model(wav, num_levels, tokens)
         recon = recon.float()
@@ -207,8 +239,10 @@ def run(config: DataConfig, progress=None) -> dict:
         "steps": c.steps,
         "batch_size": c.batch_size,
         "segment_s": c.segment_s,
-        "codebook_size": c.model.codebook_size,
-        "semantic": c.semantic,
+        "codebook_size": model.config.codebook_size,
+        "semantic": bool(model.config.semantic_vocab),
+        "init_from": c.init_from,
+        "train_order": c.train_order,
         "adversarial": c.adversarial.enabled,
         "train_audio_hours": round(sum(len(x) for x in clips) / config.sample_rate / 3600, 2),
         "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 2),

@@ -73,6 +73,13 @@ class CodecConfig:
     # discriminators and feature matching beside the mel loss (pipelines/adversarial.py); the decoder
     # tunings use the same settings with `decoder_tune train --adversarial`
     adversarial: AdversarialConfig = field(default_factory=AdversarialConfig)
+    # a codec folder to fine-tune (config.json + model.safetensors, e.g. the bundle's): its config replaces
+    # `model`, its codebooks' EMA statistics start from its codes, fresh optimizer; a codec that reads
+    # semantic tokens gets them from the semantic stage
+    init_from: str | None = None
+    # which training audio the codec holds for its crops (TRAIN_HOURS of it): the manifest's first rows,
+    # or rows drawn in a seeded shuffle ("shuffled": a corpus appended to another is then mixed in)
+    train_order: str = "manifest"
 
 
 @dataclass

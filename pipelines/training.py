@@ -100,8 +100,8 @@ def accumulated_step(model, optimizer, lr: float, micro_losses, ddp=None, clip: 
     """
     import contextlib
 
-    for group in optimizer.param_groups:
-        group["lr"] = lr
+    for group in optimizer.param_groups:  # a group with `lr_scale` follows the schedule at that ratio
+        group["lr"] = lr * group.get("lr_scale", 1.0)
     optimizer.zero_grad(set_to_none=True)
     total, n = 0.0, len(micro_losses)
     for i, compute in enumerate(micro_losses):
@@ -116,8 +116,8 @@ def accumulated_step(model, optimizer, lr: float, micro_losses, ddp=None, clip: 
 
 
 def optimizer_step(model, optimizer, loss, lr: float, clip: float = 1.0) -> None:
-    for group in optimizer.param_groups:
-        group["lr"] = lr
+    for group in optimizer.param_groups:  # a group with `lr_scale` follows the schedule at that ratio
+        group["lr"] = lr * group.get("lr_scale", 1.0)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), clip)

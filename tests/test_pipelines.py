@@ -270,6 +270,39 @@ def _adversarial_on(out, wav, semantic, item):
     assert torch.isfinite(load_codec(codec_dir / "codec").decode(load_codec(codec_dir / "codec").encode(wav))).all()
 
 
+    # codec.init_from: a shipped codec (here the tuned one, which reads semantic tokens) trained further:
+    # it starts as that codec, with EMA statistics rebuilt from its codebooks, and keeps its config
+    from pipelines.codec_train import init_model, load_training_audio
+    from pipelines.config import load_config
+
+    init_dir = out / "init_codec"
+    init_dir.mkdir()
+    for name in ("corpus", "semantic"):
+        (init_dir / name).symlink_to(out / name)
+    start = init_model(adv / "decoder_tune", 16000)
+    shipped = load_codec(adv / "decoder_tune")
+    for book in start.quantizer.levels:
+        assert torch.equal(book.embed_sum, book.embed) and bool(book.initted)
+    codes = torch.from_numpy(item["codes"][:, :50]).long()[None]
+    from soundstorm_cli.codec import FrameCodecWrapper
+
+    before = FrameCodecWrapper(start).decode(codes[0], semantic=semantic)
+    assert torch.allclose(before, shipped.decode(codes[0], semantic=semantic), atol=1e-4)
+    run = ["codec", "--config", "pipelines/configs/toy.yaml", "--out-dir", str(init_dir), "--quiet"]
+    sets = ["--set", f"codec.init_from={adv / 'decoder_tune'}", "--set", "codec.train_order=shuffled"]
+    assert pipelines_main([*run, *sets, "--set", "codec.steps=2"]) == 0
+    stats = json.loads((init_dir / "codec" / "train_stats.json").read_text())
+    assert stats["init_from"] == str(adv / "decoder_tune") and stats["semantic"] is True
+    further = load_codec(init_dir / "codec")
+    assert further.model.config == shipped.model.config and further.needs_semantic
+    assert torch.isfinite(further.decode(codes[0], semantic=semantic)).all()
+    config = load_config("pipelines/configs/toy.yaml", {"out_dir": str(init_dir)})
+    _, in_order = load_training_audio(config, 1.0, with_ids=True)
+    config.codec.train_order = "shuffled"
+    _, shuffled = load_training_audio(config, 1.0, with_ids=True)
+    assert sorted(shuffled) == sorted(in_order) and shuffled != in_order
+    assert load_training_audio(config, 1.0, with_ids=True)[1] == shuffled  # seeded
+
 def _decoder_tune_on(out):
     """decoder_tune: SoundStorm's codes for the training utterances, then the codec's decoder tuned on them
     with the semantic tokens: the encoder and codebooks stay the base codec's, so its codes are unchanged."""
@@ -385,6 +418,28 @@ def _decoder_tune_on(out):
     moved = pitch_shift(tone, 16000, 400)
     assert moved.shape == tone.shape and moved.dtype == np.int16
     spectrum = np.abs(np.fft.rfft(moved[2000:6000].astype(np.float32)))
+
+    # --encoder: the encoder learns beside the decoder (its own lr), the codebooks stay the base's, so a
+    # code still names the same latent; the quantizer's EMA statistics are never touched
+    base_model = load_codec(voiced_dir).model
+    encoded_dir = soft / "encoded"
+    encoded_dir.mkdir()
+    for name in ("corpus", "shards", "generated", "generated_cross"):
+        (encoded_dir / name).symlink_to(crossed / name)
+    args = ["--config", "pipelines/configs/toy.yaml", "--out-dir", str(encoded_dir)]
+    train = ["train", *args, *base, "--voice-layers", "--cross-share", "0.5", "--steps", "3"]
+    assert decoder_tune([*train, "--encoder", "--encoder-lr", "1e-3"]) == 0
+    stats = json.loads((encoded_dir / "decoder_tune" / "train_stats.json").read_text())
+    assert stats["encoder"] is True and stats["encoder_lr"] == 1e-3
+    encoded = load_codec(encoded_dir / "decoder_tune").model
+    for book, old in zip(encoded.quantizer.levels, base_model.quantizer.levels, strict=True):
+        assert torch.equal(book.embed, old.embed)
+
+    def encoder_moved(model):  # per encoder weight: did it change from the base's (fp16 as stored)?
+        names = [n for n, _ in model.named_parameters() if n.split(".")[0] in ("encoder_in", "encoder", "encoder_out")]
+        return [not torch.equal(model.get_parameter(n), base_model.get_parameter(n)) for n in names]
+
+    assert any(encoder_moved(encoded)) and not any(encoder_moved(crossed_codec.model))
     assert abs(np.argmax(spectrum) * 16000 / 4000 - 220 * 2 ** (400 / 1200)) < 10  # 220 Hz -> 277 Hz
 
 
