@@ -11,8 +11,8 @@ state in `adversary.pt`, never in the codec folder). With `codec.init_from` (a c
 bundle's) it trains that codec further, whole: its config, its weights, EMA statistics rebuilt from its
 codebooks (`init_model`); `codec.train_order: shuffled` mixes the training audio it holds across the
 manifest (an appended natural corpus, say). Its codebooks move, so SoundStorm's codes and the
-decoder tunings (`decoder_tune`, whose config flags the folder keeps) have to be made again on it. Resumable: `train_state.pt` holds
-{model, optimizer, step, rng} and is read back with `weights_only=True`.
+decoder tunings (`decoder_tune`, whose config flags the folder keeps) have to be made again on it.
+Resumable: `train_state.pt` holds {model, optimizer, step, rng} and is read back with `weights_only=True`.
 The result, `config.json` + `model.safetensors`, is a folder `load_codec` reads.
 """
 

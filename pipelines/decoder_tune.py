@@ -357,8 +357,7 @@ def encoded_latents(model, wav, latents, true, levels: int):
     codebooks with a straight-through gradient: (latents, commitment loss)."""
     if not bool(true.any()):
         return latents, latents.new_zeros(())
-    with torch.autocast("cpu", enabled=False):
-        encoded = model.encode_latents(wav[true])  # [b, T, C] fp32
+    encoded = model.encode_latents(wav[true])  # [b, T, C] fp32 (called outside the decoder's autocast)
     b, T, C = encoded.shape
     flat = encoded.reshape(b * T, C)
     quantized, _, commit = model.quantizer(flat, levels)
