@@ -7,7 +7,8 @@ are compared like with like; `ar.steps` sets its step budget. Teacher forcing on
 the flattened tokens after the prompt (`ar_loss`); validation = next-token
 accuracy per level on the valid split. Resumable `train_state.pt` (weights_only;
 the logged elapsed time adds up across resumes), DDP under torchrun, bf16
-autocast; shipped as config.json + model.safetensors.
+autocast; shipped as config.json + model.safetensors. `ar.init_from` starts from a trained
+baseline's weights (a fresh optimizer), for codes renamed by a codec trained further.
 """
 
 from __future__ import annotations
@@ -60,6 +61,13 @@ def run(config: DataConfig, progress=None) -> dict:
     c, a = config.soundstorm, config.ar
     if a.max_seconds:  # the sampler cuts windows to soundstorm.max_seconds
         config = replace(config, soundstorm=replace(c, max_seconds=a.max_seconds))
+
+    def prepare(model, step: int) -> None:
+        if step == 0 and a.init_from:
+            from soundstorm_cli.models.ar_baseline import load_ar_baseline
+
+            model.load_state_dict(load_ar_baseline(a.init_from).state_dict())
+
     spec = TokenModel(
         name="ar_baseline",
         build=lambda meta: ARBaseline(model_config(config, meta)),
@@ -74,5 +82,6 @@ def run(config: DataConfig, progress=None) -> dict:
         rng_salt=(7,),
         # SoundStorm's optimizer and schedule, its own step budget
         schedule={"steps": a.steps, "accumulate": a.accumulate, "time_budget_s": None},
+        prepare=prepare,
     )
     return train_token_model(config, spec, progress)

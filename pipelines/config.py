@@ -146,6 +146,9 @@ class ARTrainConfig:
     # shorter windows than SoundStorm's (None: the same): its causal attention runs over T x Q
     max_seconds: float | None = None
     threads: int = 2
+    # a trained AR baseline's folder to start from (same sizes), e.g. the shipped one when the codec's codes
+    # were renamed by a codec trained further: its optimizer starts fresh, its schedule is SoundStorm's
+    init_from: str | None = None
 
 
 @dataclass

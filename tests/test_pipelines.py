@@ -161,6 +161,18 @@ def test_all_stages_at_toy_size(tmp_path):
     assert load_ar_baseline(out / "ar_baseline").config.levels == 2
     ar_stats = json.loads((out / "stages.json").read_text())["ar"]
     assert len(ar_stats["valid_accuracy"]) == 2 and ar_stats["valid_loss"] > 0
+    # ar.init_from: a trained baseline trained further (at lr 0 here, so it must come out exactly as it went in)
+    import torch
+
+    again = out / "ar_again"
+    again.mkdir()
+    (again / "shards").symlink_to(out / "shards")
+    run = ["ar", "--config", "pipelines/configs/toy.yaml", "--out-dir", str(again), "--quiet"]
+    sets = ["--set", f"ar.init_from={out / 'ar_baseline'}", "--set", "soundstorm.lr=0", "--set", "ar.steps=2"]
+    assert pipelines_main([*run, *sets]) == 0
+    source, further = load_ar_baseline(out / "ar_baseline"), load_ar_baseline(again / "ar_baseline")
+    pairs = zip(source.state_dict().values(), further.state_dict().values(), strict=True)
+    assert all(torch.equal(a, b) for a, b in pairs)
     assert load_t2s(out / "t2s").config.semantic_vocab > 0
     t2s_stats = json.loads((out / "stages.json").read_text())["t2s"]
     assert t2s_stats["valid_loss"] > 0  # the validation loss on the valid split, in the card
