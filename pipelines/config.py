@@ -134,6 +134,13 @@ class T2STrainConfig:
     save_every: int = 250
     time_budget_s: float | None = None  # fit the schedule to this many seconds (training.StepBudget)
     valid_batches: int = 8  # fixed-seed batches of the valid split for the validation loss
+    # Guided attention (Tachibana et al. 2017, DC-TTS): a penalty on cross-attention far from the diagonal
+    # of text position against time, added to the loss with this weight (0: none). Text read as phonemes
+    # advances nearly linearly with time, so the penalty teaches the T5 where it is in the text (and so
+    # where the text ends) before the data alone would.
+    guided_attention: float = 0.0
+    guided_sigma: float = 0.4  # the diagonal's width, as a fraction of both lengths
+    guided_heads: int | None = 2  # heads of each decoder layer's cross-attention it applies to (None: all)
 
 
 @dataclass

@@ -8,6 +8,9 @@
 # from the shipped weights (or a later CPU continuation), e.g. BUDGET=380 TRAIN_T2S=0 SLR=0.0003 SWARM=100 (training
 # may run BUDGET + 90 s and the benchmark 100 s: a call has 600).
 #
+# T2S_SET passes more overrides to the T5 stage, e.g. a T5 reading phonemes with guided attention and
+# absolute positions (the shards then made with text_tokenizer.kind=phonemes):
+#   T2S_SET="--set t2s.guided_attention=1.0 --set t2s.absolute_positions=true"
 # It reads .gpu/ (carried to the machine; not in git):
 #   .gpu/data/shards          data/tiny/shards with the codes cut to the first 4 levels (meta "levels": 4),
 #                             which halves them (the tiny SoundStorm models 4 levels):
@@ -36,7 +39,7 @@ timeout $((BUDGET + 90)) $PY -m pipelines soundstorm $CFG --set $S.init_from=.gp
 if [ "${TRAIN_T2S:-1}" = 1 ]; then  # TRAIN_T2S=0: SoundStorm alone (the shipped T5 is already the GPU's)
 timeout $((BUDGET + 90)) $PY -m pipelines t2s $CFG --set $T.steps=200000 --set $T.time_budget_s=$BUDGET \
   --set $T.batch_size=${T2S_BATCH:-64} --set $T.lr=0.001 --set $T.warmup=300 --set $T.dropout=0.1 \
-  --set $T.log_every=100 --set $T.save_every=1000 --set $T.threads=4 > $RES/t2s.log 2>&1 &
+  --set $T.log_every=100 --set $T.save_every=1000 --set $T.threads=4 $T2S_SET > $RES/t2s.log 2>&1 &
 fi
 wait
 tail -n 3 $RES/soundstorm.log $RES/t2s.log

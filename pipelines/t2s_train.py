@@ -25,7 +25,7 @@ import torch
 from pipelines import training
 from pipelines.config import DataConfig
 from pipelines.shards import TokenShards
-from soundstorm_cli.models.t2s import END, FIRST_SEMANTIC, T2S, TURN, T2SConfig
+from soundstorm_cli.models.t2s import END, FIRST_SEMANTIC, T2S, TURN, T2SConfig, with_positions
 from soundstorm_cli.phonemes import load_text_tokenizer
 from soundstorm_cli.text import SEPARATOR
 
@@ -103,18 +103,41 @@ def collate(examples) -> dict:
     }
 
 
+def diagonal_penalty(enc_lengths, dec_lengths, enc_len: int, dec_len: int, sigma: float):
+    """Guided attention's weights [B, dec_len, enc_len]: 1 - exp(-(n/N - t/T)^2 / 2 sigma^2) inside each
+    item's lengths (N text positions, T decoder positions), 0 outside (padding costs nothing)."""
+    n = torch.arange(enc_len, device=enc_lengths.device)[None, :] / enc_lengths[:, None].clamp(min=1)
+    t = torch.arange(dec_len, device=dec_lengths.device)[None, :] / dec_lengths[:, None].clamp(min=1)
+    weights = 1 - torch.exp(-((n[:, None, :] - t[:, :, None]) ** 2) / (2 * sigma**2))
+    inside = (n[:, None, :] < 1) & (t[:, :, None] < 1)
+    return weights * inside
+
+
+def guided_attention_loss(cross_attentions, batch: dict, sigma: float, heads: int | None) -> torch.Tensor:
+    """The mean cross-attention mass off the diagonal (`diagonal_penalty`) over the first `heads` heads of
+    every decoder layer, per real decoder position. The decoder's real positions are its start token and
+    every non-pad token after it (semantic and control tokens are never 0)."""
+    enc_lengths = batch["attention_mask"].sum(1).float()
+    dec_lengths = (batch["decoder_input_ids"] != 0).sum(1).float() + 1
+    first = cross_attentions[0]
+    weights = diagonal_penalty(enc_lengths, dec_lengths, first.shape[-1], first.shape[-2], sigma)
+    total = sum((a[:, :heads].float() * weights[:, None]).sum() for a in cross_attentions)
+    used = first[:, :heads].shape[1] * len(cross_attentions)
+    return total / (dec_lengths.sum() * used)
+
+
 @torch.no_grad()
 def validate(model, examples: T2SExamples, batch_size: int, count: int, device) -> float:
     """Teacher-forced loss on `count` batches of the valid split (the same batches each time:
     `examples` is rebuilt with a fixed seed by the caller)."""
     was_training = model.training
     model.eval()
-    losses = [
-        float(
-            model(**training.to_device(collate([examples.example() for _ in range(batch_size)]), device)).loss
-        )
-        for _ in range(count)
-    ]
+    losses = []
+    for _ in range(count):
+        batch = training.to_device(collate([examples.example() for _ in range(batch_size)]), device)
+        if examples.c.absolute_positions:
+            batch = with_positions(model, batch)
+        losses.append(float(model(**batch).loss))
     model.train(was_training)
     return round(float(np.mean(losses)), 4)
 
@@ -150,6 +173,8 @@ def run(config: DataConfig, progress=None) -> dict:
         c.model, text_vocab=tokenizer.vocab_size, semantic_vocab=config.semantic.clusters
     )
     t2s = T2S.random_init(t2s_config, seed=config.seed)
+    if c.guided_attention:  # the penalty reads the cross-attention's weights: the eager kernel returns them
+        t2s.model.set_attn_implementation("eager")
     device = training.train_device()
     model = t2s.model.to(device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=c.lr, weight_decay=0.01)
@@ -167,7 +192,14 @@ def run(config: DataConfig, progress=None) -> dict:
 
     def loss(batch):
         with training.autocast(c.autocast_bf16):
-            return trained(**batch).loss
+            guided_batch = batch
+            if t2s_config.absolute_positions:
+                batch = with_positions(model, batch)
+            if not c.guided_attention:
+                return trained(**batch).loss
+            out = trained(**batch, output_attentions=True)
+            guided = guided_attention_loss(out.cross_attentions, guided_batch, c.guided_sigma, c.guided_heads)
+            return out.loss + c.guided_attention * guided
 
     def batches():
         while True:

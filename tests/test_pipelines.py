@@ -235,6 +235,19 @@ def _phoneme_t5_on(out):
     item = TokenShards(ph / "shards")[0]
     assert list(item["text_tokens"]) == tokenizer.encode(item["text"]) or item["kind"] == "dialogue"
     assert load_t2s(ph / "t2s").config.text_vocab == tokenizer.vocab_size
+    # guided attention and absolute positions (t2s.guided_attention, t2s.absolute_positions): the same stage
+    # with both on trains and ships a T5 whose stepper adds the positions
+    guided = out / "phonemes_guided"
+    guided.mkdir()
+    for name in ("corpus", "semantic", "codec", "text_tokenizer", "shards"):
+        (guided / name).symlink_to(ph / name)
+    run = ["t2s", "--config", "pipelines/configs/toy.yaml", "--out-dir", str(guided), "--quiet"]
+    options = ["--set", "t2s.guided_attention=1.0", "--set", "t2s.absolute_positions=true"]
+    assert pipelines_main([*run, "--set", "text_tokenizer.kind=phonemes", *options]) == 0
+    shipped = load_t2s(guided / "t2s")
+    assert shipped.config.text_vocab == tokenizer.vocab_size and shipped.stepper.positions
+    assert shipped.generate([tokenizer.encode("Hello there.")])[0].semantic
+    assert json.loads((guided / "stages.json").read_text())["t2s"]["valid_loss"] > 0
 
 
 def _adversarial_on(out, wav, semantic, item):

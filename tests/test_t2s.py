@@ -172,3 +172,94 @@ def test_the_int8_stepper_keeps_the_logits_and_its_own_draws():
     assert t2s.stepper.weights == "fp32"
     t2s.stepper_weights = "int8"  # what `t2s_eval --t5-weights int8` sets: the stepper is rebuilt
     assert t2s.stepper.weights == "int8" and t2s.stepper is t2s.stepper
+
+
+def test_the_diagonal_penalty_is_zero_on_the_diagonal_and_grows_off_it():
+    from pipelines.t2s_train import diagonal_penalty
+
+    weights = diagonal_penalty(torch.tensor([4.0, 2.0]), torch.tensor([8.0, 3.0]), 4, 8, sigma=0.4)
+    assert weights.shape == (2, 8, 4)
+    assert torch.all(weights[0, 2 * torch.arange(4), torch.arange(4)] == 0)  # t/T == n/N
+    row = weights[0, 0]  # the first decoder position: cheapest at the first text position
+    assert torch.all(row[1:] > row[:-1])
+    assert torch.all(weights[1, 3:] == 0) and torch.all(weights[1, :, 2:] == 0)  # padding costs nothing
+    assert torch.all((weights >= 0) & (weights < 1))
+
+
+def _attention(dec: int, enc: int, diagonal: bool) -> torch.Tensor:
+    if diagonal:
+        a = torch.zeros(1, 4, dec, enc)
+        a[0, :, torch.arange(dec), torch.arange(dec) * enc // dec] = 1
+    else:
+        a = torch.zeros(1, 4, dec, enc)
+        a[0, :, torch.arange(dec), enc - 1 - torch.arange(dec) * enc // dec] = 1
+    return a
+
+
+def test_guided_attention_prefers_a_monotonic_alignment_and_ignores_other_heads():
+    from pipelines.t2s_train import guided_attention_loss
+
+    batch = {
+        "attention_mask": torch.ones(1, 5, dtype=torch.long),
+        "decoder_input_ids": torch.tensor([[0] + [7] * 9]),
+    }
+    diagonal = guided_attention_loss((_attention(10, 5, True),) * 2, batch, sigma=0.4, heads=2)
+    reverse = guided_attention_loss((_attention(10, 5, False),) * 2, batch, sigma=0.4, heads=2)
+    assert 0 <= float(diagonal) < 0.05 < float(reverse) < 1
+    mixed = _attention(10, 5, True)
+    mixed[:, 2:] = _attention(10, 5, False)[:, 2:]  # heads 3 and 4 are free to look anywhere
+    assert torch.isclose(guided_attention_loss((mixed,), batch, 0.4, heads=2), diagonal)
+    assert guided_attention_loss((mixed,), batch, 0.4, heads=None) > diagonal
+
+
+def test_guided_attention_trains_the_cross_attention_towards_the_diagonal():
+    """A tiny T5's cross-attention, trained on the penalty alone for a few steps, moves onto the diagonal."""
+    from pipelines.t2s_train import guided_attention_loss
+
+    model = T2S.random_init(TINY, seed=0).model.train()
+    model.set_attn_implementation("eager")  # as the T2S stage does when the penalty is on
+    batch = {
+        "input_ids": torch.randint(TINY.text_offset, TINY.vocab_size, (2, 12)),
+        "attention_mask": torch.ones(2, 12, dtype=torch.long),
+        "decoder_input_ids": torch.cat(
+            [torch.zeros(2, 1, dtype=torch.long), torch.randint(3, 50, (2, 29))], 1
+        ),
+    }
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(30):
+        out = model(**batch, output_attentions=True)
+        loss = guided_attention_loss(out.cross_attentions, batch, 0.4, heads=2)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss.detach()))
+    assert losses[-1] < 0.5 * losses[0]
+
+
+@pytest.mark.parametrize("weights", ["fp32", "int8"])
+def test_the_stepper_adds_the_absolute_positions_the_model_was_trained_with(weights):
+    """`absolute_positions`: the stepper's logits at each decoder position equal a teacher-forced forward
+    pass through `with_positions` (int8: within its rounding), and differ from the same weights without them."""
+    import dataclasses
+
+    from soundstorm_cli.models.t2s import with_positions
+    from soundstorm_cli.models.t5_step import T5Stepper
+
+    config = dataclasses.replace(TINY, absolute_positions=True)
+    t2s = T2S.random_init(config, seed=3)
+    assert t2s.stepper.positions
+    text, sequence = t2s.input_ids([5, 6, 7, 8, 9, 10]), [0, 4, 9, 2, 7, 7, 11]
+    with torch.no_grad():
+        batch = {"input_ids": torch.tensor([text]), "decoder_input_ids": torch.tensor([sequence])}
+        forward = t2s.model(**with_positions(t2s.model, batch)).logits[0]
+        plain = t2s.model(**batch).logits[0]
+    stepper = T5Stepper(t2s.model, weights=weights, positions=True)
+    for length in (1, 4, len(sequence)):
+        seen: list[torch.Tensor] = []
+        stepper.sample(
+            text, sequence[:length], 1, lambda scores, *_, into=seen: into.append(scores.clone()), END, 0.0
+        )
+        tolerance = 1e-5 if weights == "fp32" else 0.05 * float(forward[length - 1].abs().max())
+        assert torch.allclose(seen[0], forward[length - 1], atol=tolerance)
+        assert not torch.allclose(seen[0], plain[length - 1], atol=tolerance)

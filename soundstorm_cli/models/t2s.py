@@ -39,6 +39,11 @@ class T2SConfig:
     min_frames_per_piece: float = (
         2.0  # the floor: no `end` before this many frames per text piece (a small model may end at once)
     )
+    # Sinusoidal absolute positions added to the encoder's and the decoder's input embeddings (as
+    # Transformer-TTS and VALL-E do). T5's own positions are relative and live in self-attention only, so
+    # its cross-attention can find "how far into the text" only from content; with absolute positions on
+    # both sides a monotonic text-to-time alignment is one linear map away. False: T5 as it is.
+    absolute_positions: bool = False
 
     @property
     def text_offset(self) -> int:
@@ -69,6 +74,29 @@ class T2SConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def sinusoids(length: int, dim: int, device=None) -> torch.Tensor:
+    """[length, dim] positional encodings: sines in the first half, cosines in the second, periods from
+    2 pi to 2 pi 10^4 (amplitude 1, about that of T5's N(0, 1)-initialised embeddings)."""
+    half = dim // 2
+    rates = torch.exp(-math.log(10_000.0) * torch.arange(half, device=device) / max(1, half - 1))
+    angles = torch.arange(length, device=device)[:, None] * rates[None]
+    return torch.cat([torch.sin(angles), torch.cos(angles)], dim=1)
+
+
+def with_positions(model, batch: dict) -> dict:
+    """A forward pass's inputs with `input_ids` and `decoder_input_ids` replaced by their embeddings plus
+    `sinusoids` (`T2SConfig.absolute_positions`); the rest (masks, labels) as given."""
+    embed = model.get_input_embeddings()
+    out = {k: v for k, v in batch.items() if k not in ("input_ids", "decoder_input_ids")}
+    for ids_key, embeds_key in (
+        ("input_ids", "inputs_embeds"),
+        ("decoder_input_ids", "decoder_inputs_embeds"),
+    ):
+        ids = batch[ids_key]
+        out[embeds_key] = embed(ids) + sinusoids(ids.shape[1], embed.weight.shape[1], ids.device)
+    return out
 
 
 @dataclass
@@ -200,7 +228,8 @@ class T2S:
         if stepper is None or stepper.weights != self.stepper_weights:
             from soundstorm_cli.models.t5_step import T5Stepper
 
-            self._stepper = T5Stepper(self.model, weights=self.stepper_weights)
+            positions = self.config.absolute_positions
+            self._stepper = T5Stepper(self.model, weights=self.stepper_weights, positions=positions)
         return self._stepper
 
     def _one(self, text, prompt_pieces, prefix, n_turns, temperature, top_k, seed) -> T2SOutput:

@@ -46,10 +46,13 @@ def _int8_mm(x, weight):  # x [1, in] float32 @ int8 rows -> [1, out] float32 (b
 class T5Stepper:
     """Incremental decoding of one sequence through a `T5ForConditionalGeneration` (eval, float32)."""
 
-    def __init__(self, model, weights: str = "fp32"):
+    def __init__(self, model, weights: str = "fp32", positions: bool = False):
         """`weights`: "fp32" (the model's own) or "int8" (the four matrices of each decoder block as int8
         rows, one scale a row, multiplied by torch's int8 kernel with bf16 activations: a quarter of the
-        bytes a step reads; the output projection stays float32 so the logits keep their precision)."""
+        bytes a step reads; the output projection stays float32 so the logits keep their precision).
+        `positions`: the T5 was trained with sinusoidal absolute positions added to its input embeddings
+        (`t2s.with_positions`), so the stepper adds them too."""
+        self.positions = positions
         if weights not in ("fp32", "int8"):
             raise ValueError(f"weights must be fp32 or int8, not {weights!r}")
         c = model.config
@@ -147,7 +150,13 @@ class T5Stepper:
         H, dk, eps = self.heads, self.dk, self.eps
         device = self.embed.device
         ids = torch.tensor([input_ids], device=device)
-        encoded = self.model.encoder(input_ids=ids).last_hidden_state[0]  # [S, D]
+        if self.positions:
+            from soundstorm_cli.models.t2s import sinusoids
+
+            inputs = self.embed[ids] + sinusoids(ids.shape[1], self.embed.shape[1], device)
+            encoded = self.model.encoder(inputs_embeds=inputs).last_hidden_state[0]  # [S, D]
+        else:
+            encoded = self.model.encoder(input_ids=ids).last_hidden_state[0]  # [S, D]
         # Cross-attention folded with its projections, once per text: the scores are x @ (Wq_h^T K_h^T)
         # and the output sum_h p_h @ (V_h Wo_h^T), two matrix products a step instead of four.
         cross, S = [], encoded.shape[0]
@@ -158,6 +167,10 @@ class T5Stepper:
             mixed = torch.matmul(v, layer["xo"].view(-1, H, dk).permute(1, 2, 0))  # [H, S, D]
             cross.append((scores.permute(1, 0, 2).reshape(-1, H * S).contiguous(), mixed.reshape(H * S, -1)))
         total = len(prefix) + max_new
+        if self.positions:
+            from soundstorm_cli.models.t2s import sinusoids
+
+            absolute = sinusoids(total, self.embed.shape[1], device)
         # [H, total]: column j holds the bias of a key total-1-j positions back; a query at t reads the last t+1
         by_distance = self._distance_bias(total).flip(0).t().contiguous()
         int8 = self.weights == "int8"
@@ -167,6 +180,8 @@ class T5Stepper:
         token = prefix[0]
         for t in range(total):
             x = self.embed[token][None]  # [1, D]
+            if self.positions:
+                x = x + absolute[t]
             position_bias = by_distance[:, total - 1 - t :][:, None]  # [H, 1, t+1]: keys 0..t
             for layer, k_cache, v_cache, (xk, xv) in zip(self.layers, keys, values, cross, strict=True):
                 if int8:
