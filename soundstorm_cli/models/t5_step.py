@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from soundstorm_cli.checkpoints import int8_rows
+from soundstorm_cli.models.t2s import sinusoids
 
 
 def _rms(x, weight, eps):  # T5LayerNorm: no mean, no bias
@@ -151,8 +152,6 @@ class T5Stepper:
         device = self.embed.device
         ids = torch.tensor([input_ids], device=device)
         if self.positions:
-            from soundstorm_cli.models.t2s import sinusoids
-
             inputs = self.embed[ids] + sinusoids(ids.shape[1], self.embed.shape[1], device)
             encoded = self.model.encoder(inputs_embeds=inputs).last_hidden_state[0]  # [S, D]
         else:
@@ -168,8 +167,6 @@ class T5Stepper:
             cross.append((scores.permute(1, 0, 2).reshape(-1, H * S).contiguous(), mixed.reshape(H * S, -1)))
         total = len(prefix) + max_new
         if self.positions:
-            from soundstorm_cli.models.t2s import sinusoids
-
             absolute = sinusoids(total, self.embed.shape[1], device)
         # [H, total]: column j holds the bias of a key total-1-j positions back; a query at t reads the last t+1
         by_distance = self._distance_bias(total).flip(0).t().contiguous()
