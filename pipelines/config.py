@@ -141,6 +141,9 @@ class T2STrainConfig:
     guided_attention: float = 0.0
     guided_sigma: float = 0.4  # the diagonal's width, as a fraction of both lengths
     guided_heads: int | None = 2  # heads of each decoder layer's cross-attention it applies to (None: all)
+    # the floor and cap on generated length (frames per text piece) fitted to the training singles
+    # (`t2s_train.length_guards`) instead of the model config's values
+    fit_length_guards: bool = True
 
 
 @dataclass

@@ -67,6 +67,12 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--t5-weights", default="fp32", choices=("fp32", "int8"), help="the T5 stepper's weight format"
     )
+    parser.add_argument(
+        "--t2s-temperature",
+        type=float,
+        default=SynthesisOptions.t2s_temperature,
+        help="the T5's sampling temperature",
+    )
     parser.add_argument("--report", type=Path, help="write here instead of OUT_DIR/t2s/eval.json")
     args = parser.parse_args(argv)
     config = config_of(args)
@@ -77,7 +83,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         synth = Synthesizer.from_checkpoint(str(build_bundle(config.out_dir, Path(tmp))), device="cpu")
         synth.t2s.stepper_weights = args.t5_weights
-        options = SynthesisOptions(prompt_seconds=REFERENCE_PROMPT_S)
+        options = SynthesisOptions(prompt_seconds=REFERENCE_PROMPT_S, t2s_temperature=args.t2s_temperature)
         singles = [i for i, r in enumerate(shards.items) if r["kind"] == "single"]
         rows = []
         for n, i in enumerate(
@@ -113,7 +119,12 @@ def main(argv=None) -> int:
         turns = []
         for i in [i for i, r in enumerate(shards.items) if r["kind"] == "dialogue"][: args.dialogues]:
             item = shards[i]
-            result = synth.t2s.generate([list(item["text_tokens"])], turns=[len(item["turns"])], seed=i)[0]
+            result = synth.t2s.generate(
+                [list(item["text_tokens"])],
+                turns=[len(item["turns"])],
+                seed=i,
+                temperature=args.t2s_temperature,
+            )[0]
             turns.append(
                 {"id": item["id"], "script_turns": len(item["turns"]), "t2s_turns": len(result.turn_starts)}
             )
@@ -133,6 +144,7 @@ def main(argv=None) -> int:
             float(np.mean([t["script_turns"] == t["t2s_turns"] for t in turns])), 4
         ),
         "t5_weights": args.t5_weights,
+        "t2s_temperature": args.t2s_temperature,
         "rows": rows,
         "dialogue_rows": turns,
         "wall_s": round(time.time() - started, 1),

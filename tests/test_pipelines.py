@@ -235,6 +235,15 @@ def _phoneme_t5_on(out):
     item = TokenShards(ph / "shards")[0]
     assert list(item["text_tokens"]) == tokenizer.encode(item["text"]) or item["kind"] == "dialogue"
     assert load_t2s(ph / "t2s").config.text_vocab == tokenizer.vocab_size
+    # the floor and cap on length fitted to the data: every training single's frames per phoneme between them
+    fitted = load_t2s(ph / "t2s").config
+    ratios = [
+        r["semantic"][1] / r["text_ids"][1]
+        for r in TokenShards(ph / "shards", "train").items
+        if r["kind"] == "single"
+    ]
+    assert fitted.min_frames_per_piece < min(ratios) and max(ratios) < fitted.max_frames_per_piece
+    assert (fitted.min_frames_per_piece, fitted.max_frames_per_piece) != (2.0, 12.0)
     # guided attention and absolute positions (t2s.guided_attention, t2s.absolute_positions): the same stage
     # with both on trains and ships a T5 whose stepper adds the positions
     guided = out / "phonemes_guided"
@@ -263,7 +272,14 @@ def _adversarial_on(out, wav, semantic, item):
     adv.mkdir()
     for name in ("corpus", "shards", "generated"):
         (adv / name).symlink_to(out / name)
-    args = ["--config", "pipelines/configs/toy.yaml", "--out-dir", str(adv), "--base-codec", str(out / "codec")]
+    args = [
+        "--config",
+        "pipelines/configs/toy.yaml",
+        "--out-dir",
+        str(adv),
+        "--base-codec",
+        str(out / "codec"),
+    ]
     assert decoder_tune(["train", *args, "--steps", "2", "--adversarial"]) == 0
     state = torch.load(adv / "decoder_tune" / "adversary.pt", weights_only=True)
     assert json.loads((adv / "decoder_tune" / "train_stats.json").read_text())["adversarial"] is True
@@ -275,7 +291,14 @@ def _adversarial_on(out, wav, semantic, item):
     timed.mkdir()
     for name in ("corpus", "shards", "generated"):
         (timed / name).symlink_to(out / name)
-    args_timed = ["--config", "pipelines/configs/toy.yaml", "--out-dir", str(timed), "--base-codec", str(out / "codec")]
+    args_timed = [
+        "--config",
+        "pipelines/configs/toy.yaml",
+        "--out-dir",
+        str(timed),
+        "--base-codec",
+        str(out / "codec"),
+    ]
     assert decoder_tune(["train", *args_timed, "--steps", "100000", "--time-budget", "3"]) == 0
     ran = json.loads((timed / "decoder_tune" / "train_stats.json").read_text())
     assert 30 < ran["steps"] < 100000 and ran["time_budget_s"] == 3
@@ -292,8 +315,9 @@ def _adversarial_on(out, wav, semantic, item):
     assert (codec_dir / "codec" / "adversary.pt").is_file()
     with safe_open(str(codec_dir / "codec" / "model.safetensors"), "pt") as shipped:
         assert not any("discriminator" in k or k.startswith("subs.") for k in shipped.keys())
-    assert torch.isfinite(load_codec(codec_dir / "codec").decode(load_codec(codec_dir / "codec").encode(wav))).all()
-
+    assert torch.isfinite(
+        load_codec(codec_dir / "codec").decode(load_codec(codec_dir / "codec").encode(wav))
+    ).all()
 
     # codec.init_from: a shipped codec (here the tuned one, which reads semantic tokens) trained further:
     # it starts as that codec, with EMA statistics rebuilt from its codebooks, and keeps its config
@@ -327,6 +351,7 @@ def _adversarial_on(out, wav, semantic, item):
     _, shuffled = load_training_audio(config, 1.0, with_ids=True)
     assert sorted(shuffled) == sorted(in_order) and shuffled != in_order
     assert load_training_audio(config, 1.0, with_ids=True)[1] == shuffled  # seeded
+
 
 def _decoder_tune_on(out):
     """decoder_tune: SoundStorm's codes for the training utterances, then the codec's decoder tuned on them
@@ -461,7 +486,11 @@ def _decoder_tune_on(out):
         assert torch.equal(book.embed, old.embed)
 
     def encoder_moved(model):  # per encoder weight: did it change from the base's (fp16 as stored)?
-        names = [n for n, _ in model.named_parameters() if n.split(".")[0] in ("encoder_in", "encoder", "encoder_out")]
+        names = [
+            n
+            for n, _ in model.named_parameters()
+            if n.split(".")[0] in ("encoder_in", "encoder", "encoder_out")
+        ]
         return [not torch.equal(model.get_parameter(n), base_model.get_parameter(n)) for n in names]
 
     assert any(encoder_moved(encoded)) and not any(encoder_moved(crossed_codec.model))
@@ -541,7 +570,9 @@ def test_soundstorm_eval_soft_reports_the_decoders_ceiling_and_the_level1_distan
     assert np.corrcoef(written, heard[0])[0, 1] > 0.99  # SoundStorm's render of u0 (16-bit, peak-safe)
     from pipelines.spectrograms import plot
 
-    assert plot(tmp_path / "s.png", [("u0", written), ("u1", sf.read(tmp_path / "u1.wav")[0])], 16000).is_file()
+    assert plot(
+        tmp_path / "s.png", [("u0", written), ("u1", sf.read(tmp_path / "u1.wav")[0])], 16000
+    ).is_file()
     assert len(rows) == 2 and len(heard) == 2 * 4  # SoundStorm, the ceiling, resynthesis at 2 levels and all
     for row, item in zip(rows, items, strict=True):
         assert row["cer_true_level1"] == 0.0 and row["cer_soundstorm"] == 0.0

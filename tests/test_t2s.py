@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from conftest import tiny_t2s_config
@@ -263,3 +264,21 @@ def test_the_stepper_adds_the_absolute_positions_the_model_was_trained_with(weig
         tolerance = 1e-5 if weights == "fp32" else 0.05 * float(forward[length - 1].abs().max())
         assert torch.allclose(seen[0], forward[length - 1], atol=tolerance)
         assert not torch.allclose(seen[0], plain[length - 1], atol=tolerance)
+
+
+def test_length_guards_fit_the_frames_per_piece_of_the_training_singles():
+    from types import SimpleNamespace
+
+    from pipelines.t2s_train import length_guards
+
+    rng = np.random.default_rng(0)
+    singles = [
+        {"kind": "single", "semantic": (0, int(n * r)), "text_ids": (0, int(n))}
+        for n, r in zip(rng.integers(20, 80, 300), rng.uniform(1.2, 2.0, 300), strict=True)
+    ]
+    dialogue = {"kind": "dialogue", "semantic": (0, 5000), "text_ids": (0, 10)}  # ignored: pauses, turns
+    guards = length_guards(SimpleNamespace(items=[*singles, dialogue]))
+    ratios = [r["semantic"][1] / r["text_ids"][1] for r in singles]
+    assert 0.5 * min(ratios) <= guards["min_frames_per_piece"] < min(ratios)
+    assert max(ratios) < guards["max_frames_per_piece"] <= 2 * max(ratios)
+    assert length_guards(SimpleNamespace(items=[dialogue])) == {}  # nothing to fit: the defaults stay
