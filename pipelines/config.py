@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,8 @@ from pipelines.adversarial import AdversarialConfig
 from soundstorm_cli.models.frame_codec import FrameCodecConfig
 from soundstorm_cli.models.soundstorm import SoundStormConfig
 from soundstorm_cli.models.t2s import T2SConfig
+
+ENV_DATA = "SOUNDSTORM_DATA"  # where relative out_dirs live (corpora, shards, intermediate models)
 
 
 @dataclass
@@ -223,7 +226,12 @@ def load_config(path: str | Path, overrides: dict | None = None) -> DataConfig:
         for key in parents:
             node = node.setdefault(key, {})
         node[leaf] = value
-    return _build(DataConfig, raw)
+    config = _build(DataConfig, raw)
+    # Corpora and intermediate models live outside the work tree: a relative out_dir is read under
+    # $SOUNDSTORM_DATA where that is set (e.g. /var/tmp/soundstorm -> /var/tmp/soundstorm/data/tiny).
+    if os.environ.get(ENV_DATA) and not config.out_dir.is_absolute():
+        config.out_dir = Path(os.environ[ENV_DATA]) / config.out_dir
+    return config
 
 
 def config_parser(doc: str) -> argparse.ArgumentParser:

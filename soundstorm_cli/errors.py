@@ -52,3 +52,7 @@ class ModelNotAvailableError(CheckpointError):
 
 class CodecError(SoundstormError):
     """The codec cannot encode or decode what it was given."""
+
+
+class VocoderError(SoundstormError):
+    """The FARGAN vocoder is not built, its source is missing or corrupt, or its features are unusable."""

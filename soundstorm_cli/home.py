@@ -28,3 +28,12 @@ def prompt_cache_home() -> Path:
     import platformdirs
 
     return Path(platformdirs.user_cache_dir("soundstorm", appauthor=False)) / "prompts"
+
+
+def vocoder_home() -> Path:
+    """Where the built FARGAN vocoder lives: `$SOUNDSTORM_HOME/vocoder`, else the user data folder's."""
+    if os.environ.get(ENV_HOME):
+        return Path(os.environ[ENV_HOME]) / "vocoder"
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("soundstorm", appauthor=False)) / "vocoder"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import tempfile
@@ -12,8 +13,11 @@ import soundfile as sf
 from typer.testing import CliRunner
 
 from soundstorm_cli.cli import app
+from soundstorm_cli.vocoder.build import library_path
 
-# Named voices and the prompt cache of the tests' own renders go to a throwaway home, never the user's.
+# The FARGAN vocoder that the setup built (python -m soundstorm_cli.vocoder.build), found before the home
+# moves: named voices and the prompt cache of the tests' own renders go to a throwaway home, never the user's.
+os.environ.setdefault("SOUNDSTORM_FARGAN_LIB", str(library_path()))
 os.environ.setdefault("SOUNDSTORM_HOME", tempfile.mkdtemp(prefix="soundstorm-tests-"))
 
 
@@ -205,3 +209,29 @@ def build_tiny_bundle(
 @pytest.fixture(scope="session")
 def tiny_bundle(tmp_path_factory):
     return build_tiny_bundle(tmp_path_factory.mktemp("tiny_bundle"))
+
+
+@contextlib.contextmanager
+def served(app, log_level: str = "error"):
+    """`app` served by uvicorn on a free loopback port, in a thread: yields the port."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level=log_level))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    for _ in range(200):
+        if server.started:
+            break
+        time.sleep(0.05)
+    try:
+        yield port
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

@@ -1,0 +1,366 @@
+"""Go/no-go for a vocoder codec: today's decoder inputs -> FARGAN's features, against today's decoder.
+
+    python -m pipelines.feature_decoder prepare --wavs DIR --out DIR [--bundle tiny] [--items N]
+    python -m pipelines.feature_decoder train --out DIR [--minutes M] [--threads 1]
+    python -m pipelines.feature_decoder compare --out DIR [--utterances 20] [--audio DIR]
+
+The bundle's decoder renders SoundStorm's level-1 posterior (its expected latent), the
+semantic tokens and the prompt's voice vector as a waveform, and loses the words doing so.
+This stage trains a small decoder that reads exactly the same three things and predicts
+FARGAN's features instead (18 cepstral coefficients, the pitch period and its correlation,
+100 frames a second), which the pretrained vocoder renders (`soundstorm_cli.vocoder`).
+
+`prepare` reads a corpus's rendered single utterances (`wavs/*.wav` with their `.json`
+sidecars, as `python -m pipelines corpus` writes them), and writes per split what both
+decoders read, made with the bundle's own components: semantic tokens (Whisper tiny.en +
+k-means), codec codes, a 3 s prompt of another utterance of the same speaker, SoundStorm's
+first-pass level-1 distribution given that prompt and the true semantic tokens (stored as its
+expected latent), the prompt's voice vector, and the target's FARGAN features.
+
+`train` fits the feature decoder for a wall-clock budget on the train split; `compare` renders
+held-out test utterances both ways (same posterior, same prompt) and reports Whisper CER,
+resemblyzer similarity to the prompt's audio and the seconds each decoder took, with the
+originals and FARGAN's resynthesis of them as ceilings (`compare.json`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+from torch import nn
+
+PROMPT_FRAMES = 150  # 3 s at the codec's 50 Hz, as the evaluations' prompts
+LEVELS = 4  # the levels SoundStorm renders
+CROP = 200  # training crop, codec frames (4 s)
+
+
+def _items(wavs: Path, split: str, limit: int | None) -> list[dict]:
+    rows = []
+    for meta in sorted(wavs.glob("*.json")):
+        row = json.loads(meta.read_text())
+        wav = wavs / Path(row["path"]).name
+        if row["kind"] == "single" and row["split"] == split and wav.exists():
+            rows.append(row | {"wav": str(wav)})
+    return rows[:limit] if limit else rows
+
+
+def _components(bundle_name: str):
+    from soundstorm_cli.checkpoints import component_path, load_registry
+    from soundstorm_cli.codec import load_codec
+    from soundstorm_cli.models.soundstorm import load_soundstorm
+    from soundstorm_cli.semantic import SemanticTokenizer, WhisperEncoder
+
+    bundle = load_registry().get(bundle_name)
+    codec = load_codec(component_path(bundle, "codec"))
+    semantic = SemanticTokenizer.load(
+        component_path(bundle, "semantic") / "semantic.safetensors", WhisperEncoder(threads=1)
+    )
+    return codec, semantic, load_soundstorm(component_path(bundle, "soundstorm"))
+
+
+def prepare(wavs: Path, out: Path, bundle: str, split: str, limit: int | None, seed: int) -> dict:
+    """Tokens, posterior latents, voice vectors and FARGAN features of one split (`{split}.safetensors`)."""
+    from safetensors.torch import save_file
+
+    from soundstorm_cli.decoding import PromptTokens, first_level_posterior
+    from soundstorm_cli.semantic import semantic_to_codec
+    from soundstorm_cli.vocoder import fargan
+
+    codec, tokenizer, model = _components(bundle)
+    ratio = model.config.semantic_ratio
+    rows = _items(wavs, split, limit)
+    started, tensors, index = time.time(), {}, []
+    audio = {r["id"]: sf.read(r["wav"], dtype="float32")[0] for r in rows}
+    for start in range(0, len(rows), 8):
+        batch = rows[start : start + 8]
+        tokens = tokenizer.tokenize([audio[r["id"]] for r in batch])
+        for row, sem in zip(batch, tokens, strict=True):
+            codes = codec.encode(torch.from_numpy(audio[row["id"]]), semantic=torch.from_numpy(sem))[:LEVELS]
+            frames = codes.shape[1]
+            features = fargan.analyze(audio[row["id"]])
+            features = np.concatenate([features, fargan.silence_features(max(0, 2 * frames - len(features)))])
+            key = row["id"]
+            tensors[f"{key}/codes"] = codes.to(torch.int16).contiguous()
+            tensors[f"{key}/semantic"] = semantic_to_codec(torch.from_numpy(sem), ratio, frames).to(
+                torch.int16
+            )
+            tensors[f"{key}/features"] = torch.from_numpy(features[: 2 * frames].astype(np.float32))
+    by_speaker: dict[str, list[str]] = {}
+    for row in rows:
+        by_speaker.setdefault(row["speaker"], []).append(row["id"])
+    codebook = codec.model.quantizer.levels[0].embed.float()
+    for n, row in enumerate(rows):
+        key, others = row["id"], [i for i in by_speaker[row["speaker"]] if i != row["id"]]
+        if not others:
+            continue
+        rng = np.random.default_rng([seed, n])
+        source = others[int(rng.integers(len(others)))]
+        src_codes = tensors[f"{source}/codes"]
+        lo = int(rng.integers(max(1, src_codes.shape[1] - PROMPT_FRAMES))) // ratio * ratio
+        prompt = PromptTokens(
+            src_codes[:, lo : lo + PROMPT_FRAMES].long(),
+            tensors[f"{source}/semantic"][lo : lo + PROMPT_FRAMES].long(),
+            1,
+        )
+        semantic = tensors[f"{key}/semantic"].long()
+        with torch.inference_mode():
+            probs, _ = first_level_posterior(model, semantic, torch.ones_like(semantic), [prompt])
+        tensors[f"{key}/latent"] = (probs.float() @ codebook).to(torch.float16).contiguous()
+        tensors[f"{key}/voice"] = codec.voice(prompt.codes).float().contiguous()
+        index.append(
+            {
+                "id": key,
+                "text": row["text"],
+                "speaker": row["speaker"],
+                "wav": row["wav"],
+                "prompt": {
+                    "id": source,
+                    "wav": next(r["wav"] for r in rows if r["id"] == source),
+                    "start": lo,
+                },
+            }
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    keep = {k: v for k, v in tensors.items() if k.split("/")[0] in {r["id"] for r in index}}
+    save_file(keep, str(out / f"{split}.safetensors"))
+    (out / f"{split}.json").write_text(json.dumps(index, indent=1))
+    return {"split": split, "items": len(index), "wall_s": round(time.time() - started, 1)}
+
+
+class _Block(nn.Module):
+    """Pre-norm gated dilated convolution, the voice added to its input."""
+
+    def __init__(self, width: int, dilation: int, voice: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(width)
+        self.voice = nn.Linear(voice, width)
+        self.conv = nn.Conv1d(width, 2 * width, 5, padding=2 * dilation, dilation=dilation)
+        self.out = nn.Linear(width, width)
+
+    def forward(self, x, voice):
+        h = (self.norm(x) + self.voice(voice)[:, None]).transpose(1, 2)
+        h = nn.functional.glu(self.conv(h), dim=1).transpose(1, 2)
+        return x + self.out(h)
+
+
+class FeatureDecoder(nn.Module):
+    """(expected level-1 latent [B, T, C], semantic tokens [B, T], voice [B, V]) -> features [B, 2T, 20],
+    normalised per dimension with the training set's mean and deviation (kept as buffers)."""
+
+    def __init__(
+        self, latent: int = 64, voice: int = 128, vocab: int = 512, width: int = 256, depth: int = 8
+    ):
+        super().__init__()
+        self.latent = nn.Linear(latent, width)
+        self.semantic = nn.Embedding(vocab, width)
+        self.blocks = nn.ModuleList(_Block(width, (1, 2, 4, 8)[i % 4], voice) for i in range(depth))
+        self.norm = nn.LayerNorm(width)
+        self.head = nn.Linear(width, 2 * 20)
+        self.register_buffer("mean", torch.zeros(20))
+        self.register_buffer("std", torch.ones(20))
+
+    def forward(self, latent, semantic, voice):
+        x = self.latent(latent) + self.semantic(semantic)
+        for block in self.blocks:
+            x = block(x, voice)
+        y = self.head(self.norm(x))
+        return y.reshape(y.shape[0], -1, 20)
+
+    def features(self, latent, semantic, voice) -> np.ndarray:
+        """One utterance's FARGAN features [2T, 20], denormalised and clamped to the vocoder's ranges."""
+        with torch.inference_mode():
+            y = self(latent[None].float(), semantic[None].long(), voice[None].float())[0]
+        y = y * self.std + self.mean
+        y[:, :18] = y[:, :18].clamp(-39.0, 39.0)
+        y[:, 18] = y[:, 18].clamp(-1.99, 1.99)
+        y[:, 19] = y[:, 19].clamp(-0.99, 0.99)
+        return y.numpy()
+
+
+WEIGHTS = torch.tensor([1.0] * 18 + [2.0, 1.0])  # pitch counts twice: a joint loss lets it drift
+
+
+def _load(out: Path, split: str):
+    from safetensors.torch import load_file
+
+    tensors = load_file(str(out / f"{split}.safetensors"))
+    index = json.loads((out / f"{split}.json").read_text())
+    return tensors, index
+
+
+def train(out: Path, minutes: float, threads: int, seed: int, batch: int = 16) -> dict:
+    from safetensors.torch import save_file
+
+    from soundstorm_cli.runtime import native_bf16
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    tensors, index = _load(out, "train")
+    keys = [r["id"] for r in index]
+    feats = torch.cat([tensors[f"{k}/features"] for k in keys])
+    model = FeatureDecoder()
+    model.mean.copy_(feats.mean(0))
+    model.std.copy_(feats.std(0).clamp_min(1e-3))
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
+    rng = np.random.default_rng(seed)
+    bf16 = native_bf16(torch.device("cpu"))
+    started, step, losses = time.time(), 0, []
+    budget = minutes * 60
+    while time.time() - started < budget:
+        lat, sem, voi, tgt = [], [], [], []
+        for _ in range(batch):
+            k = keys[int(rng.integers(len(keys)))]
+            T = tensors[f"{k}/latent"].shape[0]
+            lo = int(rng.integers(max(1, T - CROP)))
+            n = min(CROP, T)
+
+            def pad(x, length):
+                return torch.nn.functional.pad(x, (0, 0) * (x.dim() - 1) + (0, length - x.shape[0]))
+
+            lat.append(pad(tensors[f"{k}/latent"][lo : lo + n].float(), CROP))
+            sem.append(pad(tensors[f"{k}/semantic"][lo : lo + n].long(), CROP))
+            voi.append(tensors[f"{k}/voice"])
+            f = (tensors[f"{k}/features"][2 * lo : 2 * (lo + n)] - model.mean) / model.std
+            tgt.append(torch.cat([f, torch.full((2 * (CROP - n), 20), float("nan"))]))
+        target = torch.stack(tgt)
+        mask = ~target.isnan()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            pred = model(torch.stack(lat), torch.stack(sem), torch.stack(voi)).float()
+        loss = ((pred - target.nan_to_num()).abs() * WEIGHTS * mask).sum() / (mask.sum() / 20 * WEIGHTS.sum())
+        lr = 1e-3 * min(1.0, (step + 1) / 200) * (0.1 + 0.9 * max(0.0, 1 - (time.time() - started) / budget))
+        for group in opt.param_groups:
+            group["lr"] = lr
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        losses.append(loss.item())
+        step += 1
+        if step % 200 == 0:
+            print(
+                json.dumps(
+                    {
+                        "step": step,
+                        "loss": round(float(np.mean(losses[-200:])), 4),
+                        "minutes": round((time.time() - started) / 60, 1),
+                    }
+                ),
+                flush=True,
+            )
+    save_file(
+        {k: v.contiguous() for k, v in model.state_dict().items()}, str(out / "feature_decoder.safetensors")
+    )
+    stats = {
+        "steps": step,
+        "loss": round(float(np.mean(losses[-200:])), 4),
+        "minutes": minutes,
+        "threads": threads,
+        "items": len(keys),
+    }
+    (out / "train.json").write_text(json.dumps(stats, indent=1))
+    return stats
+
+
+def compare(out: Path, bundle: str, utterances: int, audio_dir: Path | None, seed: int) -> dict:
+    from safetensors.torch import load_file
+
+    from soundstorm_cli.evaluate import Transcriber, VoiceSimilarity, cer
+    from soundstorm_cli.vocoder import fargan
+
+    torch.set_num_threads(1)
+    codec, _, _ = _components(bundle)
+    model = FeatureDecoder()
+    model.load_state_dict(load_file(str(out / "feature_decoder.safetensors")))
+    model.eval()
+    tensors, index = _load(out, "test")
+    rng = np.random.default_rng(seed)
+    chosen = sorted(rng.choice(len(index), size=min(utterances, len(index)), replace=False))
+    asr, sim = Transcriber(), VoiceSimilarity()
+    rows = []
+    for i in chosen:
+        row = index[int(i)]
+        k = row["id"]
+        latent, semantic, voice = (
+            tensors[f"{k}/latent"].float(),
+            tensors[f"{k}/semantic"],
+            tensors[f"{k}/voice"],
+        )
+        original = sf.read(row["wav"], dtype="float32")[0]
+        lo = row["prompt"]["start"] * codec.hop_length
+        prompt = sf.read(row["prompt"]["wav"], dtype="float32")[0][lo : lo + PROMPT_FRAMES * codec.hop_length]
+        # the bundle's decoder reads the posterior through its expected latent (FrameCodec.decode_posterior)
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            old = codec.model.decode_latents(latent[None], semantic[None].long(), voice[None])[0].numpy()
+        t_old = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        new = fargan.synthesize(model.features(latent, semantic, voice))
+        t_new = time.perf_counter() - t0
+        resynth = fargan.synthesize(fargan.analyze(original))
+        renders = {
+            "bundle_decoder": old,
+            "feature_decoder": new,
+            "fargan_resynthesis": resynth,
+            "original": original,
+        }
+        result = {
+            "id": k,
+            "seconds_audio": round(len(original) / 16000, 2),
+            "decode_s": {"bundle_decoder": round(t_old, 3), "feature_decoder": round(t_new, 3)},
+        }
+        for name, wav in renders.items():
+            result[f"cer_{name}"] = cer(row["text"], asr(wav))
+            result[f"similarity_{name}"] = sim(wav, prompt)
+        if audio_dir is not None:
+            audio_dir.mkdir(parents=True, exist_ok=True)
+            for name in ("bundle_decoder", "feature_decoder"):
+                sf.write(audio_dir / f"{k}-{name}.wav", renders[name], 16000)
+        print(json.dumps(result), flush=True)
+        rows.append(result)
+    summary = {
+        key: round(float(np.mean([r[key] for r in rows])), 4)
+        for key in rows[0]
+        if key.startswith(("cer_", "similarity_"))
+    }
+    report = {"summary": summary, "rows": rows, "train": json.loads((out / "train.json").read_text())}
+    (out / "compare.json").write_text(json.dumps(report, indent=1))
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m pipelines.feature_decoder", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("action", choices=("prepare", "train", "compare"))
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--wavs", type=Path)
+    parser.add_argument("--bundle", default="tiny")
+    parser.add_argument("--items", type=int)
+    parser.add_argument("--minutes", type=float, default=30.0)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--utterances", type=int, default=20)
+    parser.add_argument("--audio", type=Path)
+    parser.add_argument("--seed", type=int, default=1234)
+    args = parser.parse_args(argv)
+    if args.action == "prepare":
+        torch.set_num_threads(args.threads)
+        for split in ("test", "train"):
+            print(
+                json.dumps(prepare(args.wavs, args.out, args.bundle, split, args.items, args.seed)),
+                flush=True,
+            )
+    elif args.action == "train":
+        print(json.dumps(train(args.out, args.minutes, args.threads, args.seed)))
+    else:
+        print(json.dumps(compare(args.out, args.bundle, args.utterances, args.audio, args.seed)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

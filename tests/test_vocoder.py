@@ -1,0 +1,159 @@
+"""FARGAN through ctypes: features of generated signals, synthesis back, and what it refuses."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from soundstorm_cli.errors import VocoderError
+from soundstorm_cli.vocoder import build, fargan
+
+RATE = fargan.SAMPLE_RATE
+
+
+def voiced(
+    seconds: float, f0: float = 200.0, start_s: float = 0.0, total_s: float | None = None
+) -> np.ndarray:
+    """A buzz with harmonics (a vowel-like source) at f0, optionally placed inside silence."""
+    t = np.arange(int(seconds * RATE)) / RATE
+    wave = sum(np.sin(2 * np.pi * f0 * k * t) / k for k in range(1, 12)).astype(np.float32) * 0.2
+    if total_s is None:
+        return wave
+    out = np.zeros(int(total_s * RATE), dtype=np.float32)
+    i = int(start_s * RATE)
+    out[i : i + wave.size] = wave
+    return out
+
+
+def period_of(pitch_code: np.ndarray) -> np.ndarray:
+    """PitchDNN's code -> the pitch period in samples (as fargan.c reads it)."""
+    return 256.0 / 2.0 ** (pitch_code + 1.5)
+
+
+def envelope(audio: np.ndarray) -> np.ndarray:
+    """Energy in a sliding 10 ms window, per sample."""
+    return np.convolve(audio**2, np.ones(fargan.FRAME) / fargan.FRAME, mode="same")
+
+
+def test_features_of_a_voiced_signal_have_its_pitch():
+    x = voiced(1.0, f0=200.0)
+    feats = fargan.analyze(x)
+    assert feats.shape == (100, fargan.NUM_FEATURES) and feats.dtype == np.float32
+    period = np.median(period_of(feats[20:, fargan.PITCH]))
+    assert abs(period - RATE / 200.0) < 4, period  # 80 samples
+    assert np.median(feats[20:, fargan.CORRELATION]) > 0.2  # voiced
+
+
+def test_frames_round_up_and_silence_analyses_low():
+    assert fargan.analyze(np.zeros(161, dtype=np.float32)).shape == (2, fargan.NUM_FEATURES)
+    loud, quiet = fargan.analyze(voiced(0.5)), fargan.analyze(np.zeros(8000, dtype=np.float32))
+    assert quiet[:, 0].mean() < loud[:, 0].mean() - 5  # c0: the log energy
+
+
+def test_synthesis_is_as_long_as_its_features_and_keeps_pitch_and_energy():
+    x = voiced(1.0, f0=150.0)
+    feats = fargan.analyze(x)
+    y = fargan.synthesize(feats)
+    assert y.shape == (feats.shape[0] * fargan.FRAME,) and y.dtype == np.float32
+    assert np.abs(y).max() <= 1.0
+    again = fargan.analyze(y)
+    assert abs(np.median(period_of(again[20:, fargan.PITCH])) - RATE / 150.0) < 5
+    ratio = (y[2000:-2000] ** 2).mean() / (x[2000:-2000] ** 2).mean()
+    assert 0.25 < ratio < 4.0, ratio
+
+
+def test_synthesis_is_aligned_with_the_analysed_audio():
+    x = voiced(0.5, start_s=0.6, total_s=1.6)
+    y = fargan.synthesize(fargan.analyze(x))
+    ex, ey = envelope(x), envelope(y)
+    lags = np.arange(-400, 401, 10)
+    scores = [np.corrcoef(ex[500:-500], np.roll(ey, -lag)[500:-500])[0, 1] for lag in lags]
+    assert abs(lags[int(np.argmax(scores))]) <= 80  # samples: within 5 ms
+
+
+def test_silence_stays_silent_and_priming_is_clean():
+    y = fargan.synthesize(fargan.silence_features(50))
+    assert np.abs(y).max() < 1e-3
+    x = voiced(0.5, start_s=0.0, total_s=0.5)  # speech from the first sample: no click before it
+    y = fargan.synthesize(fargan.analyze(x))
+    assert np.abs(y[: fargan.FRAME]).max() < 0.5
+
+
+def test_same_features_same_audio():
+    feats = fargan.analyze(voiced(0.4))
+    assert np.array_equal(fargan.synthesize(feats), fargan.synthesize(feats))
+    assert fargan.synthesize(np.zeros((0, fargan.NUM_FEATURES))).size == 0
+
+
+@pytest.mark.parametrize(
+    "mutate, words",
+    [
+        (lambda f: f.__setitem__((3, 2), np.nan), "NaN"),
+        (lambda f: f.__setitem__((3, 0), 1e6), "cepstral"),
+        (lambda f: f.__setitem__((3, fargan.PITCH), 7.0), "pitch"),
+        (lambda f: f.__setitem__((3, fargan.CORRELATION), -3.0), "correlation"),
+    ],
+)
+def test_unusable_features_are_refused(mutate, words):
+    feats = fargan.analyze(voiced(0.2))
+    mutate(feats)
+    with pytest.raises(VocoderError, match=words):
+        fargan.synthesize(feats)
+
+
+def test_wrong_shapes_and_bad_audio_are_refused():
+    with pytest.raises(VocoderError, match="frames"):
+        fargan.synthesize(np.zeros((10, 18), dtype=np.float32))
+    with pytest.raises(VocoderError, match="NaN"):
+        fargan.analyze(np.array([0.0, np.inf], dtype=np.float32))
+
+
+def test_a_missing_library_names_the_step(monkeypatch, tmp_path):
+    monkeypatch.setenv("SOUNDSTORM_FARGAN_LIB", str(tmp_path / "none.so"))
+    fargan._library.cache_clear()
+    try:
+        with pytest.raises(VocoderError, match="soundstorm_cli.vocoder.build"):
+            fargan.synthesize(np.zeros((3, fargan.NUM_FEATURES), dtype=np.float32))
+        assert not fargan.available()
+    finally:
+        monkeypatch.undo()
+        fargan._library.cache_clear()
+    assert fargan.available()
+
+
+def test_the_build_refuses_a_tarball_that_is_not_opus(monkeypatch, tmp_path):
+    fake = tmp_path / "opus_1.5.2.orig.tar.gz"
+    fake.write_bytes(b"not opus")
+    monkeypatch.setenv(build.ENV_TARBALL, str(fake))
+    with pytest.raises(VocoderError, match="not the Opus 1.5.2 release tarball"):
+        build.obtain_tarball(tmp_path)
+    monkeypatch.setenv(build.ENV_TARBALL, str(tmp_path / "missing.tar.gz"))
+    with pytest.raises(VocoderError, match="not a file"):
+        build.obtain_tarball(tmp_path)
+
+
+def test_the_build_is_skipped_when_built_and_its_command_reports_errors(monkeypatch, tmp_path, capsys):
+    assert build.is_built()
+    assert build.build(quiet=True) == build.library_path()  # nothing to do
+    monkeypatch.setenv("SOUNDSTORM_FARGAN_LIB", str(tmp_path / "none.so"))
+    assert build.main(["--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1
+
+
+def test_the_feature_decoder_maps_codec_frames_to_two_vocoder_frames_in_range():
+    """pipelines.feature_decoder: 50 Hz inputs -> 100 Hz FARGAN features that the vocoder accepts."""
+    import torch
+
+    from pipelines.feature_decoder import FeatureDecoder
+
+    torch.manual_seed(0)
+    model = FeatureDecoder(width=32, depth=2)
+    model.std.fill_(50.0)  # wide outputs, so that the clamps have work to do
+    latent, semantic, voice = torch.randn(40, 64), torch.randint(0, 512, (40,)), torch.randn(128)
+    assert model(latent[None], semantic[None], voice[None]).shape == (1, 80, 20)
+    features = model.features(latent, semantic, voice)
+    assert features.shape == (80, 20)
+    assert np.abs(features[:, fargan.PITCH]).max() < 2 and np.abs(features[:, fargan.CORRELATION]).max() < 1
+    fargan.check_features(features)
+    assert fargan.synthesize(features).shape == (80 * fargan.FRAME,)
