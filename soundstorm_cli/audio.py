@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,15 +78,16 @@ def read_audio(
         source = str(path)
     try:
         with sf.SoundFile(source) as handle:
-            rate = handle.samplerate
+            rate, channels = handle.samplerate, handle.channels
+            _check_header(path, rate, channels)  # before a sample is decoded: a small file can unpack huge
             frames = -1 if max_seconds is None else int(max_seconds * rate)
-            data = handle.read(frames, dtype="float32", always_2d=True)  # [T, C]
+            samples = _read_mono(handle, path, frames)
     except (sf.LibsndfileError, RuntimeError, ValueError, TypeError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise AudioError(f"cannot read audio '{path}': not a readable audio file ({reason})") from exc
-    if data.shape[0] == 0:
+        reason = _ADDRESS.sub("", reason)  # soundfile names an in-memory file by its object's address
+        raise AudioError(f"cannot read audio '{path}': not a readable audio file ({reason})") from None
+    if len(samples) == 0:
         raise AudioError(f"cannot read audio '{path}': it holds no samples")
-    samples = downmix(data)
     if not np.isfinite(samples).all():
         raise AudioError(f"cannot read audio '{path}': it contains NaN or infinite samples")
     peak = float(np.abs(samples).max())
@@ -97,6 +99,47 @@ def read_audio(
         samples = resample(samples, rate, sample_rate)
         rate = sample_rate
     return Audio(samples=samples, sample_rate=int(rate), peak_in_file=max(1.0, peak))
+
+
+# What one file may unpack to (issue 48: a 91 KB FLAC declaring 8 channels at 192 kHz for 60 s took 440 MB).
+# Checked on the header before decoding, then again while decoding, block by block (a header may lie).
+MAX_SAMPLE_RATE = 192_000
+MAX_CHANNELS = 8
+MAX_DECODED_SAMPLES = 2**25  # samples of all channels together: 11.6 minutes of 48 kHz stereo, 128 MB as floats
+_BLOCK = 2**16
+_ADDRESS = re.compile(r"<[^<>]* at 0x[0-9a-fA-F]+>")
+
+
+def _check_header(path, rate: int, channels: int) -> None:
+    if not 0 < rate <= MAX_SAMPLE_RATE:
+        raise AudioError(
+            f"cannot read audio '{path}': its sample rate is {rate} Hz (at most {MAX_SAMPLE_RATE} Hz is read)"
+        )
+    if not 0 < channels <= MAX_CHANNELS:
+        raise AudioError(f"cannot read audio '{path}': it has {channels} channels (at most {MAX_CHANNELS})")
+
+
+def _read_mono(handle, path, frames: int) -> np.ndarray:
+    """Up to `frames` frames (-1: all) as mono float32, decoded a block at a time, so that only the mono
+    result is held; refused once the decoded samples pass MAX_DECODED_SAMPLES."""
+    wanted = handle.frames if frames < 0 else frames
+    if 0 < handle.frames and min(wanted, handle.frames) * handle.channels > MAX_DECODED_SAMPLES:
+        raise AudioError(_too_long(path, handle))
+    pieces, decoded = [], 0
+    for block in handle.blocks(_BLOCK, frames=frames, dtype="float32", always_2d=True):
+        decoded += block.size
+        if decoded > MAX_DECODED_SAMPLES:
+            raise AudioError(_too_long(path, handle))
+        pieces.append(downmix(block))
+    return np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.float32)
+
+
+def _too_long(path, handle) -> str:
+    seconds = MAX_DECODED_SAMPLES / handle.channels / handle.samplerate
+    return (
+        f"cannot read audio '{path}': too long for its rate and channels ({handle.channels} x "
+        f"{handle.samplerate} Hz: at most {seconds:.0f} s is read)"
+    )
 
 
 def downmix(data: np.ndarray) -> np.ndarray:

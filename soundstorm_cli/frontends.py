@@ -15,6 +15,7 @@ import subprocess
 import numpy as np
 
 from soundstorm_cli.errors import ModelNotAvailableError
+from soundstorm_cli.phonemes import espeak_env
 from soundstorm_cli.semantic import SAMPLE_RATE
 from soundstorm_cli.text import SEPARATOR, normalize, quoted, speakable
 
@@ -88,6 +89,7 @@ def espeak_render(text: str, voice: str = ESPEAK_GUIDE_VOICE) -> np.ndarray:
             input=text.encode(),
             capture_output=True,
             check=True,
+            env=espeak_env(),
         )
     except (OSError, subprocess.CalledProcessError) as exc:
         raise ModelNotAvailableError(f"espeak-ng could not render the text: {exc}") from exc

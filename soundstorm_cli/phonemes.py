@@ -55,6 +55,15 @@ def espeak_clauses(text: str, voice: str = VOICE) -> list[tuple[str, str]]:
     return [(ipa, mark) for ipa, (_, mark) in zip(lines, clauses, strict=True)]
 
 
+def espeak_env() -> dict[str, str]:
+    """The environment espeak-ng runs in: ours, with the sound server pointed at a socket that cannot exist.
+    espeak-ng links PulseAudio even to write a file, and PulseAudio's client then makes
+    `$HOME/.config/pulse/` and a `/tmp/pulse-*` folder; with no server to find, it writes nothing (issue 48)."""
+    import os
+
+    return os.environ | {"PULSE_SERVER": "unix:/dev/null/soundstorm-has-no-sound-server"}
+
+
 def _espeak(text: str, voice: str) -> list[str]:
     try:
         out = subprocess.run(
@@ -62,6 +71,7 @@ def _espeak(text: str, voice: str) -> list[str]:
             input=text.encode(),
             capture_output=True,
             check=True,
+            env=espeak_env(),
         ).stdout.decode()
     except FileNotFoundError:
         raise ModelNotAvailableError("the phoneme front end needs espeak-ng: apt-get install espeak-ng") from None

@@ -22,8 +22,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import dataclasses
-import itertools
+import logging
 import re
+import secrets
 import threading
 import time
 from collections import OrderedDict
@@ -46,6 +47,10 @@ MEDIA_TYPES = {
 }
 PCM_RATE = 24000  # OpenAI's `pcm`: raw 16-bit little-endian samples at 24 kHz, mono
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")  # as they appear in a Host header
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+UPLOAD_TYPES = ("audio/", "application/octet-stream")  # a voice upload's Content-Type starts with one of these
+log = logging.getLogger("soundstorm.server")
 
 
 @dataclass(frozen=True)
@@ -68,7 +73,62 @@ class ApiError(Exception):
         self.status, self.message, self.kind, self.code, self.extra = status, message, kind, code, extra
 
     def body(self) -> dict:
-        return {"error": {"message": self.message, "type": self.kind, "code": self.code} | self.extra}
+        # a message may quote what the client sent, lone surrogates included: escaped, so it encodes
+        message = self.message.encode("utf-8", "backslashreplace").decode("utf-8")
+        return {"error": {"message": message, "type": self.kind, "code": self.code} | self.extra}
+
+
+def plain_text(value, where: str = "the request") -> None:
+    """Refuse text that is not valid Unicode (a lone surrogate, as JSON's "\\ud800" gives) anywhere in a
+    request's strings: it cannot be a file name, a log line or a JSON answer (issue 48)."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ApiError(400, f"{where}: text that is not valid Unicode (a lone surrogate such as \\ud800)",
+                           code="invalid_text") from None
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            plain_text(key, where)
+            plain_text(item, where)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            plain_text(item, where)
+
+
+def allowed_hosts(host: str) -> list[str]:
+    """The Host headers a server listening on `host` answers (others get 400: DNS rebinding): the loopback
+    names, `host` itself and, for a wildcard address (0.0.0.0, ::), this machine's name and addresses."""
+    import socket
+
+    hosts = list(LOOPBACK_HOSTS)
+    names = [host]
+    if host in ("0.0.0.0", "::", ""):
+        names = [socket.gethostname(), socket.getfqdn()]
+        try:
+            names += socket.gethostbyname_ex(socket.gethostname())[2]
+        except OSError:
+            pass
+    for name in names:
+        shown = f"[{name}]" if ":" in name else name
+        if name and shown.lower() not in hosts:
+            hosts.append(shown.lower())
+    return hosts
+
+
+def cross_origin(headers) -> bool:
+    """Whether a state-changing request comes from another site's page: its Origin is not this server's
+    (the Host it was sent to), or the browser says so (Sec-Fetch-Site). Clients that are not browsers
+    send neither and pass."""
+    from urllib.parse import urlsplit
+
+    if headers.get("sec-fetch-site", "").lower() == "cross-site":
+        return True
+    origin = headers.get("origin")
+    if origin is None:
+        return False
+    parts = urlsplit(origin)
+    return parts.scheme not in ("http", "https") or parts.netloc.lower() != headers.get("host", "").lower()
 
 
 def error_of(exc: SoundstormError) -> ApiError:
@@ -195,7 +255,11 @@ def parse_request_script(text: str):
     """A script from a request: parsed and checked as the CLI would, its voices names and never paths."""
     from soundstorm_cli.script import parse_script
     from soundstorm_cli.synthesize import check_script
+    from soundstorm_cli.textfiles import SCRIPT_LIMIT
 
+    if len(text) > SCRIPT_LIMIT:  # the CLI's cap on a script file, before any parsing
+        raise ApiError(400, f"the script is {len(text)} characters long (at most {SCRIPT_LIMIT}); split it",
+                       code="script_too_long")
     script = parse_script(text, source="script")
     check_script(script)
     return script
@@ -208,7 +272,6 @@ class Studio:
         self.synth, self.limits = synthesizer, limits
         self.queue = RenderQueue(limits)
         self.jobs: OrderedDict[str, Job] = OrderedDict()
-        self._ids = itertools.count(1)
 
     # voices
     def voice(self, name: str | None, what: str = "voice"):
@@ -279,9 +342,11 @@ class Studio:
         return answer
 
     def check_dialogue(self, request):
-        """A dialogue request's script, voices and production, checked before it queues."""
+        """A dialogue request's script, voices and production, checked before it queues (in a worker
+        thread: the checks cost time in the length of the script)."""
         from soundstorm_cli.production import Production
 
+        plain_text(request.model_dump(), "the request")
         script = parse_request_script(request.script)
         unknown = sorted(set(request.voices) - set(script.speakers))
         if unknown:
@@ -294,11 +359,19 @@ class Studio:
 
     # studio jobs
     def new_job(self) -> Job:
-        job = Job(id=f"job{next(self._ids)}")
+        job = Job(id=f"job-{secrets.token_urlsafe(12)}")  # not guessable: a job's result is its owner's
         self.jobs[job.id] = job
         while len(self.jobs) > self.limits.jobs_kept:
             self.jobs.popitem(last=False)
         return job
+
+
+def internal_error(exc: BaseException) -> ApiError:
+    """A 500 that says only that something failed here, with an id the log has beside the traceback."""
+    incident = secrets.token_hex(6)
+    log.error("internal error %s", incident, exc_info=exc)
+    return ApiError(500, f"internal error (id {incident}; the server's log has the details)", "server_error",
+                    "internal", id=incident)
 
 
 def json_answer(answer: dict) -> dict:
@@ -313,8 +386,8 @@ def json_answer(answer: dict) -> dict:
 # -- the app ---------------------------------------------------------------------------------------
 
 
-def create_app(synthesizer, limits: ServerLimits = ServerLimits()):
-    """The FastAPI app serving one loaded `Synthesizer`."""
+def create_app(synthesizer, limits: ServerLimits = ServerLimits(), hosts=LOOPBACK_HOSTS):
+    """The FastAPI app serving one loaded `Synthesizer`, answering requests sent to `hosts` only."""
     from fastapi import FastAPI
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import HTMLResponse, JSONResponse, Response
@@ -323,11 +396,16 @@ def create_app(synthesizer, limits: ServerLimits = ServerLimits()):
     from soundstorm_cli.synthesize import check_say
 
     studio = Studio(synthesizer, limits)
-    app = FastAPI(title="soundstorm", docs_url="/docs", redoc_url=None)
+    # no /docs: its page loads its script from a CDN (broken offline; online, a foreign script with the
+    # run of an unauthenticated API). The schema stays at /openapi.json.
+    app = FastAPI(title="soundstorm", docs_url=None, redoc_url=None)
     app.state.studio = studio
 
     @app.middleware("http")
-    async def body_cap(request: Request, call_next):
+    async def guard(request: Request, call_next):
+        if request.method not in SAFE_METHODS and cross_origin(request.headers):
+            return JSONResponse(ApiError(403, "a request from another site's page is refused (its Origin is "
+                                         "not this server)", code="cross_origin").body(), status_code=403)
         length = request.headers.get("content-length")
         if length is None and request.method == "POST" and request.url.path != "/v1/voices":
             # a body without a declared length would be read whole before any cap applied
@@ -337,6 +415,10 @@ def create_app(synthesizer, limits: ServerLimits = ServerLimits()):
             return JSONResponse(ApiError(413, f"the request body is over {limits.max_body_bytes} bytes",
                                          code="body_too_large").body(), status_code=413)
         return await call_next(request)
+
+    from starlette.middleware.trustedhost import TrustedHostMiddleware
+
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(hosts))  # outermost: checked first
 
     @app.exception_handler(ApiError)
     async def _api_error(_, exc: ApiError):
@@ -361,8 +443,7 @@ def create_app(synthesizer, limits: ServerLimits = ServerLimits()):
 
     @app.exception_handler(Exception)
     async def _bug(_, exc: Exception):
-        return JSONResponse(ApiError(500, f"internal error ({type(exc).__name__}: {exc})", "server_error",
-                                     "internal").body(), status_code=500)
+        return JSONResponse(internal_error(exc).body(), status_code=500)
 
     @app.get("/", response_class=HTMLResponse)
     async def page():
@@ -380,15 +461,19 @@ def create_app(synthesizer, limits: ServerLimits = ServerLimits()):
         if body.response_format == "aac":
             raise ApiError(400, "response_format aac is not written here: use mp3, opus, flac, wav or pcm",
                            code="unsupported_format")
-        check_say(body.input)
-        studio.voice(body.voice)  # a bad voice is answered before the queue
+        def checked():
+            plain_text(body.model_dump(), "the request")
+            check_say(body.input)
+            studio.voice(body.voice)  # a bad voice is answered before the queue
+
+        await asyncio.to_thread(checked)  # off the event loop: /healthz answers meanwhile
         audio, fmt, notes = await studio.queue.run(lambda: studio.speech(body))
         headers = {"X-Soundstorm-Warnings": " | ".join(notes)[:1000]} if notes else {}
         return Response(audio, media_type=MEDIA_TYPES[fmt], headers=headers)
 
     @app.post("/v1/dialogue")
     async def dialogue(body: DialogueRequest):
-        checked = studio.check_dialogue(body)
+        checked = await asyncio.to_thread(studio.check_dialogue, body)
         answer = await studio.queue.run(lambda: studio.dialogue(body, *checked))
         if body.stems or body.timings or body.check:
             return json_answer(answer)
@@ -396,7 +481,7 @@ def create_app(synthesizer, limits: ServerLimits = ServerLimits()):
 
     @app.post("/v1/jobs", status_code=202)
     async def submit(body: DialogueRequest):
-        checked = studio.check_dialogue(body)
+        checked = await asyncio.to_thread(studio.check_dialogue, body)
         if studio.queue.waiting >= limits.queue:
             raise ApiError(429, "the render queue is full: try again shortly", "rate_limit_error", "queue_full")
         job = studio.new_job()
@@ -413,7 +498,7 @@ def create_app(synthesizer, limits: ServerLimits = ServerLimits()):
             except SoundstormError as exc:
                 job.error, job.state = error_of(exc).body()["error"], "failed"
             except Exception as exc:  # noqa: BLE001 - said in the job, as a 500 would be
-                job.error, job.state = {"message": f"internal error ({exc})", "type": "server_error"}, "failed"
+                job.error, job.state = internal_error(exc).body()["error"], "failed"
 
         job.task = asyncio.create_task(run())  # kept, so that it is not collected before it ends
         return {"id": job.id, "state": job.state}
@@ -427,7 +512,8 @@ def create_app(synthesizer, limits: ServerLimits = ServerLimits()):
 
     @app.post("/v1/script/check")
     async def check(body: ScriptRequest):
-        script = parse_request_script(body.script)
+        # the very check /v1/dialogue runs: what it says ok to, a render takes
+        script, _, _ = await asyncio.to_thread(studio.check_dialogue, DialogueRequest(script=body.script))
         return {"ok": True, "speakers": script.speakers, "turns": len(script.turns),
                 "voices": dict(script.voices)}
 
@@ -439,16 +525,29 @@ def create_app(synthesizer, limits: ServerLimits = ServerLimits()):
     async def add(request: Request, name: str, text: str | None = None, replace: bool = False):
         from soundstorm_cli.user_voices import add_voice, check_name
 
+        plain_text([name, text], "the voice's name or text")
         check_name(name)
+        kind = request.headers.get("content-type", "").lower()
+        if not kind.startswith(UPLOAD_TYPES):
+            raise ApiError(415, "the body must be the voice's audio file, sent as audio/* or "
+                           "application/octet-stream", code="unsupported_media_type")
+        if name in {v.name for v in studio.synth.voices} or name in OPENAI_VOICES:
+            raise ApiError(400, f"'{name}' names a bundled voice or one of OpenAI's: choose another "
+                           "(replace=true replaces only your own voices)", code="name_taken")
+        from starlette.requests import ClientDisconnect
+
         data = bytearray()
-        async for chunk in request.stream():
-            data += chunk
-            if len(data) > limits.max_upload_bytes:
-                raise ApiError(413, f"the voice file is over {limits.max_upload_bytes} bytes", code="upload_too_large")
+        try:
+            async for chunk in request.stream():
+                data += chunk
+                if len(data) > limits.max_upload_bytes:
+                    raise ApiError(413, f"the voice file is over {limits.max_upload_bytes} bytes",
+                                   code="upload_too_large")
+        except ClientDisconnect:  # a malformed chunked body, or a client gone mid-upload
+            raise ApiError(400, "the upload ended early or its chunked encoding is malformed",
+                           code="bad_body") from None
         if not data:
             raise ApiError(400, "the body must be the voice's audio file (wav, flac, ogg, mp3)", code="empty_upload")
-        if name in {v.name for v in studio.synth.voices} and not replace:
-            raise ApiError(400, f"'{name}' is a bundled voice's name: choose another", code="name_taken")
         voice = await asyncio.to_thread(add_voice, name, bytes(data), text, replace)
         return {"name": voice.name, "kind": "named", "text": voice.text}
 
@@ -456,6 +555,7 @@ def create_app(synthesizer, limits: ServerLimits = ServerLimits()):
     async def remove(name: str):
         from soundstorm_cli.user_voices import find_voice, remove_voice
 
+        plain_text(name, "the voice's name")
         if find_voice(name) is None:
             raise ApiError(404, f"there is no named voice '{name}' (bundled voices cannot be removed)",
                            code="voice_not_found")
@@ -490,7 +590,7 @@ def serve(host: str, port: int, checkpoint: str | None, device: str, limits: Ser
         raise InputError(f"--port {port}: a port is in 1-65535")
     check_address(host, port)  # before the models load: a taken port or unknown host is said at once
     synthesizer = Synthesizer.from_checkpoint(checkpoint, device=device)
-    app = create_app(synthesizer, limits)
+    app = create_app(synthesizer, limits, allowed_hosts(host))
     shown = f"[{host}]" if ":" in host else host
     print(f"soundstorm serving bundle '{synthesizer.bundle.name}' on http://{shown}:{port} (studio at /, "
           "Ctrl-C stops)", file=sys.stderr)

@@ -47,6 +47,10 @@ from soundstorm_cli.voices import (
 # Caps on what one render may ask for, counted on what is spoken (issue 24): text once numbers and symbols
 # are spelled out ('%' is 'percent'), pauses, and a prompt's transcript (at most 10 s of it is used).
 MAX_SPOKEN_CHARS = 20000  # about 20 minutes of speech: beyond this, split the script
+# ...and, before any of that work, on the text as written (issue 48): spelling out only lengthens text that
+# speaks, so five times the spoken cap leaves room for spaces, markup and emoji, and bounds what a hostile
+# text can cost the normaliser.
+MAX_TEXT_CHARS = 5 * MAX_SPOKEN_CHARS
 MAX_PAUSE_TOTAL_S = 600.0
 
 # How SoundStorm's output reaches the codec: auto (posterior where the bundle's decoder renders it, unless
@@ -181,6 +185,9 @@ Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
 def check_say(text: str, prompt_text: str | None = None) -> None:
     """Refuse, before any model loads, a `say` request that cannot or should not be rendered."""
+    for what, given in (("the text", text), ("the prompt's transcript", prompt_text or "")):
+        if len(given) > MAX_TEXT_CHARS:
+            raise InputError(f"{what} is {len(given)} characters long (at most {MAX_TEXT_CHARS}); split it")
     if not text.strip():
         raise InputError("the text to say is empty")
     spoken = normalize(text)
@@ -204,6 +211,12 @@ def check_script(script: Script) -> None:
     if len(script.speakers) > MAX_SPEAKERS:
         raise ScriptError(
             f"{script.source}: {len(script.speakers)} speakers; at most {MAX_SPEAKERS} per script"
+        )
+    written = sum(len(turn.text) for turn in script.turns)
+    if written > MAX_TEXT_CHARS:
+        raise ScriptError(
+            f"{script.source}: the turns hold {written} characters (at most {MAX_TEXT_CHARS} in one render); "
+            "split it"
         )
     spoken = 0
     for turn in script.turns:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import io
+import resource
+import struct
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -157,3 +161,50 @@ def test_a_prompt_far_beyond_full_scale_is_scaled_down_with_a_warning(tmp_path):
     quiet: list[str] = []
     fine = load_prompt_audio(tmp_path / "fine.wav", 16000, warnings=quiet)
     assert quiet == [] and np.allclose(loud / np.abs(loud).max(), fine / np.abs(fine).max(), atol=1e-4)
+
+
+# -- decompression bombs (issue 48, class 4) -----------------------------------------------------------
+
+
+def _bomb(channels: int, rate: int, seconds: float) -> bytes:
+    """A small FLAC of silence that unpacks to channels x rate x seconds samples."""
+    out = io.BytesIO()
+    sf.write(out, np.zeros((int(rate * seconds), channels), dtype=np.int16), rate, format="FLAC")
+    return out.getvalue()
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def test_a_small_file_that_unpacks_huge_is_refused_before_decoding():
+    data = _bomb(8, 192_000, 60)  # the issue's 91 KB file: 92 M samples, 440 MB where it was decoded whole
+    assert len(data) < 2_000_000
+    before = _peak_rss_mb()
+    with pytest.raises(AudioError, match="at most"):
+        read_audio(data)
+    assert _peak_rss_mb() - before < 100
+
+
+def test_a_header_rate_far_beyond_audio_is_refused(tmp_path):
+    path = tmp_path / "fast.wav"
+    sf.write(path, np.zeros(1600, dtype=np.int16), 16000)
+    raw = bytearray(path.read_bytes())
+    raw[24:28] = struct.pack("<I", 655_360)  # the fmt chunk's sample rate
+    raw[28:32] = struct.pack("<I", 655_360 * 2)
+    path.write_bytes(bytes(raw))
+    with pytest.raises(AudioError, match="655360 Hz"):
+        read_audio(path)
+    with pytest.raises(AudioError, match="655360 Hz"):
+        read_audio(path.read_bytes())
+
+
+def test_an_upload_error_names_no_python_object():
+    with pytest.raises(AudioError) as caught:
+        read_audio(b"RIFF" + b"\x00" * 64)
+    assert " at 0x" not in str(caught.value) and "the upload" in str(caught.value)
+
+
+def test_a_prompt_reads_only_its_beginning_even_at_a_high_rate():
+    data = _bomb(2, 192_000, 90)  # 90 s, of which a prompt reads 60 s: 23 M samples, within the cap
+    assert read_audio(data, max_seconds=60).duration_s == pytest.approx(60)

@@ -82,3 +82,23 @@ def test_a_bundle_whose_t5_reads_phonemes_renders(tmp_path):
     result = synth.say("Hello there, friend.", seed=1, options=SynthesisOptions(frontend="t2s"))
     again = synth.say("Hello there, friend.", seed=1, options=SynthesisOptions(frontend="t2s"))
     assert result.frontend == "t2s" and len(result.audio) > 0 and (result.audio == again.audio).all()
+
+
+def test_espeak_writes_nothing_outside_the_output(tmp_path, monkeypatch):
+    """espeak-ng links PulseAudio, whose client made $HOME/.config/pulse and /tmp/pulse-* on the first
+    render (issue 48, class 7): run as the front ends run it, it writes nowhere."""
+    import glob
+
+    from soundstorm_cli.frontends import espeak_render
+    from soundstorm_cli.phonemes import espeak_clauses
+
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
+    monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
+    before = set(glob.glob("/tmp/pulse-*"))
+    assert len(espeak_render("Hello there.")) > 1000
+    assert espeak_clauses("Hello there.")
+    assert list(home.iterdir()) == []
+    assert set(glob.glob("/tmp/pulse-*")) <= before

@@ -20,6 +20,7 @@ from conftest import voice_like
 
 from soundstorm_cli.server import ApiError, RenderQueue, ServerLimits, create_app
 
+AUDIO = {"content-type": "audio/wav"}
 SCRIPT = "[S1] Hello there, how was the trip?\n[S2] Long, but worth it.\n[S1] Tell me more."
 
 
@@ -34,7 +35,8 @@ def synth(tiny_bundle):
 def client(synth):
     from fastapi.testclient import TestClient
 
-    with TestClient(create_app(synth, ServerLimits(max_body_bytes=2_000_000, max_upload_bytes=1_000_000))) as c:
+    app = create_app(synth, ServerLimits(max_body_bytes=2_000_000, max_upload_bytes=1_000_000))
+    with TestClient(app, base_url="http://localhost") as c:
         yield c
 
 
@@ -135,14 +137,15 @@ def test_script_errors_say_where_and_scripts_cannot_name_files(client):
 def test_voices_are_uploaded_in_memory_used_and_removed(client, tmp_path):
     buffer = io.BytesIO()
     sf.write(buffer, voice_like(3.0, 16000, 160.0, 5), 16000, format="WAV")
-    added = client.post("/v1/voices", params={"name": "guest", "text": "a test voice"}, content=buffer.getvalue())
+    added = client.post("/v1/voices", params={"name": "guest", "text": "a test voice"}, content=buffer.getvalue(),
+                        headers=AUDIO)
     assert added.status_code == 201 and added.json()["name"] == "guest"
     listed = {v["name"]: v["kind"] for v in client.get("/v1/voices").json()["voices"]}
     assert listed["guest"] == "named" and listed["v0"] == "bundled"
     assert speech(client, voice="guest", response_format="wav").status_code == 200
-    assert client.post("/v1/voices", params={"name": "../x"}, content=buffer.getvalue()).status_code == 400
-    assert client.post("/v1/voices", params={"name": "junk"}, content=b"not audio").status_code == 400
-    assert client.post("/v1/voices", params={"name": "big"}, content=b"0" * 1_500_000).status_code == 413
+    assert client.post("/v1/voices", params={"name": "../x"}, content=buffer.getvalue(), headers=AUDIO).status_code == 400
+    assert client.post("/v1/voices", params={"name": "junk"}, content=b"not audio", headers=AUDIO).status_code == 400
+    assert client.post("/v1/voices", params={"name": "big"}, content=b"0" * 1_500_000, headers=AUDIO).status_code == 413
     assert client.delete("/v1/voices/guest").status_code == 200
     assert client.delete("/v1/voices/guest").status_code == 404
     assert speech(client, voice="guest").status_code == 404

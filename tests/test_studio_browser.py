@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import os
 import shutil
-import threading
-import time
 
 import pytest
+from conftest import served
 
 from soundstorm_cli.server import create_app
 
@@ -21,26 +20,13 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def studio_url(tiny_bundle):
-    import socket
 
-    import uvicorn
 
     from soundstorm_cli.synthesize import Synthesizer
 
     synth = Synthesizer.from_checkpoint(str(tiny_bundle), device="cpu")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(synth), host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    for _ in range(200):
-        if server.started:
-            break
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}/"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with served(create_app(synth)) as port:
+        yield f"http://127.0.0.1:{port}/"
 
 
 @pytest.fixture(scope="module")

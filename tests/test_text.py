@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import re
+import time
+
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -11,6 +15,7 @@ from soundstorm_cli.text import (
     normalize_keep_controls,
     number_to_words,
     ordinal_to_words,
+    tidy_punctuation,
     year_to_words,
 )
 
@@ -55,3 +60,44 @@ def test_any_text_normalises_to_plain_words(text):
     assert set(out) <= set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.,?!'- ")
     assert normalize(out) == out or not out  # idempotent on its own output
     assert not any(p in out for p in CONTROL_PIECES)
+
+
+# -- hostile input: time linear in the text (issue 48, class 1) ----------------------------------------
+
+
+def _tidy_by_regex(text: str) -> str:
+    """The rules `tidy_punctuation` implements, as the regular expressions they were (quadratic on long runs
+    of spaces or commas, fine on short text): the oracle for the property test below."""
+    text = re.sub(r"\s+([.,?!])", r"\1", text)
+    text = re.sub(r"[,\s]*([.?!])", r"\1", text)
+    text = re.sub(r"([.,?!])(?:\s*[.,])+", r"\1", text)
+    return re.sub(r"\s+", " ", text).strip(" ,")
+
+
+@given(st.text(alphabet="ab ,.?!'-", max_size=40))
+def test_tidy_punctuation_keeps_the_rules(text):
+    assert tidy_punctuation(text) == _tidy_by_regex(text)
+
+
+HOSTILE = {
+    "spaces": " " * 200_000 + "a",
+    "commas": "a" + "," * 200_000,
+    "comma runs in numbers": "1,," * 70_000,
+    "emoji": "\U0001f600" * 200_000 + "a",
+    "spaces before no mark": "a" + " " * 100_000 + "b",
+    "times": "1:00 a.m. " * 20_000,
+}
+
+
+@pytest.mark.parametrize("name", HOSTILE)
+def test_normalisation_is_linear(name):
+    """200k characters of what took seconds at 16k (16k spaces: 3.8 s; quadratic, so 200k would take
+    minutes): a generous bound that a quadratic pass cannot meet and a linear one meets on a busy machine."""
+    started = time.perf_counter()
+    normalize(HOSTILE[name])
+    assert time.perf_counter() - started < 5.0
+
+
+def test_doubled_commas_are_a_pause_not_a_digit_group():
+    assert normalize("1,,2") == "one, two"
+    assert normalize("1,000") == "one thousand"
