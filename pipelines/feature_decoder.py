@@ -267,20 +267,47 @@ def train(out: Path, minutes: float, threads: int, seed: int, batch: int = 16) -
     return stats
 
 
-def compare(out: Path, bundle: str, utterances: int, audio_dir: Path | None, seed: int) -> dict:
+def _espeak_inputs(row: dict, tensors: dict, codec, tokenizer, model) -> tuple:
+    """The chain's situation (`--guide espeak`): semantic tokens of espeak-ng reading the text, SoundStorm's
+    posterior from them and the held-out speaker's prompt: (expected level-1 latent, codec-rate tokens)."""
+    from soundstorm_cli.decoding import PromptTokens, first_level_posterior
+    from soundstorm_cli.frontends import espeak_render
+    from soundstorm_cli.semantic import semantic_to_codec
+    from soundstorm_cli.text import normalize
+
+    guide = espeak_render(normalize(row["text"]))
+    ratio = model.config.semantic_ratio
+    frames = codec.num_frames(len(guide))
+    semantic = semantic_to_codec(torch.from_numpy(tokenizer.tokenize([guide])[0]), ratio, frames).long()
+    source, lo = row["prompt"]["id"], row["prompt"]["start"]
+    prompt = PromptTokens(
+        tensors[f"{source}/codes"][:, lo : lo + PROMPT_FRAMES].long(),
+        tensors[f"{source}/semantic"][lo : lo + PROMPT_FRAMES].long(),
+        1,
+    )
+    with torch.inference_mode():
+        probs, _ = first_level_posterior(model, semantic, torch.ones_like(semantic), [prompt])
+    return (probs.float() @ codec.model.quantizer.levels[0].embed.float()), semantic
+
+
+def compare(
+    out: Path, bundle: str, utterances: int, audio_dir: Path | None, seed: int, guide: str = "true"
+) -> dict:
     from safetensors.torch import load_file
 
     from soundstorm_cli.evaluate import Transcriber, VoiceSimilarity, cer
     from soundstorm_cli.vocoder import fargan
 
     torch.set_num_threads(1)
-    codec, _, _ = _components(bundle)
+    codec, tokenizer, soundstorm = _components(bundle)
     model = FeatureDecoder()
     model.load_state_dict(load_file(str(out / "feature_decoder.safetensors")))
     model.eval()
     tensors, index = _load(out, "test")
     rng = np.random.default_rng(seed)
     chosen = sorted(rng.choice(len(index), size=min(utterances, len(index)), replace=False))
+    if guide == "espeak":  # prompts whose source utterance was kept (its codes are stored)
+        chosen = [i for i in chosen if f"{index[int(i)]['prompt']['id']}/codes" in tensors]
     asr, sim = Transcriber(), VoiceSimilarity()
     rows = []
     for i in chosen:
@@ -291,6 +318,8 @@ def compare(out: Path, bundle: str, utterances: int, audio_dir: Path | None, see
             tensors[f"{k}/semantic"],
             tensors[f"{k}/voice"],
         )
+        if guide == "espeak":
+            latent, semantic = _espeak_inputs(row, tensors, codec, tokenizer, soundstorm)
         original = sf.read(row["wav"], dtype="float32")[0]
         lo = row["prompt"]["start"] * codec.hop_length
         prompt = sf.read(row["prompt"]["wav"], dtype="float32")[0][lo : lo + PROMPT_FRAMES * codec.hop_length]
@@ -329,7 +358,10 @@ def compare(out: Path, bundle: str, utterances: int, audio_dir: Path | None, see
         if key.startswith(("cer_", "similarity_"))
     }
     report = {"summary": summary, "rows": rows, "train": json.loads((out / "train.json").read_text())}
-    (out / "compare.json").write_text(json.dumps(report, indent=1))
+    report["guide"] = guide
+    (out / ("compare.json" if guide == "true" else f"compare-{guide}.json")).write_text(
+        json.dumps(report, indent=1)
+    )
     return summary
 
 
@@ -346,6 +378,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--utterances", type=int, default=20)
     parser.add_argument("--audio", type=Path)
+    parser.add_argument(
+        "--guide",
+        choices=("true", "espeak"),
+        default="true",
+        help="compare: the semantic tokens of the original (soundstorm_eval --soft) or of espeak-ng reading "
+        "the text with the held-out speaker's prompt (the chain's `say`)",
+    )
     parser.add_argument("--seed", type=int, default=1234)
     args = parser.parse_args(argv)
     if args.action == "prepare":
@@ -358,7 +397,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.action == "train":
         print(json.dumps(train(args.out, args.minutes, args.threads, args.seed)))
     else:
-        print(json.dumps(compare(args.out, args.bundle, args.utterances, args.audio, args.seed)))
+        print(json.dumps(compare(args.out, args.bundle, args.utterances, args.audio, args.seed, args.guide)))
     return 0
 
 
