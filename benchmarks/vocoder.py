@@ -15,6 +15,7 @@ import time
 import numpy as np
 
 from soundstorm_cli.audio import read_audio
+from soundstorm_cli.phonemes import espeak_env
 from soundstorm_cli.vocoder import fargan
 
 TEXT = "The quick brown fox jumps over the lazy dog, and the five boxing wizards jump quickly. "
@@ -22,7 +23,7 @@ TEXT = "The quick brown fox jumps over the lazy dog, and the five boxing wizards
 
 def speech(seconds: float) -> np.ndarray:
     with tempfile.NamedTemporaryFile(suffix=".wav") as tmp:
-        subprocess.run(["espeak-ng", "-w", tmp.name, TEXT * 3], check=True)
+        subprocess.run(["espeak-ng", "-w", tmp.name, TEXT * 3], check=True, env=espeak_env())
         audio = read_audio(tmp.name, fargan.SAMPLE_RATE).samples
     reps = int(np.ceil(seconds * fargan.SAMPLE_RATE / audio.size))
     return np.tile(audio, reps)[: int(seconds * fargan.SAMPLE_RATE)]

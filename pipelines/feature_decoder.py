@@ -91,6 +91,7 @@ def prepare(wavs: Path, out: Path, bundle: str, split: str, limit: int | None, s
                 torch.int16
             )
             tensors[f"{key}/features"] = torch.from_numpy(features[: 2 * frames].astype(np.float32))
+    wav_of = {r["id"]: r["wav"] for r in rows}
     by_speaker: dict[str, list[str]] = {}
     for row in rows:
         by_speaker.setdefault(row["speaker"], []).append(row["id"])
@@ -121,7 +122,7 @@ def prepare(wavs: Path, out: Path, bundle: str, split: str, limit: int | None, s
                 "wav": row["wav"],
                 "prompt": {
                     "id": source,
-                    "wav": next(r["wav"] for r in rows if r["id"] == source),
+                    "wav": wav_of[source],
                     "start": lo,
                 },
             }

@@ -122,8 +122,8 @@ def _check_header(path, rate: int, channels: int) -> None:
 def _read_mono(handle, path, frames: int) -> np.ndarray:
     """Up to `frames` frames (-1: all) as mono float32, decoded a block at a time, so that only the mono
     result is held; refused once the decoded samples pass MAX_DECODED_SAMPLES."""
-    wanted = handle.frames if frames < 0 else frames
-    if 0 < handle.frames and min(wanted, handle.frames) * handle.channels > MAX_DECODED_SAMPLES:
+    expected = handle.frames if frames < 0 else min(frames, handle.frames)  # 0 where the header does not say
+    if expected * handle.channels > MAX_DECODED_SAMPLES:
         raise AudioError(_too_long(path, handle))
     pieces, decoded = [], 0
     for block in handle.blocks(_BLOCK, frames=frames, dtype="float32", always_2d=True):

@@ -12,6 +12,7 @@ is shipped as `phonemes.json` in a bundle's `text` component.
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -59,8 +60,6 @@ def espeak_env() -> dict[str, str]:
     """The environment espeak-ng runs in: ours, with the sound server pointed at a socket that cannot exist.
     espeak-ng links PulseAudio even to write a file, and PulseAudio's client then makes
     `$HOME/.config/pulse/` and a `/tmp/pulse-*` folder; with no server to find, it writes nothing (issue 48)."""
-    import os
-
     return os.environ | {"PULSE_SERVER": "unix:/dev/null/soundstorm-has-no-sound-server"}
 
 

@@ -523,6 +523,8 @@ def create_app(synthesizer, limits: ServerLimits = ServerLimits(), hosts=LOOPBAC
 
     @app.post("/v1/voices", status_code=201)
     async def add(request: Request, name: str, text: str | None = None, replace: bool = False):
+        from starlette.requests import ClientDisconnect
+
         from soundstorm_cli.user_voices import add_voice, check_name
 
         plain_text([name, text], "the voice's name or text")
@@ -534,8 +536,6 @@ def create_app(synthesizer, limits: ServerLimits = ServerLimits(), hosts=LOOPBAC
         if name in {v.name for v in studio.synth.voices} or name in OPENAI_VOICES:
             raise ApiError(400, f"'{name}' names a bundled voice or one of OpenAI's: choose another "
                            "(replace=true replaces only your own voices)", code="name_taken")
-        from starlette.requests import ClientDisconnect
-
         data = bytearray()
         try:
             async for chunk in request.stream():

@@ -32,6 +32,7 @@ TARBALL_URLS = (
     "https://deb.debian.org/debian/pool/main/o/opus/opus_1.5.2.orig.tar.gz",
 )
 ENV_TARBALL = "SOUNDSTORM_OPUS_TARBALL"
+ENV_LIBRARY = "SOUNDSTORM_FARGAN_LIB"  # a library built elsewhere, used as it is
 LIBRARY_NAME = "libsoundstorm_fargan.so"
 SHIM = Path(__file__).with_name("fargan_shim.c")
 
@@ -60,8 +61,8 @@ DEFINES = ("-DOPUS_BUILD", "-DVAR_ARRAYS", "-DHAVE_LRINTF", "-DHAVE_LRINT")
 
 def library_path() -> Path:
     """Where the built library lives (`$SOUNDSTORM_FARGAN_LIB` names a library built elsewhere)."""
-    if os.environ.get("SOUNDSTORM_FARGAN_LIB"):
-        return Path(os.environ["SOUNDSTORM_FARGAN_LIB"])
+    if os.environ.get(ENV_LIBRARY):
+        return Path(os.environ[ENV_LIBRARY])
     return vocoder_home() / f"opus-{OPUS_VERSION}" / LIBRARY_NAME
 
 
@@ -80,11 +81,10 @@ def _stamp() -> dict:
 
 def is_built() -> bool:
     lib = library_path()
-    stamp = lib.with_suffix(".json")
-    if os.environ.get("SOUNDSTORM_FARGAN_LIB"):
+    if os.environ.get(ENV_LIBRARY):
         return lib.is_file()
     try:
-        return lib.is_file() and json.loads(stamp.read_text()) == _stamp()
+        return lib.is_file() and json.loads(lib.with_suffix(".json").read_text()) == _stamp()
     except (OSError, ValueError):
         return False
 
@@ -137,8 +137,8 @@ def build(quiet: bool = False) -> Path:
     lib = library_path()
     if is_built():
         return lib
-    if os.environ.get("SOUNDSTORM_FARGAN_LIB"):
-        raise VocoderError(f"$SOUNDSTORM_FARGAN_LIB names {lib}, which is not a file")
+    if os.environ.get(ENV_LIBRARY):
+        raise VocoderError(f"${ENV_LIBRARY} names {lib}, which is not a file")
     cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
     if not cc:
         raise VocoderError("no C compiler found (cc or gcc; Debian: apt-get install gcc) to build FARGAN")
