@@ -1,7 +1,10 @@
-"""FARGAN's speed: `python benchmarks/vocoder.py [--seconds 30] [--runs 3]`.
+"""FARGAN's speed: `python benchmarks/vocoder.py [--seconds 30] [--runs 3] [--bundle tiny]`.
 
-Analyses `--seconds` of espeak-ng speech into LPCNet features and renders them back with FARGAN, in one
-thread, and prints the best time of each and the real-time factor. Run it on a quiet machine.
+Analyses `--seconds` of espeak-ng speech into LPCNet features and renders them back with FARGAN (in one
+pass, and as `fargan.synthesize` does: cut into parts rendered side by side), then times the bundle's
+codec turning a level-1 distribution of that length into audio (`Codec.decode_posterior`: the feature
+decoder and FARGAN, what posterior decoding spends after SoundStorm's pass). Prints the best time of
+each. Run it on a quiet machine.
 """
 
 from __future__ import annotations
@@ -38,21 +41,48 @@ def best_of(runs: int, fn) -> float:
     return min(times)
 
 
+def codec_decode(audio: np.ndarray, bundle_name: str, runs: int) -> dict:
+    """The bundle's codec from a level-1 distribution to audio, where it renders one."""
+    import torch
+
+    from soundstorm_cli.checkpoints import component_path, load_registry
+    from soundstorm_cli.codec import load_codec
+    from soundstorm_cli.semantic import SemanticTokenizer, WhisperEncoder
+
+    threads = torch.get_num_threads()  # the Whisper encoder sets its own
+    bundle = load_registry().get(bundle_name)
+    codec = load_codec(component_path(bundle, "codec"))
+    if not codec.renders_posterior:
+        return {}
+    semantic = SemanticTokenizer.load(
+        component_path(bundle, "semantic") / "semantic.safetensors", WhisperEncoder()
+    ).tokenize([audio])[0]
+    torch.set_num_threads(threads)
+    codes = codec.encode(torch.from_numpy(audio), semantic=semantic)[:4]
+    probs = torch.nn.functional.one_hot(codes[0], codec.codebook_size).float()
+    voice = codec.voice(codes) if codec.reads_voice else None
+    decode_s = best_of(runs, lambda: codec.decode_posterior(probs, semantic=semantic, voice=voice))
+    return {"codec_decode_posterior_s": round(decode_s, 4), "threads": torch.get_num_threads()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--bundle", default="tiny")
     args = parser.parse_args()
     audio = speech(args.seconds)
     features = fargan.analyze(audio)
     analyse_s = best_of(args.runs, lambda: fargan.analyze(audio))
     render_s = best_of(args.runs, lambda: fargan.synthesize(features))
+    one_pass_s = best_of(args.runs, lambda: fargan._render(features))
     report = {
         "seconds": args.seconds,
         "analyse_s": round(analyse_s, 4),
         "synthesize_s": round(render_s, 4),
         "synthesize_rtf": round(render_s / args.seconds, 5),
-    }
+        "synthesize_one_pass_s": round(one_pass_s, 4),
+    } | codec_decode(audio, args.bundle, args.runs)
     print(json.dumps(report))
 
 

@@ -3,6 +3,7 @@
     python -m pipelines.feature_decoder prepare --wavs DIR --out DIR [--bundle tiny] [--items N]
     python -m pipelines.feature_decoder train --out DIR [--minutes M] [--threads 1]
     python -m pipelines.feature_decoder compare --out DIR [--utterances 20] [--audio DIR]
+    python -m pipelines.feature_decoder ship --out DIR [--bundle tiny]
 
 The bundle's decoder renders SoundStorm's level-1 posterior (its expected latent), the
 semantic tokens and the prompt's voice vector as a waveform, and loses the words doing so.
@@ -20,7 +21,9 @@ expected latent), the prompt's voice vector, and the target's FARGAN features.
 `train` fits the feature decoder for a wall-clock budget on the train split; `compare` renders
 held-out test utterances both ways (same posterior, same prompt) and reports Whisper CER,
 resemblyzer similarity to the prompt's audio and the seconds each decoder took, with the
-originals and FARGAN's resynthesis of them as ceilings (`compare.json`).
+originals and FARGAN's resynthesis of them as ceilings (`compare.json`). `ship` puts the trained
+decoder into the bundle's codec (`FrameCodecConfig.renderer = "fargan"`), in place of its waveform
+decoder, and records the new files' sha256 in `checkpoints.yaml`.
 """
 
 from __future__ import annotations
@@ -33,11 +36,13 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 import torch
-from torch import nn
+
+from soundstorm_cli.models.feature_decoder import LOSS_WEIGHTS, FeatureDecoder
 
 PROMPT_FRAMES = 150  # 3 s at the codec's 50 Hz, as the evaluations' prompts
 LEVELS = 4  # the levels SoundStorm renders
 CROP = 200  # training crop, codec frames (4 s)
+TRUE_CODE_SHARE = 0.25  # of training crops read from true codes, 1-4 levels (what `Codec.decode` renders)
 
 
 def _items(wavs: Path, split: str, limit: int | None) -> list[dict]:
@@ -134,59 +139,6 @@ def prepare(wavs: Path, out: Path, bundle: str, split: str, limit: int | None, s
     return {"split": split, "items": len(index), "wall_s": round(time.time() - started, 1)}
 
 
-class _Block(nn.Module):
-    """Pre-norm gated dilated convolution, the voice added to its input."""
-
-    def __init__(self, width: int, dilation: int, voice: int):
-        super().__init__()
-        self.norm = nn.LayerNorm(width)
-        self.voice = nn.Linear(voice, width)
-        self.conv = nn.Conv1d(width, 2 * width, 5, padding=2 * dilation, dilation=dilation)
-        self.out = nn.Linear(width, width)
-
-    def forward(self, x, voice):
-        h = (self.norm(x) + self.voice(voice)[:, None]).transpose(1, 2)
-        h = nn.functional.glu(self.conv(h), dim=1).transpose(1, 2)
-        return x + self.out(h)
-
-
-class FeatureDecoder(nn.Module):
-    """(expected level-1 latent [B, T, C], semantic tokens [B, T], voice [B, V]) -> features [B, 2T, 20],
-    normalised per dimension with the training set's mean and deviation (kept as buffers)."""
-
-    def __init__(
-        self, latent: int = 64, voice: int = 128, vocab: int = 512, width: int = 256, depth: int = 8
-    ):
-        super().__init__()
-        self.latent = nn.Linear(latent, width)
-        self.semantic = nn.Embedding(vocab, width)
-        self.blocks = nn.ModuleList(_Block(width, (1, 2, 4, 8)[i % 4], voice) for i in range(depth))
-        self.norm = nn.LayerNorm(width)
-        self.head = nn.Linear(width, 2 * 20)
-        self.register_buffer("mean", torch.zeros(20))
-        self.register_buffer("std", torch.ones(20))
-
-    def forward(self, latent, semantic, voice):
-        x = self.latent(latent) + self.semantic(semantic)
-        for block in self.blocks:
-            x = block(x, voice)
-        y = self.head(self.norm(x))
-        return y.reshape(y.shape[0], -1, 20)
-
-    def features(self, latent, semantic, voice) -> np.ndarray:
-        """One utterance's FARGAN features [2T, 20], denormalised and clamped to the vocoder's ranges."""
-        with torch.inference_mode():
-            y = self(latent[None].float(), semantic[None].long(), voice[None].float())[0]
-        y = y * self.std + self.mean
-        y[:, :18] = y[:, :18].clamp(-39.0, 39.0)
-        y[:, 18] = y[:, 18].clamp(-1.99, 1.99)
-        y[:, 19] = y[:, 19].clamp(-0.99, 0.99)
-        return y.numpy()
-
-
-WEIGHTS = torch.tensor([1.0] * 18 + [2.0, 1.0])  # pitch counts twice: a joint loss lets it drift
-
-
 def _load(out: Path, split: str):
     from safetensors.torch import load_file
 
@@ -195,7 +147,15 @@ def _load(out: Path, split: str):
     return tensors, index
 
 
-def train(out: Path, minutes: float, threads: int, seed: int, batch: int = 16) -> dict:
+def _new_decoder(codec) -> FeatureDecoder:
+    c = codec.model.config
+    return FeatureDecoder(c.codebook_dim, 2 * c.codebook_dim, c.semantic_vocab, c.feature_width, c.feature_depth)
+
+
+def train(out: Path, bundle: str, minutes: float, threads: int, seed: int, batch: int = 16) -> dict:
+    """The feature decoder on the train split for `minutes` of wall clock: the expected level-1 latent of
+    SoundStorm's posterior as input, or (`TRUE_CODE_SHARE` of the crops) the sum of the true codes' of
+    the first 1-4 levels."""
     from safetensors.torch import save_file
 
     from soundstorm_cli.runtime import native_bf16
@@ -205,7 +165,8 @@ def train(out: Path, minutes: float, threads: int, seed: int, batch: int = 16) -
     tensors, index = _load(out, "train")
     keys = [r["id"] for r in index]
     feats = torch.cat([tensors[f"{k}/features"] for k in keys])
-    model = FeatureDecoder()
+    codec = _components(bundle)[0]
+    model = _new_decoder(codec)
     model.mean.copy_(feats.mean(0))
     model.std.copy_(feats.std(0).clamp_min(1e-3))
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
@@ -224,7 +185,12 @@ def train(out: Path, minutes: float, threads: int, seed: int, batch: int = 16) -
             def pad(x, length):
                 return torch.nn.functional.pad(x, (0, 0) * (x.dim() - 1) + (0, length - x.shape[0]))
 
-            lat.append(pad(tensors[f"{k}/latent"][lo : lo + n].float(), CROP))
+            if rng.random() < TRUE_CODE_SHARE:  # the sum of the first 1-4 levels' codes
+                codes = tensors[f"{k}/codes"][: int(rng.integers(1, LEVELS + 1)), lo : lo + n].long()
+                latent = codec.model.quantizer.decode(codes)
+            else:
+                latent = tensors[f"{k}/latent"][lo : lo + n].float()
+            lat.append(pad(latent, CROP))
             sem.append(pad(tensors[f"{k}/semantic"][lo : lo + n].long(), CROP))
             voi.append(tensors[f"{k}/voice"])
             f = (tensors[f"{k}/features"][2 * lo : 2 * (lo + n)] - model.mean) / model.std
@@ -233,7 +199,8 @@ def train(out: Path, minutes: float, threads: int, seed: int, batch: int = 16) -
         mask = ~target.isnan()
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             pred = model(torch.stack(lat), torch.stack(sem), torch.stack(voi)).float()
-        loss = ((pred - target.nan_to_num()).abs() * WEIGHTS * mask).sum() / (mask.sum() / 20 * WEIGHTS.sum())
+        weights = LOSS_WEIGHTS
+        loss = ((pred - target.nan_to_num()).abs() * weights * mask).sum() / (mask.sum() / 20 * weights.sum())
         lr = 1e-3 * min(1.0, (step + 1) / 200) * (0.1 + 0.9 * max(0.0, 1 - (time.time() - started) / budget))
         for group in opt.param_groups:
             group["lr"] = lr
@@ -291,6 +258,11 @@ def _espeak_inputs(row: dict, tensors: dict, codec, tokenizer, model) -> tuple:
     return (probs.float() @ codec.model.quantizer.levels[0].embed.float()), semantic
 
 
+def _is_natural(speaker: str) -> bool:
+    """A corpus speaker made from Kokoro's voices (`pipelines/natural_voices.py`)."""
+    return speaker.startswith("kokoro-")
+
+
 def compare(
     out: Path, bundle: str, utterances: int, audio_dir: Path | None, seed: int, guide: str = "true"
 ) -> dict:
@@ -301,12 +273,16 @@ def compare(
 
     torch.set_num_threads(1)
     codec, tokenizer, soundstorm = _components(bundle)
-    model = FeatureDecoder()
+    model = _new_decoder(codec)
     model.load_state_dict(load_file(str(out / "feature_decoder.safetensors")))
     model.eval()
     tensors, index = _load(out, "test")
     rng = np.random.default_rng(seed)
-    chosen = sorted(rng.choice(len(index), size=min(utterances, len(index)), replace=False))
+    # `utterances` of the held-out natural identities, half as many of the held-out synthetic voices
+    chosen = []
+    for natural, count in ((True, utterances), (False, utterances // 2)):
+        group = [i for i, r in enumerate(index) if _is_natural(r["speaker"]) == natural]
+        chosen += sorted(rng.choice(group, size=min(count, len(group)), replace=False).tolist()) if group else []
     if guide == "espeak":  # prompts whose source utterance was kept (its codes are stored)
         chosen = [i for i in chosen if f"{index[int(i)]['prompt']['id']}/codes" in tensors]
     asr, sim = Transcriber(), VoiceSimilarity()
@@ -330,7 +306,9 @@ def compare(
             old = codec.model.decode_latents(latent[None], semantic[None].long(), voice[None])[0].numpy()
         t_old = time.perf_counter() - t0
         t0 = time.perf_counter()
-        new = fargan.synthesize(model.features(latent, semantic, voice))
+        with torch.inference_mode():
+            features = model.render(latent[None], semantic[None], voice[None])[0]
+        new = fargan.synthesize(features.numpy())
         t_new = time.perf_counter() - t0
         resynth = fargan.synthesize(fargan.analyze(original))
         renders = {
@@ -339,25 +317,39 @@ def compare(
             "fargan_resynthesis": resynth,
             "original": original,
         }
+        if guide == "true":  # the codec's resynthesis: the utterance's own codes and voice, both ways
+            codes, own = tensors[f"{k}/codes"].long(), codec.voice(tensors[f"{k}/codes"].long())
+            true_semantic = tensors[f"{k}/semantic"].long()
+            with torch.inference_mode():
+                renders["bundle_codec"] = codec.model.decode(codes[None], true_semantic[None], own[None])[0].numpy()
+                features = model.render(codec.model.quantizer.decode(codes)[None], true_semantic[None], own[None])[0]
+            renders["feature_codec"] = fargan.synthesize(features.numpy())
         result = {
             "id": k,
+            "voices": "natural" if _is_natural(row["speaker"]) else "synthetic",
             "seconds_audio": round(len(original) / 16000, 2),
             "decode_s": {"bundle_decoder": round(t_old, 3), "feature_decoder": round(t_new, 3)},
         }
         for name, wav in renders.items():
             result[f"cer_{name}"] = cer(row["text"], asr(wav))
             result[f"similarity_{name}"] = sim(wav, prompt)
+            if name.endswith("_codec"):  # a resynthesis is judged against its original
+                result[f"similarity_to_original_{name}"] = sim(wav, original)
         if audio_dir is not None:
             audio_dir.mkdir(parents=True, exist_ok=True)
             for name in ("bundle_decoder", "feature_decoder"):
                 sf.write(audio_dir / f"{k}-{name}.wav", renders[name], 16000)
         print(json.dumps(result), flush=True)
         rows.append(result)
-    summary = {
-        key: round(float(np.mean([r[key] for r in rows])), 4)
-        for key in rows[0]
-        if key.startswith(("cer_", "similarity_"))
-    }
+    summary = {}
+    for group in ("natural", "synthetic"):
+        kept = [r for r in rows if r["voices"] == group]
+        if kept:
+            summary[group] = {
+                key: round(float(np.mean([r[key] for r in kept])), 4)
+                for key in kept[0]
+                if key.startswith(("cer_", "similarity_"))
+            } | {"utterances": len(kept)}
     report = {"summary": summary, "rows": rows, "train": json.loads((out / "train.json").read_text())}
     report["guide"] = guide
     (out / ("compare.json" if guide == "true" else f"compare-{guide}.json")).write_text(
@@ -366,11 +358,48 @@ def compare(
     return summary
 
 
+def ship(out: Path, bundle: str) -> dict:
+    """Make the bundle's codec a FARGAN-rendered one: its encoder and codebooks as they are, the trained
+    feature decoder in place of the waveform decoder (large weights in int8 rows), the registry updated."""
+    from dataclasses import replace
+
+    from safetensors.torch import load_file, save_file
+
+    from pipelines.bundle import update_registry
+    from pipelines.int8 import store_int8
+    from soundstorm_cli.checkpoints import ASSETS, load_safetensors, sha256_file
+    from soundstorm_cli.codec import FrameCodecWrapper
+    from soundstorm_cli.models.frame_codec import TRAINING_ONLY_BUFFERS, FrameCodec
+
+    codec = _components(bundle)[0]
+    if not isinstance(codec, FrameCodecWrapper):
+        raise SystemExit("error: only the embedded frame codec takes a feature decoder")
+    folder = ASSETS / bundle / "codec"
+    config = replace(codec.model.config, renderer="fargan", soft_level1=True, voice_decoder=True)
+    model = FrameCodec(config)
+    kept = {k: v for k, v in load_safetensors(folder / "model.safetensors").items() if not k.startswith("features.")}
+    trained = {f"features.{k}": v for k, v in load_file(str(out / "feature_decoder.safetensors")).items()}
+    state = {k: v for k, v in (kept | trained).items() if k in model.state_dict()}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if unexpected or [k for k in missing if k.rsplit(".", 1)[-1] not in TRAINING_ONLY_BUFFERS]:
+        raise SystemExit(f"error: the weights do not fit the new codec ({missing}, {unexpected})")
+    weights = folder / "model.safetensors"
+    # the encoder side as it was stored (float16), the feature decoder in float32 before its int8 rows
+    stored = {k: v.contiguous() for k, v in model.state_dict().items() if k in state}
+    stored = {k: v.to(kept[k].dtype) if k in kept else v for k, v in stored.items()}
+    (folder / "config.json").write_text(json.dumps(config.to_dict(), indent=1))
+    save_file(stored, str(weights), metadata={"format": "pt"})
+    store_int8(weights)
+    files = {f: sha256_file(folder / f) for f in ("config.json", "model.safetensors")}
+    update_registry(bundle, {"codec": {"package": f"{bundle}/codec", "files": files}}, None, merge=True)
+    return {"codec": str(folder), "bytes": weights.stat().st_size}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m pipelines.feature_decoder", description=__doc__.splitlines()[0]
     )
-    parser.add_argument("action", choices=("prepare", "train", "compare"))
+    parser.add_argument("action", choices=("prepare", "train", "compare", "ship"))
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--wavs", type=Path)
     parser.add_argument("--bundle", default="tiny")
@@ -396,7 +425,9 @@ def main(argv: list[str] | None = None) -> int:
                 flush=True,
             )
     elif args.action == "train":
-        print(json.dumps(train(args.out, args.minutes, args.threads, args.seed)))
+        print(json.dumps(train(args.out, args.bundle, args.minutes, args.threads, args.seed)))
+    elif args.action == "ship":
+        print(json.dumps(ship(args.out, args.bundle)))
     else:
         print(json.dumps(compare(args.out, args.bundle, args.utterances, args.audio, args.seed, args.guide)))
     return 0

@@ -79,6 +79,30 @@ def test_silence_stays_silent_and_priming_is_clean():
     assert np.abs(y[: fargan.FRAME]).max() < 0.5
 
 
+def test_a_long_render_is_cut_in_its_pauses_and_does_not_depend_on_the_cores(monkeypatch):
+    # 31 s: buzzes at changing pitches, with a 0.5 s pause a little after the middle
+    x = np.concatenate(
+        [voiced(2.9, f0=110.0 + 10 * k) for k in range(5)]
+        + [np.zeros(RATE // 2, dtype=np.float32)]
+        + [voiced(3.0, f0=160.0 + 10 * k) for k in range(5)]
+        + [voiced(1.0)]
+    )
+    feats = fargan.analyze(x)
+    (cut,) = fargan.cut_points(feats)
+    assert 1450 <= cut <= 1500  # inside the pause, not at the even middle (1550)
+    y = fargan.synthesize(feats)
+    assert y.shape == (feats.shape[0] * fargan.FRAME,)
+    monkeypatch.setattr(fargan.os, "cpu_count", lambda: 1)
+    np.testing.assert_array_equal(fargan.synthesize(feats), y)
+    # the parts meet without a click, and the second keeps its pitch and energy
+    whole = fargan._render(feats)
+    around = slice((cut - 2) * fargan.FRAME, (cut + fargan.FADE + 2) * fargan.FRAME)
+    assert np.abs(y[around]).max() <= np.abs(whole[around]).max() + 0.01
+    late = slice((cut + 100) * fargan.FRAME, (cut + 400) * fargan.FRAME)
+    assert 0.5 < (y[late] ** 2).mean() / (whole[late] ** 2).mean() < 2.0
+    assert fargan.cut_points(feats[:1000]) == []  # 10 s: one pass
+
+
 def test_same_features_same_audio():
     feats = fargan.analyze(voiced(0.4))
     assert np.array_equal(fargan.synthesize(feats), fargan.synthesize(feats))
@@ -142,18 +166,90 @@ def test_the_build_is_skipped_when_built_and_its_command_reports_errors(monkeypa
 
 
 def test_the_feature_decoder_maps_codec_frames_to_two_vocoder_frames_in_range():
-    """pipelines.feature_decoder: 50 Hz inputs -> 100 Hz FARGAN features that the vocoder accepts."""
+    """models.feature_decoder: 50 Hz inputs -> 100 Hz FARGAN features that the vocoder accepts."""
     import torch
 
-    from pipelines.feature_decoder import FeatureDecoder
+    from soundstorm_cli.models.feature_decoder import FeatureDecoder
 
     torch.manual_seed(0)
-    model = FeatureDecoder(width=32, depth=2)
+    model = FeatureDecoder(64, 128, 512, width=32, depth=2)
     model.std.fill_(50.0)  # wide outputs, so that the clamps have work to do
-    latent, semantic, voice = torch.randn(40, 64), torch.randint(0, 512, (40,)), torch.randn(128)
-    assert model(latent[None], semantic[None], voice[None]).shape == (1, 80, 20)
-    features = model.features(latent, semantic, voice)
+    latent, semantic, voice = torch.randn(1, 40, 64), torch.randint(0, 512, (1, 40)), torch.randn(1, 128)
+    assert model(latent, semantic, voice).shape == (1, 80, 20)
+    with torch.no_grad():
+        features = model.render(latent, semantic, voice)[0].numpy()
+        raw = (model(latent, semantic, voice) * model.std + model.mean)[0].numpy()
     assert features.shape == (80, 20)
+    assert np.abs(raw[:, fargan.PITCH]).max() > 2  # the clamps had work to do
     assert np.abs(features[:, fargan.PITCH]).max() < 2 and np.abs(features[:, fargan.CORRELATION]).max() < 1
     fargan.check_features(features)
     assert fargan.synthesize(features).shape == (80 * fargan.FRAME,)
+    # a voice per frame: the same voice on every frame gives what the one vector gave
+    with torch.no_grad():
+        per_frame = model.render(latent, semantic, voice[:, None].expand(-1, 40, -1))[0].numpy()
+    np.testing.assert_allclose(per_frame, features, atol=1e-5)
+
+
+def _fargan_codec(seed: int = 0):
+    import torch
+
+    from soundstorm_cli.codec import FrameCodecWrapper
+    from soundstorm_cli.models.frame_codec import FrameCodec, FrameCodecConfig
+
+    torch.manual_seed(seed)
+    config = FrameCodecConfig(
+        width=32, encoder_layers=1, levels=4, codebook_size=64, codebook_dim=16, semantic_vocab=32,
+        semantic_encoder=False, soft_level1=True, voice_decoder=True, renderer="fargan", feature_width=32,
+        feature_depth=2,
+    )
+    return FrameCodecWrapper(FrameCodec(config))
+
+
+def test_a_codec_rendered_by_fargan_has_no_waveform_decoder_and_reads_its_levels_and_the_voice():
+    import torch
+
+    codec = _fargan_codec()
+    names = {name.split(".")[0] for name, _ in codec.model.named_parameters()}
+    assert "features" in names and not names & {"decoder", "head", "decoder_in", "voice_decoder"}
+    assert codec.renders_posterior and codec.reads_voice and codec.needs_semantic
+    wav = torch.from_numpy(0.3 * np.sin(np.arange(16000) * 2 * np.pi * 150 / 16000).astype(np.float32))
+    semantic = torch.randint(0, 32, (25,))
+    codes = codec.encode(wav, semantic=semantic)
+    assert codes.shape == (4, 50)
+    voice = codec.voice(codes)
+    audio = codec.decode(codes, semantic=semantic, voice=voice)
+    assert audio.shape == (50 * codec.hop_length,) and torch.isfinite(audio).all() and audio.abs().max() <= 1
+    # level 1's codes alone render as a sure posterior on them; the finer levels are read too
+    sure = torch.nn.functional.one_hot(codes[0], codec.codebook_size).float()
+    first = codec.decode(codes[:1], semantic=semantic, voice=voice)
+    np.testing.assert_allclose(
+        codec.decode_posterior(sure, semantic=semantic, voice=voice).numpy(), first.numpy(), atol=1e-6
+    )
+    assert not torch.equal(first, audio)
+    other = codec.decode(codes, semantic=semantic, voice=voice + 1.0)
+    assert not torch.equal(other, audio)  # the voice is read
+    # same input, same audio
+    assert torch.equal(codec.decode(codes, semantic=semantic, voice=voice), audio)
+
+
+def test_a_codec_rendered_by_fargan_loads_from_its_folder_and_refuses_training(tmp_path):
+    import json
+
+    import torch
+    from safetensors.torch import save_file
+
+    from soundstorm_cli.codec import load_codec
+
+    codec = _fargan_codec(1)
+    (tmp_path / "config.json").write_text(json.dumps(codec.model.config.to_dict()))
+    save_file({k: v.contiguous() for k, v in codec.model.state_dict().items()}, str(tmp_path / "model.safetensors"))
+    loaded = load_codec(tmp_path)
+    probs = torch.softmax(torch.randn(30, 64), -1)
+    semantic = torch.randint(0, 32, (15,))
+    voice = torch.randn(32)
+    assert torch.equal(
+        loaded.decode_posterior(probs, semantic=semantic, voice=voice),
+        codec.decode_posterior(probs, semantic=semantic, voice=voice),
+    )
+    with pytest.raises(ValueError, match="feature decoder"):
+        codec.model(torch.zeros(1, 3200))

@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from soundstorm_cli.models.feature_decoder import FeatureDecoder
+
 # Buffers only training reads (the codebooks' EMA statistics): shipped codecs leave them out.
 TRAINING_ONLY_BUFFERS = ("embed_sum", "cluster_size", "initted")
 
@@ -77,6 +79,13 @@ class FrameCodecConfig:
     # True (with voice_decoder): the voice vector is also projected into every decoder block's input (one
     # projection each), so the voice reaches each block's residual stream directly.
     voice_layers: bool = False
+    # "waveform": the decoder above renders STFT frames; "fargan": a feature decoder (`feature_decoder.py`,
+    # `feature_width` x `feature_depth`) predicts FARGAN's features from the same inputs (the expected
+    # level-1 latent, the semantic tokens, the voice vector) and the pretrained vocoder renders them; the
+    # waveform decoder is then not built. Needs semantic_vocab and voice_decoder.
+    renderer: str = "waveform"
+    feature_width: int = 256
+    feature_depth: int = 8
     model_type: str = "soundstorm-frame-codec"
 
     def to_dict(self) -> dict:
@@ -201,6 +210,17 @@ class FrameCodec(nn.Module):
         self.encoder = nn.Sequential(*[ConvNeXtBlock(c.width) for _ in range(c.encoder_layers)])
         self.encoder_out = nn.Sequential(nn.LayerNorm(c.width), nn.Linear(c.width, c.codebook_dim))
         self.quantizer = ResidualVQ(c.levels, c.codebook_size, c.codebook_dim)
+        if c.renderer == "fargan":
+            if not (c.semantic_vocab and c.voice_decoder):
+                raise ValueError("a codec rendered by FARGAN needs semantic_vocab and voice_decoder")
+            if c.semantic_encoder:
+                self.semantic_encoder = nn.Embedding(c.semantic_vocab, c.width)
+            self.features = FeatureDecoder(
+                c.codebook_dim, 2 * c.codebook_dim, c.semantic_vocab, c.feature_width, c.feature_depth
+            )
+            return
+        if c.renderer != "waveform":
+            raise ValueError(f"unknown renderer '{c.renderer}': 'waveform' or 'fargan'")
         self.decoder_in = nn.Conv1d(c.codebook_dim, c.width, kernel_size=7, padding=3)
         self.decoder = nn.Sequential(*[ConvNeXtBlock(c.width) for _ in range(c.decoder_layers)])
         self.decoder_norm = nn.LayerNorm(c.width)
@@ -257,7 +277,8 @@ class FrameCodec(nn.Module):
     def _voice(self, voice, frames: int):
         """Voice vectors [B, 2C] or [B, T, 2C] -> [B, T, 2C] in the decoder's dtype (None for a decoder
         that reads none)."""
-        if not hasattr(self, "voice_decoder"):
+        fargan = self.config.renderer == "fargan"  # its feature decoder always reads one
+        if not (fargan or hasattr(self, "voice_decoder")):
             return None
         if voice is None:
             raise ValueError("this codec's decoder reads a voice vector: pass voice=")
@@ -265,10 +286,23 @@ class FrameCodec(nn.Module):
             voice = voice[:, None].expand(-1, frames, -1)
         if voice.shape[1] != frames:
             raise ValueError(f"voice vectors must be [B, 2C] or [B, {frames}, 2C], got {tuple(voice.shape)}")
-        return voice.to(self.voice_decoder.weight.dtype)
+        return voice.to(torch.float32 if fargan else self.voice_decoder.weight.dtype)
+
+    def render_features(self, latents, semantic, voice):  # [B, T, C] -> features [B, 2T, 20]
+        """What a FARGAN-rendered codec's feature decoder predicts, in the vocoder's units."""
+        frames = latents.shape[1]
+        if semantic is None or semantic.shape[-1] != frames:
+            got = None if semantic is None else tuple(semantic.shape)
+            raise ValueError(f"this codec needs semantic tokens at its frame rate, [B, {frames}], got {got}")
+        return self.features.render(latents, semantic, self._voice(voice, frames))
 
     def decode_latents(self, latents, semantic=None, voice=None):  # [B, T, C] -> [B, T * hop]
         c = self.config
+        if c.renderer == "fargan":
+            from soundstorm_cli.vocoder import fargan
+
+            features = self.render_features(latents, semantic, voice).cpu().numpy()
+            return torch.stack([torch.from_numpy(fargan.synthesize(f)) for f in features]).to(latents.device)
         x = self.decoder_in(latents.transpose(1, 2))  # [B, D, T]
         voice = self._voice(voice, x.shape[-1])
 
@@ -298,6 +332,8 @@ class FrameCodec(nn.Module):
         """Training pass: (reconstruction [B, S'], codes [B, Q, T], commitment loss).
 
         `semantic`: codec-rate semantic tokens [B, T], for a codec conditioned on them."""
+        if self.config.renderer == "fargan":
+            raise ValueError("a codec rendered by FARGAN trains its feature decoder: pipelines.feature_decoder")
         latents = self.encode_latents(wav, semantic)  # [B, T, C]
         B, T, C = latents.shape
         flat = latents.reshape(B * T, C)
@@ -318,9 +354,9 @@ class FrameCodec(nn.Module):
     def decode(self, codes, semantic=None, voice=None):  # [B, Q, T] -> [B, T * hop]
         """`voice`: for a decoder that reads one, [B, 2C] or [B, T, 2C]; by default the codes' own."""
         B, Q, T = codes.shape
-        quantized = self.quantizer.decode(codes.transpose(0, 1).reshape(Q, B * T))
         if voice is None and self.config.voice_decoder:
             voice = self.voice_vector(codes)
+        quantized = self.quantizer.decode(codes.transpose(0, 1).reshape(Q, B * T))
         return self.decode_latents(quantized.reshape(B, T, -1), semantic, voice)
 
     @torch.no_grad()

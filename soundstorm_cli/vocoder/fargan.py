@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import os
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -101,11 +103,57 @@ def _silence_frame() -> np.ndarray:
 
 
 def synthesize(features: np.ndarray) -> np.ndarray:
-    """16 kHz audio [T * 160] in [-1, 1] from features [T, 20], aligned with the audio they came from."""
+    """16 kHz audio [T * 160] in [-1, 1] from features [T, 20], aligned with the audio they came from.
+
+    A long render is cut into parts of about `PART_FRAMES` at its quietest frames, rendered side by side
+    (one thread each, up to the machine's cores) and cross-faded: the cuts depend on the features alone,
+    so the audio does not depend on the number of cores."""
     features = check_features(features)
     frames = features.shape[0]
     if frames == 0:
         return np.zeros(0, dtype=np.float32)
+    bounds = [0, *cut_points(features), frames]
+    spans = [(max(0, a - WARMUP) if a else 0, min(frames, b + FADE)) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    if len(spans) == 1:
+        return _render(features)
+    with ThreadPoolExecutor(min(len(spans), os.cpu_count() or 1)) as pool:
+        pieces = list(pool.map(lambda span: _render(features[span[0] : span[1]]), spans))
+    audio = np.zeros(frames * FRAME, dtype=np.float32)
+    fade_in = (0.5 - 0.5 * np.cos(np.linspace(0.0, np.pi, FADE * FRAME))).astype(np.float32)
+    for n, ((start, _), piece) in enumerate(zip(spans, pieces, strict=True)):
+        first = bounds[n]
+        piece = piece[(first - start) * FRAME :].copy()  # from the part's own first frame on
+        if n > 0:
+            piece[: FADE * FRAME] *= fade_in
+        if n < len(spans) - 1:
+            piece[-FADE * FRAME :] *= fade_in[::-1]
+        audio[first * FRAME : first * FRAME + piece.size] += piece
+    return audio
+
+
+PART_FRAMES = 1500  # 15 s: a longer render is cut into parts of about this length
+SEARCH = 150  # frames either side of an even cut where the quietest frame is looked for
+WARMUP = 10  # frames a later part renders before its cut, for FARGAN's state to settle
+FADE = 4  # frames of cross-fade at a cut (40 ms)
+
+
+def cut_points(features: np.ndarray) -> list[int]:
+    """Where a render of these features is cut: near each multiple of T / parts, the frame of least energy
+    (the first cepstral coefficient, a log energy, smoothed over 50 ms)."""
+    frames = features.shape[0]
+    parts = max(1, round(frames / PART_FRAMES))
+    energy = np.convolve(features[:, 0], np.ones(5) / 5, mode="same")
+    cuts = []
+    for j in range(1, parts):
+        target = j * frames // parts
+        low, high = max(WARMUP, target - SEARCH), min(frames - FADE - 1, target + SEARCH)
+        cuts.append(low + int(np.argmin(energy[low:high])))
+    return cuts
+
+
+def _render(features: np.ndarray) -> np.ndarray:
+    """One FARGAN pass over checked features [T, 20]: audio [T * 160], aligned."""
+    frames = features.shape[0]
     # FARGAN starts from silence: it primes on silence's features, renders every frame given and, to make
     # up for the delay, a little of silence after them.
     tail = -(-DELAY // FRAME)
