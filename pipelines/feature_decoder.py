@@ -37,11 +37,12 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from soundstorm_cli.models.feature_decoder import LOSS_WEIGHTS, FeatureDecoder
+from soundstorm_cli.models.feature_decoder import FeatureDecoder
 
 PROMPT_FRAMES = 150  # 3 s at the codec's 50 Hz, as the evaluations' prompts
 LEVELS = 4  # the levels SoundStorm renders
 CROP = 200  # training crop, codec frames (4 s)
+LOSS_WEIGHTS = torch.tensor([1.0] * 18 + [2.0, 1.0])  # pitch counts twice: a joint loss lets it drift
 TRUE_CODE_SHARE = 0.25  # of training crops read from true codes, 1-4 levels (what `Codec.decode` renders)
 
 
@@ -199,8 +200,9 @@ def train(out: Path, bundle: str, minutes: float, threads: int, seed: int, batch
         mask = ~target.isnan()
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             pred = model(torch.stack(lat), torch.stack(sem), torch.stack(voi)).float()
-        weights = LOSS_WEIGHTS
-        loss = ((pred - target.nan_to_num()).abs() * weights * mask).sum() / (mask.sum() / 20 * weights.sum())
+        loss = ((pred - target.nan_to_num()).abs() * LOSS_WEIGHTS * mask).sum() / (
+            mask.sum() / 20 * LOSS_WEIGHTS.sum()
+        )
         lr = 1e-3 * min(1.0, (step + 1) / 200) * (0.1 + 0.9 * max(0.0, 1 - (time.time() - started) / budget))
         for group in opt.param_groups:
             group["lr"] = lr
@@ -318,7 +320,8 @@ def compare(
             "original": original,
         }
         if guide == "true":  # the codec's resynthesis: the utterance's own codes and voice, both ways
-            codes, own = tensors[f"{k}/codes"].long(), codec.voice(tensors[f"{k}/codes"].long())
+            codes = tensors[f"{k}/codes"].long()
+            own = codec.voice(codes)
             true_semantic = tensors[f"{k}/semantic"].long()
             with torch.inference_mode():
                 renders["bundle_codec"] = codec.model.decode(codes[None], true_semantic[None], own[None])[0].numpy()
@@ -379,14 +382,18 @@ def ship(out: Path, bundle: str) -> dict:
     model = FrameCodec(config)
     kept = {k: v for k, v in load_safetensors(folder / "model.safetensors").items() if not k.startswith("features.")}
     trained = {f"features.{k}": v for k, v in load_file(str(out / "feature_decoder.safetensors")).items()}
-    state = {k: v for k, v in (kept | trained).items() if k in model.state_dict()}
+    names = model.state_dict().keys()
+    state = {k: v for k, v in (kept | trained).items() if k in names}
     missing, unexpected = model.load_state_dict(state, strict=False)
     if unexpected or [k for k in missing if k.rsplit(".", 1)[-1] not in TRAINING_ONLY_BUFFERS]:
         raise SystemExit(f"error: the weights do not fit the new codec ({missing}, {unexpected})")
     weights = folder / "model.safetensors"
     # the encoder side as it was stored (float16), the feature decoder in float32 before its int8 rows
-    stored = {k: v.contiguous() for k, v in model.state_dict().items() if k in state}
-    stored = {k: v.to(kept[k].dtype) if k in kept else v for k, v in stored.items()}
+    stored = {
+        k: (v.to(kept[k].dtype) if k in kept else v).contiguous()
+        for k, v in model.state_dict().items()
+        if k in state
+    }
     (folder / "config.json").write_text(json.dumps(config.to_dict(), indent=1))
     save_file(stored, str(weights), metadata={"format": "pt"})
     store_int8(weights)

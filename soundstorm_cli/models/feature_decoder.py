@@ -17,8 +17,6 @@ from soundstorm_cli.vocoder.fargan import CEPSTRUM, CORRELATION, LIMITS, NUM_FEA
 
 FRAMES_PER_CODEC_FRAME = 2  # FARGAN's 10 ms frames in a 20 ms codec frame
 DILATIONS = (1, 2, 4, 8)
-# The loss weights of the training stage: the pitch counts twice, a joint loss lets it drift.
-LOSS_WEIGHTS = torch.tensor([1.0] * 18 + [2.0, 1.0])
 
 
 class GatedBlock(nn.Module):

@@ -102,6 +102,12 @@ def _silence_frame() -> np.ndarray:
     return analyze(np.zeros(FRAME * 8, dtype=np.float32))[-1].copy()
 
 
+PART_FRAMES = 1500  # 15 s: a longer render is cut into parts of about this length
+SEARCH = 150  # frames either side of an even cut where the quietest frame is looked for
+WARMUP = 10  # frames a later part renders before its cut, for FARGAN's state to settle
+FADE = 4  # frames of cross-fade at a cut (40 ms)
+
+
 def synthesize(features: np.ndarray) -> np.ndarray:
     """16 kHz audio [T * 160] in [-1, 1] from features [T, 20], aligned with the audio they came from.
 
@@ -113,7 +119,7 @@ def synthesize(features: np.ndarray) -> np.ndarray:
     if frames == 0:
         return np.zeros(0, dtype=np.float32)
     bounds = [0, *cut_points(features), frames]
-    spans = [(max(0, a - WARMUP) if a else 0, min(frames, b + FADE)) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    spans = [(max(0, a - WARMUP), min(frames, b + FADE)) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
     if len(spans) == 1:
         return _render(features)
     with ThreadPoolExecutor(min(len(spans), os.cpu_count() or 1)) as pool:
@@ -129,12 +135,6 @@ def synthesize(features: np.ndarray) -> np.ndarray:
             piece[-FADE * FRAME :] *= fade_in[::-1]
         audio[first * FRAME : first * FRAME + piece.size] += piece
     return audio
-
-
-PART_FRAMES = 1500  # 15 s: a longer render is cut into parts of about this length
-SEARCH = 150  # frames either side of an even cut where the quietest frame is looked for
-WARMUP = 10  # frames a later part renders before its cut, for FARGAN's state to settle
-FADE = 4  # frames of cross-fade at a cut (40 ms)
 
 
 def cut_points(features: np.ndarray) -> list[int]:
