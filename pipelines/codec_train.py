@@ -183,6 +183,12 @@ def run(config: DataConfig, progress=None) -> dict:
     c = config.codec
     if c.pretrained:  # a pretrained codec (e.g. EnCodec 24 kHz): nothing to train
         return {"pretrained": c.pretrained}
+    if c.kind == "feature":  # residual k-means over FARGAN's features: nothing trained by gradient
+        from pipelines.feature_codec import run as fit_feature_codec
+
+        return fit_feature_codec(config, progress)
+    if c.kind != "frame":
+        raise SystemExit(f"error: codec.kind is frame or feature, got {c.kind!r}")
     out = config.out_dir / "codec"
     out.mkdir(parents=True, exist_ok=True)
     done_marker = out / "train_stats.json"

@@ -60,6 +60,14 @@ class SemanticConfig:
 @dataclass
 class CodecConfig:
     pretrained: str | None = None  # a bundle whose codec to use instead of training one (e.g. encodec-24khz)
+    # "frame": the codec of models/frame_codec.py, trained by gradient (the fields below `kind`'s block);
+    # "feature": residual k-means over FARGAN's features (models/feature_codec.py, pipelines/feature_codec.py),
+    # `model.levels` codebooks of `model.codebook_size` vectors, rendered by the pretrained vocoder
+    kind: str = "frame"
+    pitch_weight: float = 3.0  # feature: how much the pitch code's error counts beside a cepstral coefficient's
+    correlation_weight: float = 2.0  # feature: the same for the pitch correlation
+    kmeans_iterations: int = 12  # feature: Lloyd iterations a level
+    kmeans_frames: int = 400_000  # feature: codec frames (20 ms) each level's k-means is fitted on
     steps: int = 6000
     batch_size: int = 8
     segment_s: float = 1.0

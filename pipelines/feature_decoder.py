@@ -233,7 +233,7 @@ def train(out: Path, bundle: str, minutes: float, threads: int, seed: int, batch
         "threads": threads,
         "items": len(keys),
     }
-    (out / "train.json").write_text(json.dumps(stats, indent=1))
+    (out / "train_stats.json").write_text(json.dumps(stats, indent=1))
     return stats
 
 
@@ -353,7 +353,7 @@ def compare(
                 for key in kept[0]
                 if key.startswith(("cer_", "similarity_"))
             } | {"utterances": len(kept)}
-    report = {"summary": summary, "rows": rows, "train": json.loads((out / "train.json").read_text())}
+    report = {"summary": summary, "rows": rows, "train": json.loads((out / "train_stats.json").read_text())}
     report["guide"] = guide
     (out / ("compare.json" if guide == "true" else f"compare-{guide}.json")).write_text(
         json.dumps(report, indent=1)

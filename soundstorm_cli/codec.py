@@ -47,6 +47,17 @@ class Codec(ABC):
 
     model: object  # the torch module behind it
 
+    def _take(self, model, num_levels: int | None) -> None:
+        """Hold `model` (evaluation mode) and the facts its config gives; `num_levels` of its levels."""
+        config = model.config
+        self.model = model.eval()
+        self.sample_rate = int(config.sample_rate)
+        self.frame_rate = self.sample_rate // int(config.hop_length)
+        self.codebook_size = int(config.codebook_size)
+        self.num_levels = int(num_levels or config.levels)
+        if not 1 <= self.num_levels <= config.levels:
+            raise CodecError(f"this codec has {config.levels} levels, not {self.num_levels}")
+
     @property
     def device(self):
         """Where the codec's weights are (inputs are moved there)."""
@@ -235,16 +246,10 @@ class FrameCodecWrapper(Codec):
 
     def __init__(self, model, num_levels: int | None = None):
         config = model.config
-        self.model = model.eval()
-        self.sample_rate = int(config.sample_rate)
-        self.frame_rate = self.sample_rate // int(config.hop_length)
-        self.codebook_size = int(config.codebook_size)
-        self.num_levels = int(num_levels or config.levels)
+        self._take(model, num_levels)
         self.needs_semantic = bool(config.semantic_vocab)
         self.renders_posterior = bool(config.soft_level1)
         self.reads_voice = bool(config.voice_decoder)
-        if not 1 <= self.num_levels <= config.levels:
-            raise CodecError(f"this codec has {config.levels} levels, not {self.num_levels}")
         if self.needs_semantic and self.frame_rate != config.semantic_ratio * SEMANTIC_RATE:
             raise CodecError(
                 f"codec at {self.frame_rate} Hz with semantic_ratio {config.semantic_ratio}: they must meet at 25 Hz"
@@ -276,12 +281,7 @@ class FrameCodecWrapper(Codec):
         from soundstorm_cli.models.frame_codec import TRAINING_ONLY_BUFFERS, FrameCodec, FrameCodecConfig
 
         directory = Path(directory)
-        raw = read_json_object(directory / "config.json", CheckpointError, "codec config")
-        try:
-            config = FrameCodecConfig(**raw)
-        except TypeError as exc:
-            raise CheckpointError(f"bad codec config '{directory / 'config.json'}': {exc}") from exc
-        model = FrameCodec(config)
+        model = FrameCodec(_stored_config(directory, FrameCodecConfig))
         state = load_safetensors(directory / "model.safetensors")
         missing, unexpected = model.load_state_dict(state, strict=False)
         # Shipped codecs drop the codebooks' EMA statistics, which only training reads.
@@ -290,6 +290,63 @@ class FrameCodecWrapper(Codec):
                 f"codec weights in '{directory}' do not fit its config ({len(missing)} missing, {len(unexpected)} unexpected)"
             )
         return cls(model.to(device), num_levels=num_levels)
+
+
+class FeatureCodecWrapper(Codec):
+    """The FARGAN feature codec (`models/feature_codec.py`) behind the `Codec` interface: FARGAN's analysis
+    and nearest-vector search encode, the pretrained vocoder renders."""
+
+    def __init__(self, model, num_levels: int | None = None):
+        self._take(model, num_levels)
+
+    @property
+    def device(self):
+        return self.model.codebooks.device
+
+    def _encode(self, wav, semantic=None):
+        import numpy as np
+        import torch
+
+        from soundstorm_cli.vocoder import fargan
+
+        frames = self.num_frames(wav.shape[-1])
+        out = []
+        for row in wav.cpu().numpy():
+            features = fargan.analyze(row)
+            features = np.concatenate([features, fargan.silence_features(max(0, 2 * frames - len(features)))])
+            out.append(self.model.quantize(torch.from_numpy(features[: 2 * frames]), self.num_levels))
+        return torch.stack(out)
+
+    def _decode(self, codes, semantic=None, voice=None):
+        import numpy as np
+        import torch
+
+        from soundstorm_cli.vocoder import fargan
+
+        features = self.model.dequantize(codes.to(self.device)).cpu().numpy()
+        return torch.from_numpy(np.stack([fargan.synthesize(f) for f in features]))
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, num_levels: int | None = None, device: str = "cpu"):
+        from soundstorm_cli.checkpoints import load_safetensors
+        from soundstorm_cli.models.feature_codec import FeatureCodec, FeatureCodecConfig
+
+        directory = Path(directory)
+        model = FeatureCodec(_stored_config(directory, FeatureCodecConfig))
+        try:
+            model.load_state_dict(load_safetensors(directory / "model.safetensors"))
+        except RuntimeError as exc:
+            raise CodecError(f"codec weights in '{directory}' do not fit its config: {exc}") from exc
+        return cls(model.to(device), num_levels=num_levels)
+
+
+def _stored_config(directory: Path, config_class):
+    """A codec folder's `config.json` as `config_class`, or a CheckpointError naming the file."""
+    raw = read_json_object(directory / "config.json", CheckpointError, "codec config")
+    try:
+        return config_class(**raw)
+    except TypeError as exc:
+        raise CheckpointError(f"bad codec config '{directory / 'config.json'}': {exc}") from exc
 
 
 def load_codec(directory: str | Path, bandwidth: float | None = None, device: str = "cpu") -> Codec:
@@ -301,4 +358,6 @@ def load_codec(directory: str | Path, bandwidth: float | None = None, device: st
         return EncodecCodec.from_pretrained(directory, bandwidth=bandwidth, device=device)
     if model_type == "soundstorm-frame-codec":
         return FrameCodecWrapper.from_pretrained(directory, device=device)
+    if model_type == "soundstorm-feature-codec":
+        return FeatureCodecWrapper.from_pretrained(directory, device=device)
     raise CodecError(f"unknown codec type '{model_type}' in '{config_path}'")

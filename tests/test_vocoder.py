@@ -253,3 +253,35 @@ def test_a_codec_rendered_by_fargan_loads_from_its_folder_and_refuses_training(t
     )
     with pytest.raises(ValueError, match="feature decoder"):
         codec.model(torch.zeros(1, 3200))
+
+
+def test_the_feature_decoder_stage_trains_and_keeps_its_split_index(tmp_path, monkeypatch):
+    """pipelines.feature_decoder train on a made-up split: it leaves the split's index as it was (its
+    statistics go to train_stats.json) and a decoder that loads into the codec's feature decoder."""
+    import json
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    import pipelines.feature_decoder as stage
+
+    codec = _fargan_codec()
+    monkeypatch.setattr(stage, "_components", lambda bundle: (codec, None, None))
+    tensors, index = {}, []
+    for n in range(3):
+        key, frames = f"u{n}", 30 + 10 * n
+        tensors[f"{key}/codes"] = torch.randint(0, 64, (4, frames), dtype=torch.int16)
+        tensors[f"{key}/semantic"] = torch.randint(0, 32, (frames,), dtype=torch.int16)
+        tensors[f"{key}/latent"] = torch.randn(frames, 16).half()
+        tensors[f"{key}/voice"] = torch.randn(32)
+        tensors[f"{key}/features"] = torch.from_numpy(
+            np.tile(fargan.silence_features(1), (2 * frames, 1))
+        ) + 0.1 * torch.randn(2 * frames, 20)
+        index.append({"id": key, "text": "x", "speaker": "s"})
+    save_file(tensors, str(tmp_path / "train.safetensors"))
+    (tmp_path / "train.json").write_text(json.dumps(index))
+    stats = stage.train(tmp_path, "tiny", minutes=0.02, threads=1, seed=0, batch=2)
+    assert stats["steps"] >= 1 and stats["items"] == 3
+    assert json.loads((tmp_path / "train.json").read_text()) == index
+    assert json.loads((tmp_path / "train_stats.json").read_text()) == stats
+    codec.model.features.load_state_dict(load_file(str(tmp_path / "feature_decoder.safetensors")))

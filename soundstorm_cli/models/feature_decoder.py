@@ -63,15 +63,19 @@ class FeatureDecoder(nn.Module):
 
     def render(self, latent, semantic, voice):
         """Features [B, 2T, 20] in FARGAN's units (float32), clamped inside what the vocoder accepts."""
-        y = self(latent.float(), semantic.long(), voice.float()).float() * self.std + self.mean
-        cepstrum = LIMITS["cepstrum"] - 1.0
-        pitch_low, pitch_high = LIMITS["pitch"]
-        corr_low, corr_high = LIMITS["correlation"]
-        return torch.cat(
-            [
-                y[..., CEPSTRUM].clamp(-cepstrum, cepstrum),
-                y[..., PITCH : PITCH + 1].clamp(pitch_low + 0.01, pitch_high - 0.01),
-                y[..., CORRELATION : CORRELATION + 1].clamp(corr_low + 0.01, corr_high - 0.01),
-            ],
-            dim=-1,
-        )
+        return clamp_features(self(latent.float(), semantic.long(), voice.float()).float() * self.std + self.mean)
+
+
+def clamp_features(features: torch.Tensor) -> torch.Tensor:
+    """Features [..., 20] inside what FARGAN accepts (`vocoder.fargan.LIMITS`)."""
+    cepstrum = LIMITS["cepstrum"] - 1.0
+    pitch_low, pitch_high = LIMITS["pitch"]
+    corr_low, corr_high = LIMITS["correlation"]
+    return torch.cat(
+        [
+            features[..., CEPSTRUM].clamp(-cepstrum, cepstrum),
+            features[..., PITCH : PITCH + 1].clamp(pitch_low + 0.01, pitch_high - 0.01),
+            features[..., CORRELATION : CORRELATION + 1].clamp(corr_low + 0.01, corr_high - 0.01),
+        ],
+        dim=-1,
+    )

@@ -1,0 +1,157 @@
+"""The FARGAN feature codec: residual k-means over the vocoder's features, behind the Codec interface."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pipelines.feature_codec import feature_weights, fit, kmeans
+from soundstorm_cli.codec import FeatureCodecWrapper, load_codec
+from soundstorm_cli.errors import CodecError
+from soundstorm_cli.models.feature_codec import FeatureCodec, FeatureCodecConfig, nearest
+from soundstorm_cli.vocoder import fargan
+
+
+def _speechlike(seconds: float, seed: int = 0) -> np.ndarray:
+    """A buzz at a gliding pitch through moving resonances, with pauses: FARGAN's features of it vary."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * 16000)) / 16000
+    pitch = 110 + 60 * np.sin(2 * np.pi * 0.7 * t + rng.uniform(0, 6))
+    phase = 2 * np.pi * np.cumsum(pitch) / 16000
+    buzz = sum(np.sin(k * phase) / k for k in range(1, 20))
+    envelope = (np.sin(2 * np.pi * 2.5 * t) > -0.3).astype(float)
+    return (0.2 * buzz * envelope + 0.003 * rng.standard_normal(t.size)).astype(np.float32)
+
+
+def _stacked(audio: np.ndarray) -> torch.Tensor:
+    features = fargan.analyze(audio)
+    frames = len(features) // 2
+    return torch.from_numpy(features[: 2 * frames].reshape(frames, 40))
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    """A 3-level, 32-vector codec fitted on 6 s of generated sound."""
+    frames = torch.cat([_stacked(_speechlike(3.0, seed)) for seed in (1, 2)])
+    config = FeatureCodecConfig(levels=3, codebook_size=32)
+    model, rms = fit(frames, config, feature_weights(3.0, 2.0), iterations=6, sample=10_000, seed=0)
+    return model, rms, frames
+
+
+def test_each_level_takes_away_some_of_what_is_left(fitted):
+    model, rms, frames = fitted
+    assert rms == sorted(rms, reverse=True) and rms[-1] < rms[0]
+    space = model.to_space(frames.reshape(-1, 20))
+    errors = [
+        (model.embed(model.quantize(frames.reshape(-1, 20), q)) - space).pow(2).mean().item() for q in (1, 2, 3)
+    ]
+    assert errors[0] > errors[1] > errors[2]
+
+
+def test_a_codebook_vector_is_its_own_code(fitted):
+    model, _, _ = fitted
+    book = model.codebooks[0]
+    features = model.from_space(book[[5, 17, 5]])  # three codec frames, back in FARGAN's units
+    codes = model.quantize(features, 1)
+    assert codes.tolist() == [[5, 17, 5]]
+
+
+def test_the_expected_vectors_of_one_hot_distributions_are_the_codes_vectors(fitted):
+    model, _, frames = fitted
+    codes = model.quantize(frames.reshape(-1, 20))  # [Q, T]
+    probs = torch.nn.functional.one_hot(codes, 32).float()  # [Q, T, K]
+    assert torch.allclose(model.expected(probs), model.embed(codes), atol=1e-5)
+
+
+def test_decoded_features_stay_inside_what_fargan_accepts(fitted):
+    model, _, _ = fitted
+    codes = torch.randint(0, 32, (3, 50))
+    features = model.dequantize(codes).numpy()
+    assert features.shape == (100, 20)
+    fargan.check_features(features)  # raises if not
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(1, 200), st.integers(1, 40))
+def test_kmeans_centroids_are_frames_means_and_nearest_is_exact(n, k):
+    x = torch.randn(n, 4, generator=torch.Generator().manual_seed(n * 41 + k))
+    k = min(k, n)
+    centroids = kmeans(x, k, iterations=3, generator=torch.Generator().manual_seed(0))
+    assert centroids.shape == (k, 4) and torch.isfinite(centroids).all()
+    index = nearest(x, centroids)
+    brute = torch.cdist(x, centroids).argmin(1)
+    assert torch.equal(
+        torch.cdist(x, centroids).gather(1, index[:, None]), torch.cdist(x, centroids).gather(1, brute[:, None])
+    )
+
+
+def test_too_little_audio_for_a_codebook_is_one_clear_error():
+    with pytest.raises(SystemExit, match="fewer than the 64 vectors"):
+        fit(torch.randn(10, 40), FeatureCodecConfig(codebook_size=64), torch.ones(40), 2, 100, 0)
+
+
+def _save(model: FeatureCodec, folder):
+    from safetensors.torch import save_file
+
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps(model.config.to_dict()))
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "model.safetensors"))
+
+
+def test_the_codec_folder_loads_encodes_and_renders(fitted, tmp_path):
+    model, _, _ = fitted
+    _save(model, tmp_path / "codec")
+    codec = load_codec(tmp_path / "codec")
+    assert isinstance(codec, FeatureCodecWrapper)
+    assert (codec.frame_rate, codec.num_levels, codec.codebook_size) == (50, 3, 32)
+    assert not (codec.needs_semantic or codec.reads_voice or codec.renders_posterior)
+    audio = _speechlike(1.23, seed=3)
+    codes = codec.encode(audio)
+    assert codes.shape == (3, codec.num_frames(audio.size)) == (3, 62)
+    assert torch.equal(codes, codec.encode(torch.from_numpy(audio)[None])[0])  # batch of one, same codes
+    wav = codec.decode(codes, length=audio.size).numpy()
+    assert wav.shape == audio.shape and np.isfinite(wav).all()
+    # it sounds where the original sounds and pauses where it pauses (20 ms energies, in step)
+    energy = [np.sqrt(np.mean(x[: 61 * 320].reshape(61, 320) ** 2, axis=1)) for x in (audio, wav)]
+    assert np.corrcoef(*energy)[0, 1] > 0.7
+    # the same codes render the same audio
+    assert np.array_equal(wav, codec.decode(codes, length=audio.size).numpy())
+    with pytest.raises(CodecError):
+        codec.decode(torch.full((3, 10), 32))
+    with pytest.raises(CodecError):
+        codec.decode_posterior(torch.full((10, 32), 1 / 32))
+
+
+def test_weights_that_do_not_fit_the_config_are_one_clear_error(fitted, tmp_path):
+    model, _, _ = fitted
+    _save(model, tmp_path / "codec")
+    config = json.loads((tmp_path / "codec" / "config.json").read_text())
+    (tmp_path / "codec" / "config.json").write_text(json.dumps(config | {"codebook_size": 64}))
+    with pytest.raises(CodecError, match="do not fit"):
+        load_codec(tmp_path / "codec")
+
+
+@pytest.mark.slow
+def test_the_codec_stage_fits_it_on_the_toy_corpus(tmp_path):
+    from pipelines.__main__ import main as pipelines_main
+
+    out = tmp_path / "toy"
+    base = ["--config", "pipelines/configs/toy.yaml", "--out-dir", str(out), "--quiet"]
+    assert pipelines_main(["corpus", *base]) == 0
+    sets = ["--set", "codec.kind=feature", "--set", "codec.kmeans_iterations=3"]
+    assert pipelines_main(["codec", *base, *sets]) == 0
+    stats = json.loads((out / "codec" / "train_stats.json").read_text())
+    assert stats["settings"]["kind"] == "feature" and len(stats["residual_rms"]) == 2  # toy: 2 levels of 16
+    codec = load_codec(out / "codec")
+    assert isinstance(codec, FeatureCodecWrapper) and (codec.num_levels, codec.codebook_size) == (2, 16)
+    # a rerun with the same settings keeps the fitted codec
+    before = (out / "codec" / "model.safetensors").read_bytes()
+    assert pipelines_main(["codec", *base, *sets]) == 0
+    assert (out / "codec" / "model.safetensors").read_bytes() == before
+    with pytest.raises(SystemExit, match="codec.kind is frame or feature"):
+        pipelines_main(["codec", *base, "--set", "codec.kind=waveform"])
