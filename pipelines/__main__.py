@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("stage", choices=(*STAGES, "all", *TRAINING))
     parser.add_argument("--config", required=True, type=Path)
     parser.add_argument("--hours", type=float, help="override corpus.hours")
-    parser.add_argument("--steps", type=int, help="override codec.steps")
+    parser.add_argument("--steps", type=int, help="override the stage's steps (STAGE.steps; codec.steps with all)")
     parser.add_argument("--out-dir", type=Path, help="override out_dir")
     parser.add_argument("--root", type=Path, help="override corpus.root (a real corpus's folder)")
     parser.add_argument(
@@ -102,8 +102,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(error))
     if args.hours is not None:
         overrides["corpus.hours"] = args.hours
-    if args.steps is not None:
-        overrides["codec.steps"] = args.steps
+    if args.steps is not None:  # the steps of the stage that runs: `soundstorm --steps N` is soundstorm.steps
+        owner = "codec" if args.stage == "all" else args.stage
+        if owner not in ("codec", *TRAINING):
+            parser.error(f"--steps: the {args.stage} stage takes no steps")
+        overrides[f"{owner}.steps"] = args.steps
     if args.out_dir is not None:
         overrides["out_dir"] = str(args.out_dir)
     if args.root is not None:

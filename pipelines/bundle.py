@@ -188,12 +188,15 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     config = load_config(args.config)
     components = assemble(config.out_dir, args.name, args.components)
-    notes_file = ASSETS / args.name / "NOTES.md"
-    notes = notes_file.read_text() if notes_file.exists() else ""
-    (ASSETS / args.name / "MODEL_CARD.md").write_text(
-        model_card(config.out_dir, args.config, args.name, notes)
-    )
-    card = f"{args.name}/MODEL_CARD.md" if (ASSETS / args.name / "MODEL_CARD.md").exists() else None
+    # What the stages recorded goes beside the data; it becomes the bundle's card only where the bundle has
+    # none yet (a shipped bundle's card is kept short and written by hand: what it is, its figures, how to
+    # remake it; its run history lives in docs/history/, outside the package).
+    report = model_card(config.out_dir, args.config, args.name)
+    (config.out_dir / "MODEL_CARD.md").write_text(report)
+    card_file = ASSETS / args.name / "MODEL_CARD.md"
+    if not card_file.exists():
+        card_file.write_text(report)
+    card = f"{args.name}/MODEL_CARD.md"
     update_registry(args.name, components, card, merge=bool(args.components))
     print(json.dumps({k: list(v["files"]) for k, v in components.items()}))
     return 0

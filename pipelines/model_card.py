@@ -1,7 +1,8 @@
 """A bundle's model card (`MODEL_CARD.md`), written from what its stages recorded.
 
-`stages.json` (wall times, sizes, final losses), each stage's `eval.json`, the commands that made the
-bundle, and the bundle's `NOTES.md` (the history of its training runs) are gathered into one page.
+`stages.json` (wall times, sizes, final losses), each stage's `eval.json` and the commands that made the
+bundle are gathered into one page (`python -m pipelines.bundle` writes it beside the data, and into a new
+bundle's folder).
 """
 
 from __future__ import annotations
@@ -210,7 +211,7 @@ def _codec_section(codec_train: dict, codec_eval: dict) -> list[str]:
     return parts
 
 
-def model_card(out_dir: Path, config_path: Path, name: str, notes: str = "") -> str:
+def model_card(out_dir: Path, config_path: Path, name: str) -> str:
     """The bundle's model card, from the numbers the stages recorded."""
     stages = _read(out_dir / "stages.json")
     commands_file = (
@@ -234,6 +235,4 @@ def model_card(out_dir: Path, config_path: Path, name: str, notes: str = "") -> 
     parts += _soundstorm_section(stages.get("soundstorm", {}), _read(out_dir / "soundstorm" / "eval.json"))
     parts += _t2s_section(stages.get("t2s", {}), _read(out_dir / "t2s" / "eval.json"))
     parts += _ar_section(stages.get("ar", {}), _read(out_dir / "ar_baseline" / "eval.json"))
-    if notes:
-        parts += ["## Notes", "", notes, ""]
     return "\n".join(parts)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import soundfile as sf
 
 
+@pytest.mark.slow
 def test_a_batch_with_one_broken_script_renders_the_others_and_exits_non_zero(cli, tiny_bundle, tmp_path):
     folder = tmp_path / "scripts"
     folder.mkdir()

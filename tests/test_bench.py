@@ -37,6 +37,7 @@ def test_bench_json_at_toy_size(cli, tiny_bundle, tmp_path):
         assert row["posterior_s"] is None  # this bundle's decoder renders codes only
 
 
+@pytest.mark.slow
 def test_bench_times_the_posterior_pass_where_the_decoder_renders_it(cli, tmp_path):
     from conftest import build_tiny_bundle
 

@@ -13,6 +13,8 @@ from soundstorm_cli.checkpoints import component_path, load_registry, verify_bun
 from soundstorm_cli.codec import load_codec
 from soundstorm_cli.evaluate import log_mel_distance
 
+pytestmark = pytest.mark.slow  # the real bundle
+
 
 def test_every_file_of_the_default_bundle_verifies():
     bundle = load_registry().get("tiny")

@@ -52,6 +52,7 @@ def _record_prompted(synth) -> set:
     return prompted
 
 
+@pytest.mark.slow
 def test_the_prompt_test_reports_cer_similarity_and_the_default_voices_margin(tiny_bundle, tmp_path):
     from soundstorm_cli.synthesize import SynthesisOptions, Synthesizer
 
@@ -75,6 +76,7 @@ def test_the_prompt_test_reports_cer_similarity_and_the_default_voices_margin(ti
     )
 
 
+@pytest.mark.slow
 def test_the_prompt_test_gives_the_margin_without_the_default_voices_own_identity(tiny_bundle, tmp_path):
     """A bundle whose default voice is one of the prompts' identities: that prompt's margin (both renders in
     its voice) is left out of `margin_other_identities`, and kept in `margin`."""

@@ -19,6 +19,8 @@ from soundstorm_cli.script import parse_script
 from soundstorm_cli.synthesize import SynthesisOptions, Synthesizer
 from soundstorm_cli.voices import trim_silence
 
+pytestmark = pytest.mark.slow  # the real bundle
+
 
 @pytest.fixture(scope="module")
 def synth():

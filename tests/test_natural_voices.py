@@ -64,6 +64,7 @@ def test_identities_are_distinct_and_held_out_ones_exist():
         select_natural("some")
 
 
+@pytest.mark.slow
 def test_natural_groups_leave_the_synthetic_plan_alone_and_render_first():
     base = load_config("pipelines/configs/tiny.yaml", {"corpus.natural_hours": 0, "corpus.hours": 0.5})
     mixed = load_config("pipelines/configs/tiny.yaml", {"corpus.natural_hours": 0.3, "corpus.hours": 0.5})
@@ -83,6 +84,7 @@ def test_natural_groups_leave_the_synthetic_plan_alone_and_render_first():
     assert order == sorted(order, key=lambda g: {"k": 0, "n": 1}.get(g, 2))
 
 
+@pytest.mark.slow
 @needs_espeak
 @pytest.mark.skipif(not available(), reason="the corpus extra (Kokoro, onnxruntime) is not installed")
 def test_a_short_phrase_through_the_real_kokoro(tmp_path):

@@ -23,6 +23,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("config", ["pipelines/configs/toy.yaml", "pipelines/configs/tiny.yaml"])
 def test_held_out_speakers_never_appear_in_train_or_valid(config):
     items = plan(load_config(config))
@@ -47,6 +48,7 @@ def test_held_out_voices_exist():
     assert set(HELD_OUT) <= names
 
 
+@pytest.mark.slow
 def test_plan_is_deterministic_and_grows_by_appending():
     config = load_config("pipelines/configs/toy.yaml")
     first = [(i.id, i.split, [t.text for t in i.turns]) for i in plan(config)]
@@ -93,6 +95,28 @@ def test_a_bad_set_is_one_usage_error(item, capsys):
     assert "error:" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    "stage, key", [("soundstorm", "soundstorm"), ("t2s", "t2s"), ("ar", "ar"), ("codec", "codec"), ("all", "codec")]
+)
+def test_steps_are_the_running_stage_s(stage, key, monkeypatch):
+    import pipelines.__main__ as entry
+
+    seen = []
+    monkeypatch.setattr(entry, "run_stage", lambda name, config, quiet: seen.append(config) or {})
+    assert entry.main([stage, "--config", "pipelines/configs/toy.yaml", "--steps", "123"]) == 0
+    config = seen[0]
+    assert getattr(config, key).steps == 123
+    others = {"codec", "soundstorm", "t2s", "ar"} - {key}
+    assert all(getattr(config, other).steps != 123 for other in others)
+
+
+def test_steps_for_a_stage_without_them_is_one_usage_error(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        pipelines_main(["corpus", "--config", "pipelines/configs/toy.yaml", "--steps", "3"])
+    assert exit_info.value.code == 2 and "takes no steps" in capsys.readouterr().err
+
+
+@pytest.mark.slow
 def test_all_stages_at_toy_size(tmp_path):
     out = tmp_path / "toy"
     assert (

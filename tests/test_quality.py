@@ -12,6 +12,7 @@ from soundstorm_cli.errors import InputError
 from soundstorm_cli.quality import read_test_set
 
 
+@pytest.mark.slow
 def test_eval_four_rows_and_csv(cli, tiny_bundle, tmp_path):
     out = tmp_path / "rows.csv"
     code, stdout, stderr = cli("eval", "--checkpoint", tiny_bundle, "--json", "--csv", out, "--device", "cpu")
@@ -25,6 +26,7 @@ def test_eval_four_rows_and_csv(cli, tiny_bundle, tmp_path):
     assert len(rows) == 2 * 4 and {r["system"] for r in rows} == set(report["summary"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("voice", [False, True], ids=["posterior", "posterior-and-voice"])
 def test_eval_adds_the_posterior_row_where_the_decoder_renders_it(cli, tmp_path, voice):
     """A decoder that reads voice vectors renders what is generated with the prompt's."""

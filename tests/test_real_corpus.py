@@ -41,6 +41,7 @@ def test_find_utterances_by_layout(tmp_path):
         find_utterances(root, "folder")
 
 
+@pytest.mark.slow
 def test_libritts_recipe_end_to_end(tmp_path):
     root = libritts_tree(tmp_path / "LibriTTS")
     out = tmp_path / "out"

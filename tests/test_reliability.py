@@ -355,8 +355,8 @@ def test_every_exit_code_is_in_the_readme():
     from soundstorm_cli import errors
 
     readme = Path(__file__).resolve().parent.parent / "README.md"
-    section = readme.read_text().split("## Exit codes", 1)[1].split("\n## ", 1)[0]
-    listed = {int(c) for c in re.findall(r"^\| `(\d+)` \|", section, flags=re.M)}
+    section = readme.read_text().split("**Exit codes**:", 1)[1].split("\n\n", 1)[0]
+    listed = {int(c) for c in re.findall(r"`(\d+)`", section)}
     codes = {
         cls.exit_code for cls in vars(errors).values() if isinstance(cls, type) and hasattr(cls, "exit_code")
     }

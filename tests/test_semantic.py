@@ -67,6 +67,7 @@ def _dedup(tokens):
     return [t for i, t in enumerate(tokens) if i == 0 or t != tokens[i - 1]]
 
 
+@pytest.mark.slow
 def test_tokens_carry_content_not_voice(tmp_path):
     """Held-out speakers: the same sentence by two speakers is closer than two sentences by one (issue 10)."""
     import itertools

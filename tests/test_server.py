@@ -199,6 +199,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_load_eight_clients_five_requests_each_over_loopback(synth):
     """A bounded load test against 127.0.0.1: every request answered, nothing left in the queue."""
     import httpx
@@ -248,6 +249,7 @@ def test_serve_refuses_a_bad_port_in_one_line(cli, tiny_bundle):
     assert code != 0 and err.strip().startswith("error: cannot listen on no-such-host.invalid")
 
 
+@pytest.mark.slow
 def test_serve_starts_answers_and_stops_cleanly_on_ctrl_c(tiny_bundle):
     port = free_port()
     env = os.environ | {"SOUNDSTORM_CHECKPOINT": str(tiny_bundle)}

@@ -52,6 +52,7 @@ def wav_bytes(seconds: float = 3.0) -> bytes:
 # 1. denial of service: costly checks run off the event loop, after a cap on the raw text
 
 
+@pytest.mark.slow
 def test_healthz_answers_while_a_large_request_is_checked(server):
     """The largest script the server parses (2 MiB of short turns: seconds of checking, and 9 s of a frozen
     server with the checks on the event loop): /healthz must answer meanwhile (a 24 KB body froze it 13 s)."""

@@ -133,6 +133,7 @@ def test_per_item_level_heads():
     torch.testing.assert_close(per_item[1], model.level_logits(hidden[1:], 2)[0])
 
 
+@pytest.mark.slow
 def test_a_tiny_model_overfits_a_handful_of_sequences():
     """The paper's mask lets a model learn; random-only masking famously cannot (issue 4)."""
     torch.manual_seed(0)
@@ -168,10 +169,11 @@ def test_a_tiny_model_overfits_a_handful_of_sequences():
     assert correct / total > 0.95
 
 
+@pytest.mark.slow
 def test_a_masked_frame_learns_from_its_visible_neighbours():
     """Level 0 holds runs of 5 equal codes, level 1 and the semantic track are noise: only the
     neighbours tell a masked level-0 code. The paper's mask and loss must teach that (the shipped
-    model, on speech, has barely begun to: see its NOTES.md)."""
+    model, on speech, has barely begun to: see docs/history/)."""
     torch.manual_seed(0)
     config = SoundStormConfig(
         levels=2, codebook_size=64, semantic_vocab=16, dim=64, layers=2, heads=2, conv_kernel=15, dropout=0.0

@@ -12,10 +12,13 @@ from conftest import served
 from soundstorm_cli.server import create_app
 
 CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
-pytestmark = pytest.mark.skipif(
-    not (CHROMIUM and DRIVER) and not os.environ.get("CI"),
-    reason="needs chromium and chromium-driver (apt; .ci/setup installs them, and CI fails without them)",
-)
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not (CHROMIUM and DRIVER) and not os.environ.get("CI"),
+        reason="needs chromium and chromium-driver (apt; .ci/setup installs them, and CI fails without them)",
+    ),
+]
 
 
 @pytest.fixture(scope="module")

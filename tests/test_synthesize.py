@@ -286,6 +286,7 @@ def test_a_codec_conditioned_on_semantic_tokens_renders_through_the_chain(tmp_pa
     assert np.array_equal(one.audio, two.audio)
 
 
+@pytest.mark.slow
 def test_a_decoder_that_renders_the_posterior_is_rendered_in_one_pass(tmp_path, cli):
     """A bundle whose decoder was tuned on level-1 distributions renders them by default: one SoundStorm
     pass, deterministic whatever the seed; --iterations or --decoding paper sample codes as before;
@@ -322,6 +323,7 @@ def test_a_decoder_that_renders_the_posterior_is_rendered_in_one_pass(tmp_path, 
     assert code == 2 and stderr.startswith("error: posterior decoding") and len(stderr.splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_a_decoder_that_reads_voices_gives_each_turn_its_own_prompts(tmp_path):
     """With a decoder that reads voice vectors, every frame of a turn (and the pause after it) carries
     its speaker's prompt's vector; both decodings render."""
@@ -360,6 +362,7 @@ def test_a_codes_only_bundle_refuses_posterior_decoding(cli, tiny_bundle, tmp_pa
     )
 
 
+@pytest.mark.slow
 def test_a_prompt_is_encoded_once_then_read_from_the_cache(synth, tmp_path, monkeypatch):
     """The second render with the same prompt reads its tokens from the cache and sounds the same; a damaged
     entry is computed again; SOUNDSTORM_NO_CACHE=1 turns the cache off."""

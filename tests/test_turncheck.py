@@ -111,6 +111,7 @@ def synth(tiny_bundle):
     return Synthesizer.from_checkpoint(str(tiny_bundle), device="cpu")
 
 
+@pytest.mark.slow
 def test_retries_render_again_and_stay_deterministic(synth):
     script = parse_script("[A] Hello there.\n[B] Hello there, again.\n")
     ears = synth._transcriber = FakeEars()

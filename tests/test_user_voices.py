@@ -24,6 +24,7 @@ def home(tmp_path, monkeypatch):
     return tmp_path
 
 
+@pytest.mark.slow
 def test_a_voice_survives_a_restart_and_is_used_by_name(cli, home, tiny_bundle):
     code, stdout, stderr = cli("voices", "add", "alice", home / "me.wav", "--text", "A test voice.")
     assert code == 0, stderr
