@@ -23,12 +23,12 @@ import json
 
 import torch
 
-from soundstorm_cli.bench import _median_time, _sync
-from soundstorm_cli.decoding import DecodingOptions, PromptTokens, decode_prompted
-from soundstorm_cli.models.ar_baseline import ARBaseline, ARConfig
-from soundstorm_cli.models.soundstorm import SoundStorm, SoundStormConfig, soundstorm_loss
-from soundstorm_cli.runtime import PRECISIONS, autocast, resolve_precision
-from soundstorm_cli.voices import REFERENCE_PROMPT_S
+from soundstorm.base.runtime import PRECISIONS, autocast, resolve_precision
+from soundstorm.chain.decoding import DecodingOptions, PromptTokens, decode_prompted
+from soundstorm.chain.prompts import REFERENCE_PROMPT_S
+from soundstorm.measures.bench import _median_time, _sync
+from soundstorm.models.ar_baseline import ARBaseline, ARConfig
+from soundstorm.models.soundstorm import SoundStorm, SoundStormConfig, soundstorm_loss
 
 FRAME_RATE = 50  # codec frames a second (the tiny codec's; EnCodec 24 kHz is 75)
 SIZES = {

@@ -20,10 +20,10 @@ import torch
 import torch.nn.functional as F
 
 from pipelines.adversarial import AdversarialConfig, Adversary
-from pipelines.codec_train import MelLoss
-from soundstorm_cli.checkpoints import component_path, load_registry
-from soundstorm_cli.codec import load_codec
-from soundstorm_cli.runtime import native_bf16
+from pipelines.stages.codec import MelLoss
+from soundstorm.base.runtime import native_bf16
+from soundstorm.bundles.checkpoints import component_path, load_registry
+from soundstorm.chain.codec import load_codec
 
 
 def main() -> None:

@@ -33,7 +33,7 @@ def text_of(kind: str, size: int) -> str:
 
 
 def normalisation(mb: float) -> dict:
-    from soundstorm_cli.text import normalize
+    from soundstorm.chain.text import normalize
 
     out = {}
     for kind in KINDS:
@@ -48,9 +48,9 @@ def server_under_load() -> dict:
     import httpx
     import uvicorn
 
-    from soundstorm_cli.server import ServerLimits, create_app
-    from soundstorm_cli.synthesize import Synthesizer
-    from soundstorm_cli.textfiles import SCRIPT_LIMIT
+    from soundstorm.chain.synthesize import Synthesizer
+    from soundstorm.doors.server import ServerLimits, create_app
+    from soundstorm.io.textfiles import SCRIPT_LIMIT
 
     limits = ServerLimits()
     with socket.socket() as s:

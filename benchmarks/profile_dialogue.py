@@ -49,8 +49,8 @@ def main(argv=None) -> int:
     started = time.perf_counter()
     import torch
 
-    from soundstorm_cli.script import read_script
-    from soundstorm_cli.synthesize import SynthesisOptions, Synthesizer
+    from soundstorm.chain.script import read_script
+    from soundstorm.chain.synthesize import SynthesisOptions, Synthesizer
 
     imported = time.perf_counter() - started
     options = SynthesisOptions(precision=args.precision).check()
@@ -99,8 +99,8 @@ def _render_once(script_path: Path, repeat: int, checkpoint) -> int:
     """One render of the script's turns repeated `repeat` times; prints its length and this process's peak RSS."""
     import dataclasses
 
-    from soundstorm_cli.script import read_script
-    from soundstorm_cli.synthesize import Synthesizer
+    from soundstorm.chain.script import read_script
+    from soundstorm.chain.synthesize import Synthesizer
 
     script = read_script(script_path)
     script = dataclasses.replace(script, turns=tuple(script.turns) * repeat)

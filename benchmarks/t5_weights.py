@@ -13,9 +13,9 @@ import time
 
 import torch
 
-from soundstorm_cli.checkpoints import ASSETS
-from soundstorm_cli.models.t2s import load_t2s
-from soundstorm_cli.models.t5_step import T5Stepper
+from soundstorm.bundles.checkpoints import ASSETS
+from soundstorm.models.t2s import load_t2s
+from soundstorm.models.t5_step import T5Stepper
 
 
 def main() -> None:

@@ -17,9 +17,9 @@ import time
 
 import numpy as np
 
-from soundstorm_cli.audio import read_audio
-from soundstorm_cli.phonemes import espeak_env
-from soundstorm_cli.vocoder import fargan
+from soundstorm.chain.phonemes import espeak_env
+from soundstorm.io.audio import read_audio
+from soundstorm.vocoder import fargan
 
 TEXT = "The quick brown fox jumps over the lazy dog, and the five boxing wizards jump quickly. "
 
@@ -45,9 +45,9 @@ def codec_decode(audio: np.ndarray, bundle_name: str, runs: int) -> dict:
     """The bundle's codec from a level-1 distribution to audio, where it renders one."""
     import torch
 
-    from soundstorm_cli.checkpoints import component_path, load_registry
-    from soundstorm_cli.codec import load_codec
-    from soundstorm_cli.semantic import SemanticTokenizer, WhisperEncoder
+    from soundstorm.bundles.checkpoints import component_path, load_registry
+    from soundstorm.chain.codec import load_codec
+    from soundstorm.chain.semantic import SemanticTokenizer, WhisperEncoder
 
     threads = torch.get_num_threads()  # the Whisper encoder sets its own
     bundle = load_registry().get(bundle_name)

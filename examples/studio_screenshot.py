@@ -25,8 +25,8 @@ def main() -> int:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    from soundstorm_cli.server import create_app
-    from soundstorm_cli.synthesize import Synthesizer
+    from soundstorm.chain.synthesize import Synthesizer
+    from soundstorm.doors.server import create_app
 
     options = webdriver.ChromeOptions()
     options.binary_location = shutil.which("chromium")

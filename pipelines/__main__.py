@@ -29,14 +29,14 @@ from pipelines.config import load_config, set_overrides  # noqa: F401 (set_overr
 
 STAGES = ("corpus", "text-tokenizer", "semantic", "codec", "shards")  # `all`: the data set
 TRAINING = ("soundstorm", "t2s", "ar")
-MODULES = {
-    "soundstorm": "soundstorm_train",
-    "t2s": "t2s_train",
-    "ar": "ar_train",
+MODULES = {  # pipelines/stages/
+    "soundstorm": "soundstorm",
+    "t2s": "t2s",
+    "ar": "ar",
     "corpus": "corpus",
     "text-tokenizer": "text_tokenizer",
-    "semantic": "semantic_stage",
-    "codec": "codec_train",
+    "semantic": "semantic",
+    "codec": "codec",
     "shards": "shards",
 }
 
@@ -63,7 +63,7 @@ def _record(out_dir: Path, stage: str, stats: dict) -> None:
 def run_stage(stage: str, config, quiet: bool = False) -> dict:
     import importlib
 
-    module = importlib.import_module(f"pipelines.{MODULES[stage]}")
+    module = importlib.import_module(f"pipelines.stages.{MODULES[stage]}")
     started = time.time()
     with _progress_bar() as bar:
         task = bar.add_task(stage, total=None)

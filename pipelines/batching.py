@@ -19,8 +19,8 @@ import numpy as np
 import torch
 
 from pipelines.config import DataConfig
-from pipelines.shards import TokenShards
-from soundstorm_cli.semantic import semantic_to_codec
+from pipelines.stages.shards import TokenShards
+from soundstorm.chain.semantic import semantic_to_codec
 
 
 def speaker_track(item: dict, frames: int) -> torch.Tensor:

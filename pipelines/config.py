@@ -19,9 +19,9 @@ from pathlib import Path
 import yaml
 
 from pipelines.adversarial import AdversarialConfig
-from soundstorm_cli.models.frame_codec import FrameCodecConfig
-from soundstorm_cli.models.soundstorm import SoundStormConfig
-from soundstorm_cli.models.t2s import T2SConfig
+from soundstorm.models.frame_codec import FrameCodecConfig
+from soundstorm.models.soundstorm import SoundStormConfig
+from soundstorm.models.t2s import T2SConfig
 
 ENV_DATA = "SOUNDSTORM_DATA"  # where relative out_dirs live (corpora, shards, intermediate models)
 
@@ -29,7 +29,7 @@ ENV_DATA = "SOUNDSTORM_DATA"  # where relative out_dirs live (corpora, shards, i
 @dataclass
 class CorpusConfig:
     hours: float = 20.0
-    # natural speech (Kokoro's voices, pipelines/natural_voices.py; needs the `corpus` extra) beside `hours`
+    # natural speech (Kokoro's voices, pipelines/data/natural_voices.py; needs the `corpus` extra) beside `hours`
     natural_hours: float = 0.0
     dialogue_fraction: float = 0.3  # share of the hours spent on two-speaker dialogues
     valid_fraction: float = 0.02  # of the training speakers' utterances
@@ -44,7 +44,7 @@ class CorpusConfig:
 @dataclass
 class TextTokenizerConfig:
     vocab_size: int = 1024  # spm
-    # spm: SentencePiece pieces of the text; phonemes: espeak-ng phonemes (soundstorm_cli/phonemes.py), the
+    # spm: SentencePiece pieces of the text; phonemes: espeak-ng phonemes (soundstorm/chain/phonemes.py), the
     # T5 then reads sound, not spelling (issue 37)
     kind: str = "spm"
 
@@ -61,7 +61,7 @@ class SemanticConfig:
 class CodecConfig:
     pretrained: str | None = None  # a bundle whose codec to use instead of training one (e.g. encodec-24khz)
     # "frame": the codec of models/frame_codec.py, trained by gradient (the fields below `kind`'s block);
-    # "feature": residual k-means over FARGAN's features (models/feature_codec.py, pipelines/feature_codec.py),
+    # "feature": residual k-means over FARGAN's features (models/feature_codec.py, pipelines/stages/feature_codec.py),
     # `model.levels` codebooks of `model.codebook_size` vectors, rendered by the pretrained vocoder
     kind: str = "frame"
     pitch_weight: float = 3.0  # feature: how much the pitch code's error counts beside a cepstral coefficient's

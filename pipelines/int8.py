@@ -16,7 +16,7 @@ import json
 import os
 from pathlib import Path
 
-from soundstorm_cli.checkpoints import INT8_SCALE, int8_rows
+from soundstorm.bundles.checkpoints import INT8_SCALE, int8_rows
 
 MIN_ELEMENTS = 65536
 # the codec's encoder and codebooks (names of `models/frame_codec.py`): they define the codes

@@ -86,7 +86,7 @@ def _collective_device() -> torch.device:
 def autocast(enabled: bool):
     """bf16 autocast on the device training runs on (CUDA when present, else the CPU), where that device
     runs bf16 natively (`runtime.native_bf16`); elsewhere bf16 is emulated, slower than fp32, so fp32."""
-    from soundstorm_cli.runtime import native_bf16
+    from soundstorm.base.runtime import native_bf16
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled and native_bf16(device))
@@ -305,7 +305,7 @@ def start(threads: int, seed: int) -> tuple[int, int, torch.device]:
 
 def save_bf16(model: torch.nn.Module, folder: Path, model_type: str) -> None:
     """The shipped form of a model with a config dataclass, in bf16 (its loader computes in fp32)."""
-    from soundstorm_cli.checkpoints import save_model_folder
+    from soundstorm.bundles.checkpoints import save_model_folder
 
     state = {k: v.to(torch.bfloat16) for k, v in model.state_dict().items()}
     save_model_folder(folder, state, {"model_type": model_type, **asdict(model.config)})

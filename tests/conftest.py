@@ -12,10 +12,10 @@ import pytest
 import soundfile as sf
 from typer.testing import CliRunner
 
-from soundstorm_cli.cli import app
-from soundstorm_cli.vocoder.build import library_path
+from soundstorm.doors.cli import app
+from soundstorm.vocoder.build import library_path
 
-# The FARGAN vocoder that the setup built (python -m soundstorm_cli.vocoder.build), found before the home
+# The FARGAN vocoder that the setup built (python -m soundstorm.vocoder.build), found before the home
 # moves: named voices and the prompt cache of the tests' own renders go to a throwaway home, never the user's.
 os.environ.setdefault("SOUNDSTORM_FARGAN_LIB", str(library_path()))
 os.environ.setdefault("SOUNDSTORM_HOME", tempfile.mkdtemp(prefix="soundstorm-tests-"))
@@ -90,7 +90,7 @@ def voice_like(seconds: float, rate: int, pitch: float, seed: int) -> np.ndarray
 
 def tiny_t2s_config():
     """A T5 text-to-semantic model small enough to run in a test (16 semantic tokens, 40 text ids)."""
-    from soundstorm_cli.models.t2s import T2SConfig
+    from soundstorm.models.t2s import T2SConfig
 
     return T2SConfig(
         text_vocab=40,
@@ -107,7 +107,7 @@ def tiny_t2s_config():
 
 def tiny_frame_codec_config(**overrides):
     """Our frame codec small enough to run in a test (width 16, one layer each side, 32-code books)."""
-    from soundstorm_cli.models.frame_codec import FrameCodecConfig
+    from soundstorm.models.frame_codec import FrameCodecConfig
 
     sizes = dict(
         width=16, encoder_layers=1, decoder_layers=1, levels=3, codebook_size=32, codebook_dim=4, n_mels=20
@@ -133,15 +133,15 @@ def build_tiny_bundle(
 
     import torch
 
-    from pipelines.bundle import write_bundle_folder
-    from pipelines.codec_train import save_codec
+    from pipelines.stages.bundle import write_bundle_folder
+    from pipelines.stages.codec import save_codec
     from pipelines.training import save_bf16
-    from soundstorm_cli.checkpoints import ASSETS
-    from soundstorm_cli.models.frame_codec import FrameCodec
-    from soundstorm_cli.models.soundstorm import SoundStorm, SoundStormConfig
-    from soundstorm_cli.models.t2s import T2S
-    from soundstorm_cli.semantic import SemanticTokenizer
-    from soundstorm_cli.text import TextTokenizer
+    from soundstorm.bundles.checkpoints import ASSETS
+    from soundstorm.chain.semantic import SemanticTokenizer
+    from soundstorm.chain.text import TextTokenizer
+    from soundstorm.models.frame_codec import FrameCodec
+    from soundstorm.models.soundstorm import SoundStorm, SoundStormConfig
+    from soundstorm.models.t2s import T2S
 
     torch.manual_seed(0)
     src = folder / "src"
@@ -161,7 +161,7 @@ def build_tiny_bundle(
     ).save(src / "semantic" / "semantic.safetensors")
     (src / "text").mkdir()
     if phonemes:
-        from soundstorm_cli.phonemes import PhonemeTokenizer
+        from soundstorm.chain.phonemes import PhonemeTokenizer
 
         vocab = PhonemeTokenizer().vocab_size
         PhonemeTokenizer().save(src / "text")

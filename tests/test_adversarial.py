@@ -49,7 +49,7 @@ def test_the_discriminators_warm_up_alone_then_ramp_in():
 
 
 def tiny_codec():
-    from soundstorm_cli.models.frame_codec import FrameCodec, FrameCodecConfig
+    from soundstorm.models.frame_codec import FrameCodec, FrameCodecConfig
 
     torch.manual_seed(0)
     return FrameCodec(FrameCodecConfig(width=16, encoder_layers=1, decoder_layers=1, levels=2, codebook_size=8,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from soundstorm_cli.models.ar_baseline import ARBaseline, ARConfig, ar_loss
+from soundstorm.models.ar_baseline import ARBaseline, ARConfig, ar_loss
 
 
 def tiny():

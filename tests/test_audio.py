@@ -11,8 +11,8 @@ import pytest
 import soundfile as sf
 from conftest import sine
 
-from soundstorm_cli.audio import read_audio, resample, write_audio
-from soundstorm_cli.errors import AudioError, OutputError
+from soundstorm.base.errors import AudioError, OutputError
+from soundstorm.io.audio import read_audio, resample, write_audio
 
 
 @pytest.mark.parametrize(
@@ -149,7 +149,7 @@ def test_bad_audio_through_the_cli_is_one_line_and_nonzero(tmp_path, cli, kind):
 
 def test_a_prompt_far_beyond_full_scale_is_scaled_down_with_a_warning(tmp_path):
     """Issue 38: a float prompt at 3e25 rendered silence; it is brought to full scale, and said."""
-    from soundstorm_cli.voices import load_prompt_audio
+    from soundstorm.chain.prompts import load_prompt_audio
 
     speech = sine(2.0, 16000) * np.hanning(32000).astype(np.float32)
     sf.write(tmp_path / "huge.wav", speech * 3e25, 16000, subtype="FLOAT")

@@ -9,9 +9,9 @@ import pytest
 import soundfile as sf
 import torch
 
-from soundstorm_cli.checkpoints import component_path, load_registry, verify_bundle
-from soundstorm_cli.codec import load_codec
-from soundstorm_cli.evaluate import log_mel_distance
+from soundstorm.bundles.checkpoints import component_path, load_registry, verify_bundle
+from soundstorm.chain.codec import load_codec
+from soundstorm.measures.evaluate import log_mel_distance
 
 pytestmark = pytest.mark.slow  # the real bundle
 
@@ -25,8 +25,8 @@ def test_every_file_of_the_default_bundle_verifies():
 
 def test_shipped_ar_baseline_matches_the_shipped_soundstorm_and_generates():
     # The baseline bench and eval compare against: same levels, codebook, width and depth.
-    from soundstorm_cli.models.ar_baseline import load_ar_baseline
-    from soundstorm_cli.models.soundstorm import load_soundstorm
+    from soundstorm.models.ar_baseline import load_ar_baseline
+    from soundstorm.models.soundstorm import load_soundstorm
 
     bundle = load_registry().get("tiny")
     ar = load_ar_baseline(component_path(bundle, "ar_baseline"))
@@ -42,7 +42,7 @@ def test_shipped_ar_baseline_matches_the_shipped_soundstorm_and_generates():
 
 
 def test_shipped_codec_resynthesises_a_held_out_voice(tmp_path):
-    from pipelines.voices import select_voices
+    from pipelines.data.synthetic_voices import select_voices
 
     if not shutil.which("flite") or not shutil.which("sox"):
         pytest.fail("flite and sox are needed (installed by .ci/setup)")
@@ -60,7 +60,7 @@ def test_shipped_codec_resynthesises_a_held_out_voice(tmp_path):
     )
     semantic = None
     if codec.needs_semantic:  # a decoder that also reads the semantic tokens: the audio's own
-        from soundstorm_cli.semantic import SemanticTokenizer, WhisperEncoder
+        from soundstorm.chain.semantic import SemanticTokenizer, WhisperEncoder
 
         folder = component_path(load_registry().get("tiny"), "semantic")
         semantic = SemanticTokenizer.load(folder / "semantic.safetensors", WhisperEncoder()).tokenize([wav])[
@@ -71,7 +71,7 @@ def test_shipped_codec_resynthesises_a_held_out_voice(tmp_path):
     resynth = codec.decode(codes[:4], length=len(wav), semantic=semantic).numpy()  # the levels SoundStorm makes
     # the codec renders through FARGAN: judged against FARGAN's own resynthesis of the original (0.58 here);
     # silence or noise score above 3
-    from soundstorm_cli.vocoder import fargan
+    from soundstorm.vocoder import fargan
 
     ceiling = log_mel_distance(wav, fargan.synthesize(fargan.analyze(wav))[: len(wav)])
     assert log_mel_distance(wav, resynth) < ceiling + 0.45
@@ -81,7 +81,7 @@ def test_shipped_codec_resynthesises_a_held_out_voice(tmp_path):
 def test_model_card_reports_the_ar_baseline_from_what_its_stages_recorded(tmp_path):
     import json
 
-    from pipelines.model_card import model_card
+    from pipelines.evaluations.model_card import model_card
 
     (tmp_path / "ar_baseline").mkdir()
     (tmp_path / "stages.json").write_text(

@@ -1,4 +1,4 @@
-"""pipelines/chain_eval.py's natural-prompt test (issue 35): which prompts it takes, and what it reports."""
+"""pipelines/evaluations/chain.py's natural-prompt test (issue 35): which prompts it takes, and what it reports."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import soundfile as sf
 from conftest import voice_like
 
-from pipelines.chain_eval import SENTENCES, natural_prompts, prompt_test
+from pipelines.evaluations.chain import SENTENCES, natural_prompts, prompt_test
 
 
 def test_one_held_out_natural_utterance_per_identity(tmp_path):
@@ -54,7 +54,7 @@ def _record_prompted(synth) -> set:
 
 @pytest.mark.slow
 def test_the_prompt_test_reports_cer_similarity_and_the_default_voices_margin(tiny_bundle, tmp_path):
-    from soundstorm_cli.synthesize import SynthesisOptions, Synthesizer
+    from soundstorm.chain.synthesize import SynthesisOptions, Synthesizer
 
     synth = Synthesizer.from_checkpoint(str(tiny_bundle), device="cpu")
     prompt = tmp_path / "guest.wav"
@@ -80,7 +80,7 @@ def test_the_prompt_test_reports_cer_similarity_and_the_default_voices_margin(ti
 def test_the_prompt_test_gives_the_margin_without_the_default_voices_own_identity(tiny_bundle, tmp_path):
     """A bundle whose default voice is one of the prompts' identities: that prompt's margin (both renders in
     its voice) is left out of `margin_other_identities`, and kept in `margin`."""
-    from soundstorm_cli.synthesize import SynthesisOptions, Synthesizer
+    from soundstorm.chain.synthesize import SynthesisOptions, Synthesizer
 
     synth = Synthesizer.from_checkpoint(str(tiny_bundle), device="cpu")
     own, guest = tmp_path / "own.wav", tmp_path / "guest.wav"

@@ -8,14 +8,14 @@ import pytest
 import torch
 import yaml
 
-from soundstorm_cli.checkpoints import (
+from soundstorm.base.errors import CheckpointError, ModelNotAvailableError
+from soundstorm.bundles.checkpoints import (
     component_path,
     load_registry,
     load_safetensors,
     sha256_file,
     verify_bundle,
 )
-from soundstorm_cli.errors import CheckpointError, ModelNotAvailableError
 
 
 def _registry(tmp_path, tiny_encodec, default="mine"):
@@ -229,7 +229,7 @@ def test_a_t2s_stored_in_int8_rows_loads_and_generates(tmp_path):
     from conftest import tiny_t2s_config
 
     from pipelines.int8 import store_int8
-    from soundstorm_cli.models.t2s import T2S, load_t2s
+    from soundstorm.models.t2s import T2S, load_t2s
 
     config = tiny_t2s_config()
     t2s = T2S.random_init(config, seed=0)
@@ -255,7 +255,7 @@ def test_a_model_folder_loads_its_own_weights_and_refuses_a_config_they_do_not_f
     import json
 
     from pipelines.training import save_bf16
-    from soundstorm_cli.models.soundstorm import SoundStorm, SoundStormConfig, load_soundstorm
+    from soundstorm.models.soundstorm import SoundStorm, SoundStormConfig, load_soundstorm
 
     config = SoundStormConfig(levels=2, codebook_size=32, semantic_vocab=16, dim=32, layers=1, heads=2)
     model = SoundStorm(config).eval()

@@ -25,7 +25,7 @@ def test_a_bare_command_prints_its_help_once(cli, args):
 
 
 def test_importing_the_cli_does_not_import_torch():
-    probe = "import sys, soundstorm_cli.cli; print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
+    probe = "import sys, soundstorm.doors.cli; print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
@@ -108,7 +108,7 @@ def test_debug_shows_the_traceback(tmp_path):
     cmd = [
         sys.executable,
         "-m",
-        "soundstorm_cli.cli",
+        "soundstorm.doors.cli",
         "--debug",
         "say",
         "hi",

@@ -6,8 +6,8 @@ import pytest
 import torch
 from conftest import tiny_encodec_config
 
-from soundstorm_cli.codec import EncodecCodec, load_codec
-from soundstorm_cli.errors import CheckpointError, CodecError
+from soundstorm.base.errors import CheckpointError, CodecError
+from soundstorm.chain.codec import EncodecCodec, load_codec
 
 
 @pytest.fixture

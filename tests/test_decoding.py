@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from soundstorm_cli.decoding import DecodingOptions, decode, filter_logits, masked_count
-from soundstorm_cli.errors import InputError
-from soundstorm_cli.models.soundstorm import SoundStorm, SoundStormConfig
+from soundstorm.base.errors import InputError
+from soundstorm.chain.decoding import DecodingOptions, decode, filter_logits, masked_count
+from soundstorm.models.soundstorm import SoundStorm, SoundStormConfig
 
 TINY = SoundStormConfig(
     levels=3, codebook_size=16, semantic_vocab=10, dim=32, layers=2, heads=2, conv_kernel=5, dropout=0.0
@@ -118,7 +118,7 @@ def test_bad_options_are_refused(model):
 
 
 def test_long_items_decode_window_by_window(model):
-    from soundstorm_cli.decoding import decode_long
+    from soundstorm.chain.decoding import decode_long
 
     g = torch.Generator().manual_seed(5)
     T, P = 30, 4
@@ -163,7 +163,7 @@ def test_decode_prompted_is_one_decode_within_the_window_and_windows_past_it(mod
     it fits the window, and window by window (prompts cut to half a window in all) when it does not."""
     from dataclasses import replace
 
-    from soundstorm_cli.decoding import PromptTokens, decode_long, decode_prompted
+    from soundstorm.chain.decoding import PromptTokens, decode_long, decode_prompted
 
     g = torch.Generator().manual_seed(7)
     T, P1, P2 = 10, 3, 4
@@ -201,7 +201,7 @@ def test_decode_prompted_is_one_decode_within_the_window_and_windows_past_it(mod
 
 def _prompted_target(seed: int, T: int, P: int = 4):
     """A 3-level prompt of P frames and a target of T frames: (target semantic [T], track [T], prompt)."""
-    from soundstorm_cli.decoding import PromptTokens
+    from soundstorm.chain.decoding import PromptTokens
 
     g = torch.Generator().manual_seed(seed)
     semantic = torch.randint(0, 10, (P + T,), generator=g)
@@ -212,7 +212,7 @@ def _prompted_target(seed: int, T: int, P: int = 4):
 def test_the_posterior_is_the_first_pass_whose_argmax_one_greedy_pass_keeps(model):
     """`first_level_posterior` is level 1's distribution with every target code hidden: rows sum to one,
     no seed enters it, and a single (greedy) level-1 pass of `decode_prompted` keeps its argmax."""
-    from soundstorm_cli.decoding import decode_prompted, first_level_posterior
+    from soundstorm.chain.decoding import decode_prompted, first_level_posterior
 
     T = 11
     semantic, track, prompt = _prompted_target(5, T)
@@ -230,7 +230,7 @@ def test_the_posterior_goes_window_by_window_past_the_window(model):
     every frame comes out once, as a distribution, from one pass a window."""
     from dataclasses import replace
 
-    from soundstorm_cli.decoding import first_level_posterior
+    from soundstorm.chain.decoding import first_level_posterior
 
     T = 40
     semantic, track, prompt = _prompted_target(6, T)

@@ -9,8 +9,8 @@ import pytest
 import torch
 from conftest import tiny_encodec_config
 
-from soundstorm_cli.encodec_import import hf_key, import_encodec
-from soundstorm_cli.errors import CheckpointError
+from soundstorm.base.errors import CheckpointError
+from soundstorm.bundles.encodec_import import hf_key, import_encodec
 
 # transformers -> the `encodec` package's names: the inverse of the import's renames.
 _BACK = (

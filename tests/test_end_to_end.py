@@ -3,7 +3,7 @@
 What is asserted is what the shipped small bundle does reliably: the whole chain runs, the
 audio has the length the front end planned, its turns tile it, it is speech-loud, and the same
 seed gives the same audio. How intelligible it is (Whisper) and whose voice it takes (resemblyzer)
-is measured by `pipelines.soundstorm_eval`, `t2s_eval` and `chain_eval` and reported in the model
+is measured by `pipelines.evaluations.soundstorm`, `t2s_eval` and `chain_eval` and reported in the model
 card: they vary by sentence and voice (through `say`, Whisper recovers 66 % of the words on average
 over ten sentences, from 22 % to 100 %; a turn's voice is nearer its own prompt in 58 of 60 turns),
 so they are not asserted here.
@@ -14,10 +14,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from soundstorm_cli.frontends import espeak_render
-from soundstorm_cli.script import parse_script
-from soundstorm_cli.synthesize import SynthesisOptions, Synthesizer
-from soundstorm_cli.voices import trim_silence
+from soundstorm.chain.frontends import espeak_render
+from soundstorm.chain.prompts import trim_silence
+from soundstorm.chain.script import parse_script
+from soundstorm.chain.synthesize import SynthesisOptions, Synthesizer
 
 pytestmark = pytest.mark.slow  # the real bundle
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from soundstorm_cli.evaluate import cer, edit_distance, normalize_for_scoring, wer, word_recall
+from soundstorm.measures.evaluate import cer, edit_distance, normalize_for_scoring, wer, word_recall
 
 
 def test_edit_distance():

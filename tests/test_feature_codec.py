@@ -10,11 +10,11 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipelines.feature_codec import feature_weights, fit, kmeans
-from soundstorm_cli.codec import FeatureCodecWrapper, load_codec
-from soundstorm_cli.errors import CodecError
-from soundstorm_cli.models.feature_codec import FeatureCodec, FeatureCodecConfig, nearest
-from soundstorm_cli.vocoder import fargan
+from pipelines.stages.feature_codec import feature_weights, fit, kmeans
+from soundstorm.base.errors import CodecError
+from soundstorm.chain.codec import FeatureCodecWrapper, load_codec
+from soundstorm.models.feature_codec import FeatureCodec, FeatureCodecConfig, nearest
+from soundstorm.vocoder import fargan
 
 
 def _speechlike(seconds: float, seed: int = 0) -> np.ndarray:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pipelines.codec_train import save_codec
-from soundstorm_cli.codec import FrameCodecWrapper, load_codec
-from soundstorm_cli.errors import CheckpointError
-from soundstorm_cli.models.frame_codec import EMACodebook, FrameCodec, FrameCodecConfig, ResidualVQ
+from pipelines.stages.codec import save_codec
+from soundstorm.base.errors import CheckpointError
+from soundstorm.chain.codec import FrameCodecWrapper, load_codec
+from soundstorm.models.frame_codec import EMACodebook, FrameCodec, FrameCodecConfig, ResidualVQ
 
 TINY = FrameCodecConfig(
     width=16, encoder_layers=1, decoder_layers=1, levels=3, codebook_size=32, codebook_dim=4, n_mels=20
@@ -107,7 +107,7 @@ def test_pickled_weights_are_refused(tmp_path, model):
 def test_a_semantic_codec_needs_its_tokens_and_they_change_the_audio(tmp_path):
     """A codec conditioned on semantic tokens (semantic_vocab > 0): encode/decode take the 25 Hz tokens,
     refuse to run without them, and the same codes decode differently under other tokens."""
-    from soundstorm_cli.errors import CodecError
+    from soundstorm.base.errors import CodecError
 
     torch.manual_seed(0)
     config = FrameCodecConfig(**{**TINY.to_dict(), "semantic_vocab": 7})
@@ -137,7 +137,7 @@ def test_a_posterior_decoder_renders_the_expected_latent_and_a_one_hot_is_the_co
     """`decode_posterior` renders the expectation of level 1's latent: a one-hot distribution decodes as
     that level-1 code does, a spread one as the mean of its codes' latents; a codec not tuned for it, or
     a distribution of the wrong shape, is refused."""
-    from soundstorm_cli.errors import CodecError
+    from soundstorm.base.errors import CodecError
 
     config = FrameCodecConfig(**{**TINY.to_dict(), "soft_level1": True})
     posterior = FrameCodec(config)
@@ -164,7 +164,7 @@ def test_a_decoder_that_reads_a_voice_takes_the_prompts_per_frame(tmp_path, mode
     """A decoder with a voice projection reads a voice vector (mean and spread of a prompt's quantized
     latents): one vector for all frames is the same as it repeated per frame, another voice changes the
     audio, codes decode with their own voice by default, and the posterior without one is refused."""
-    from soundstorm_cli.errors import CodecError
+    from soundstorm.base.errors import CodecError
 
     config = FrameCodecConfig(**{**TINY.to_dict(), "soft_level1": True, "voice_decoder": True})
     torch.manual_seed(1)
@@ -196,7 +196,7 @@ def test_the_16_khz_mel_filters_are_transformers_slaney_filters(n_fft, n_mels):
     """faster-whisper's filters stand in for transformers' at 16 kHz (no 2 s import): bit for bit."""
     from transformers.audio_utils import mel_filter_bank
 
-    from soundstorm_cli.models.frame_codec import mel_basis
+    from soundstorm.models.frame_codec import mel_basis
 
     reference = mel_filter_bank(n_fft // 2 + 1, n_mels, 0.0, 8000, 16000, norm="slaney", mel_scale="slaney")
     assert torch.equal(mel_basis(n_fft, n_mels, 16000), torch.tensor(reference, dtype=torch.float32).t())

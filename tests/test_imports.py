@@ -1,49 +1,89 @@
-"""The package's import graph: the voice lookup forms no cycle (issue 38: script, user_voices,
-synthesize and prompt_cache imported each other, inside functions to dodge the loop)."""
+"""The package's shape: its import graph has no cycle (issue 38, issue 49), and its public API loads."""
 
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parents[1] / "soundstorm_cli"
-VOICE_MODULES = {"script", "user_voices", "voices", "home", "prompt_cache", "synthesize"}
+ROOT = Path(__file__).resolve().parents[1]
 
 
-def imports_of(module: Path) -> set[str]:
-    """Every soundstorm_cli module a file imports, at the top or inside a function."""
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports_of(path: Path, known: set[str]) -> set[str]:
+    """The package's own modules a file imports, at the top or inside a function (`from a.b import c`
+    counts a.b.c where that is a module, else a.b)."""
     found = set()
-    for node in ast.walk(ast.parse(module.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("soundstorm_cli."):
-            found.add(node.module.split(".")[1])
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            for alias in node.names:
+                target = f"{node.module}.{alias.name}"
+                found.add(target if target in known else node.module)
         elif isinstance(node, ast.Import):
-            found |= {a.name.split(".")[1] for a in node.names if a.name.startswith("soundstorm_cli.")}
-    return found
+            found |= {a.name for a in node.names}
+    return {m for m in found if m in known}
 
 
-def graph() -> dict[str, set[str]]:
-    return {p.stem: imports_of(p) for p in PACKAGE.glob("*.py")}
+def graph(packages=("soundstorm", "pipelines")) -> dict[str, set[str]]:
+    paths = [p for package in packages for p in (ROOT / package).rglob("*.py")]
+    known = {_module_name(p) for p in paths}
+    # a package's __init__ is not an edge to everything under it
+    return {_module_name(p): imports_of(p, known) - {_module_name(p)} for p in paths}
 
 
-def reaches(edges: dict[str, set[str]], start: str, goal: str) -> bool:
-    seen, todo = set(), list(edges.get(start, ()))
-    while todo:
-        node = todo.pop()
-        if node == goal:
-            return True
-        if node not in seen:
-            seen.add(node)
-            todo += edges.get(node, ())
-    return False
+def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan)."""
+    index, low, stack, on, out = {}, {}, [], set(), []
+
+    def visit(v):
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in edges.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            part = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                part.append(w)
+                if w == v:
+                    break
+            if len(part) > 1:
+                out.append(sorted(part))
+
+    sys.setrecursionlimit(10_000)
+    for v in sorted(edges):
+        if v not in index:
+            visit(v)
+    return out
 
 
-def test_the_voice_lookup_forms_no_import_cycle():
+def test_the_package_and_the_pipelines_have_no_import_cycle():
     edges = graph()
-    assert VOICE_MODULES <= set(edges)
-    cycles = sorted(m for m in VOICE_MODULES if reaches(edges, m, m))
-    assert cycles == [], f"modules on an import cycle: {cycles}"
+    assert {"soundstorm.chain.synthesize", "soundstorm.doors.cli", "pipelines.stages.corpus"} <= set(edges)
+    assert cycles(edges) == []
 
 
 def test_the_cycle_finder_finds_a_cycle():
-    assert reaches({"a": {"b"}, "b": {"c"}, "c": {"a"}}, "a", "a")
-    assert not reaches({"a": {"b"}, "b": {"c"}, "c": set()}, "a", "a")
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == [["a", "b", "c"]]
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": set()}) == []
+
+
+def test_the_public_api_loads_lazily():
+    probe = (
+        "import sys, soundstorm; assert 'torch' not in sys.modules; "
+        "from soundstorm import Synthesizer, SynthesisOptions, Synthesis, read_script, SoundstormError; "
+        "print(Synthesizer.__module__, read_script.__module__, SoundstormError.__module__)"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert out.stdout.split() == ["soundstorm.chain.synthesize", "soundstorm.chain.script", "soundstorm.base.errors"]

@@ -1,4 +1,4 @@
-"""pipelines/natural_voices.py: espeak-ng IPA in Kokoro's symbols, the identities, a real Kokoro render."""
+"""pipelines/data/natural_voices.py: espeak-ng IPA in Kokoro's symbols, the identities, a real Kokoro render."""
 
 from __future__ import annotations
 
@@ -9,8 +9,7 @@ import pytest
 import soundfile as sf
 
 from pipelines.config import load_config
-from pipelines.corpus import corpus_voices, plan, render_order
-from pipelines.natural_voices import (
+from pipelines.data.natural_voices import (
     NATURAL_HELD_OUT,
     PACKS,
     available,
@@ -19,6 +18,7 @@ from pipelines.natural_voices import (
     natural_voices,
     select_natural,
 )
+from pipelines.stages.corpus import corpus_voices, plan, render_order
 
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs espeak-ng (.ci/setup)")
 
@@ -102,7 +102,7 @@ def test_a_short_phrase_through_the_real_kokoro(tmp_path):
 def test_the_codec_evaluation_reads_the_held_out_natural_items(tmp_path):
     import json
 
-    from pipelines.codec_eval import natural_rows
+    from pipelines.evaluations.codec import natural_rows
 
     (tmp_path / "wavs").mkdir()
     for item, split in (
@@ -124,10 +124,10 @@ def test_the_codec_evaluation_gives_a_voice_decoder_the_whole_utterances_voice(t
     import torch
     from conftest import tiny_frame_codec_config
 
-    import pipelines.codec_eval as codec_eval
-    from pipelines.codec_train import save_codec
-    from soundstorm_cli.codec import FrameCodecWrapper
-    from soundstorm_cli.models.frame_codec import FrameCodec
+    import pipelines.evaluations.codec as codec_eval
+    from pipelines.stages.codec import save_codec
+    from soundstorm.chain.codec import FrameCodecWrapper
+    from soundstorm.models.frame_codec import FrameCodec
 
     config = tiny_frame_codec_config(voice_decoder=True)
     torch.manual_seed(0)
@@ -155,7 +155,7 @@ def test_the_codec_evaluation_gives_a_voice_decoder_the_whole_utterances_voice(t
 def test_bundled_voices_put_natural_ones_first_and_at_least_half(tmp_path):
     import json
 
-    from pipelines.bundle import bundle_voices
+    from pipelines.stages.bundle import bundle_voices
 
     corpus = tmp_path / "corpus"
     (corpus / "wavs").mkdir(parents=True)

@@ -9,14 +9,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from soundstorm_cli.errors import CheckpointError
-from soundstorm_cli.phonemes import (
+from soundstorm.base.errors import CheckpointError
+from soundstorm.chain.phonemes import (
     WORD,
     PhonemeTokenizer,
     espeak_clauses,
     load_text_tokenizer,
 )
-from soundstorm_cli.text import PAUSE, SEPARATOR, TextTokenizer
+from soundstorm.chain.text import PAUSE, SEPARATOR, TextTokenizer
 
 pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs espeak-ng (.ci/setup)")
 
@@ -43,7 +43,7 @@ def test_numbers_are_spoken_and_control_pieces_stay_single_ids():
     assert ids[0] == tokenizer.control_ids["<spk1>"] and tokenizer.control_ids[SEPARATOR] in ids
     assert tokenizer.control_ids["<spk2>"] in ids and tokenizer.control_ids[PAUSE] in ids
     # the same ids as SentencePiece gives the special and control pieces, so both read the same T5 layout
-    spm = TextTokenizer("soundstorm_cli/assets/tiny/text/spm.model")
+    spm = TextTokenizer("soundstorm/assets/tiny/text/spm.model")
     assert tokenizer.control_ids == spm.control_ids
 
 
@@ -69,13 +69,13 @@ def test_the_vocabulary_file_round_trips_and_is_chosen_over_spm(tmp_path):
     (tmp_path / "phonemes.json").write_text('{"format": "something-else", "symbols": []}')
     with pytest.raises(CheckpointError):
         load_text_tokenizer(tmp_path)
-    assert isinstance(load_text_tokenizer("soundstorm_cli/assets/tiny/text"), TextTokenizer)
+    assert isinstance(load_text_tokenizer("soundstorm/assets/tiny/text"), TextTokenizer)
 
 
 def test_a_bundle_whose_t5_reads_phonemes_renders(tmp_path):
     from conftest import build_tiny_bundle
 
-    from soundstorm_cli.synthesize import SynthesisOptions, Synthesizer
+    from soundstorm.chain.synthesize import SynthesisOptions, Synthesizer
 
     synth = Synthesizer.from_checkpoint(str(build_tiny_bundle(tmp_path, phonemes=True)), device="cpu")
     assert isinstance(synth.text_tokenizer, PhonemeTokenizer)
@@ -89,8 +89,8 @@ def test_espeak_writes_nothing_outside_the_output(tmp_path, monkeypatch):
     render (issue 48, class 7): run as the front ends run it, it writes nowhere."""
     import glob
 
-    from soundstorm_cli.frontends import espeak_render
-    from soundstorm_cli.phonemes import espeak_clauses
+    from soundstorm.chain.frontends import espeak_render
+    from soundstorm.chain.phonemes import espeak_clauses
 
     home = tmp_path / "home"
     home.mkdir()

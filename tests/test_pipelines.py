@@ -13,9 +13,9 @@ import soundfile as sf
 from pipelines.__main__ import main as pipelines_main
 from pipelines.__main__ import set_overrides
 from pipelines.config import load_config
-from pipelines.corpus import plan
-from pipelines.natural_voices import select_natural
-from pipelines.voices import HELD_OUT, select_voices
+from pipelines.data.natural_voices import select_natural
+from pipelines.data.synthetic_voices import HELD_OUT, select_voices
+from pipelines.stages.corpus import plan
 
 pytestmark = pytest.mark.skipif(
     not all(shutil.which(t) for t in ("flite", "espeak-ng", "sox")),
@@ -135,7 +135,7 @@ def test_all_stages_at_toy_size(tmp_path):
         dialogue["turns"]
     )
 
-    from pipelines.shards import TokenShards
+    from pipelines.stages.shards import TokenShards
 
     shards = TokenShards(out / "shards")
     assert len(shards) == len(rows)
@@ -158,7 +158,7 @@ def test_all_stages_at_toy_size(tmp_path):
     assert np.array_equal(codes, item["codes"])
 
     # The training stages run on the toy shards and leave loadable models.
-    from soundstorm_cli.models.soundstorm import load_soundstorm
+    from soundstorm.models.soundstorm import load_soundstorm
 
     for stage in ("soundstorm", "t2s", "ar"):
         assert (
@@ -172,15 +172,15 @@ def test_all_stages_at_toy_size(tmp_path):
     _phoneme_t5_on(out)
     # its evaluation needs held-out speakers with a second utterance to prompt with; the toy test split
     # has none: one clear line, not a traceback
-    from pipelines.soundstorm_eval import main as soundstorm_eval
+    from pipelines.evaluations.soundstorm import main as soundstorm_eval
 
     with pytest.raises(SystemExit, match="nothing to evaluate"):
         soundstorm_eval(
             ["--config", "pipelines/configs/toy.yaml", "--out-dir", str(out), "--utterances", "2"]
         )
     assert (out / "t2s" / "model.safetensors").is_file()
-    from soundstorm_cli.models.ar_baseline import load_ar_baseline
-    from soundstorm_cli.models.t2s import load_t2s
+    from soundstorm.models.ar_baseline import load_ar_baseline
+    from soundstorm.models.t2s import load_t2s
 
     assert load_ar_baseline(out / "ar_baseline").config.levels == 2
     ar_stats = json.loads((out / "stages.json").read_text())["ar"]
@@ -242,9 +242,9 @@ def test_all_stages_at_toy_size(tmp_path):
 
 def _phoneme_t5_on(out):
     """text_tokenizer.kind=phonemes (issue 37): the fixed vocabulary, shards of phoneme ids, a T5 on them."""
-    from pipelines.shards import TokenShards
-    from soundstorm_cli.models.t2s import load_t2s
-    from soundstorm_cli.phonemes import PhonemeTokenizer
+    from pipelines.stages.shards import TokenShards
+    from soundstorm.chain.phonemes import PhonemeTokenizer
+    from soundstorm.models.t2s import load_t2s
 
     ph = out / "phonemes"
     ph.mkdir()
@@ -289,8 +289,8 @@ def _adversarial_on(out, wav, semantic, item):
     import torch
     from safetensors import safe_open
 
-    from pipelines.decoder_tune import main as decoder_tune
-    from soundstorm_cli.codec import load_codec
+    from pipelines.stages.decoder_tune import main as decoder_tune
+    from soundstorm.chain.codec import load_codec
 
     adv = out / "adv"
     adv.mkdir()
@@ -345,8 +345,9 @@ def _adversarial_on(out, wav, semantic, item):
 
     # codec.init_from: a shipped codec (here the tuned one, which reads semantic tokens) trained further:
     # it starts as that codec, with EMA statistics rebuilt from its codebooks, and keeps its config
-    from pipelines.codec_train import init_model, load_training_audio
     from pipelines.config import load_config
+    from pipelines.data.manifest import load_training_audio
+    from pipelines.stages.codec import init_model
 
     init_dir = out / "init_codec"
     init_dir.mkdir()
@@ -357,7 +358,7 @@ def _adversarial_on(out, wav, semantic, item):
     for book in start.quantizer.levels:
         assert torch.equal(book.embed_sum, book.embed) and bool(book.initted)
     codes = torch.from_numpy(item["codes"][:, :50]).long()[None]
-    from soundstorm_cli.codec import FrameCodecWrapper
+    from soundstorm.chain.codec import FrameCodecWrapper
 
     before = FrameCodecWrapper(start).decode(codes[0], semantic=semantic)
     assert torch.allclose(before, shipped.decode(codes[0], semantic=semantic), atol=1e-4)
@@ -382,9 +383,9 @@ def _decoder_tune_on(out):
     with the semantic tokens: the encoder and codebooks stay the base codec's, so its codes are unchanged."""
     import torch
 
-    from pipelines.decoder_tune import main as decoder_tune
-    from pipelines.shards import TokenShards
-    from soundstorm_cli.codec import load_codec
+    from pipelines.stages.decoder_tune import main as decoder_tune
+    from pipelines.stages.shards import TokenShards
+    from soundstorm.chain.codec import load_codec
 
     args = ["--config", "pipelines/configs/toy.yaml", "--out-dir", str(out)]
     assert decoder_tune(["generate", *args, "--soundstorm", str(out / "soundstorm"), "--items", "3"]) == 0
@@ -424,7 +425,7 @@ def _decoder_tune_on(out):
 
     # --voice: a zero-initialised projection of a prompt's voice vector, so tuning starts from the
     # decoder's own audio whatever the voice, and learns from another utterance of each speaker
-    from pipelines.decoder_tune import tuned_model
+    from pipelines.stages.decoder_tune import tuned_model
 
     start = tuned_model(
         soft / "decoder_tune", semantic_vocab=posterior.model.config.semantic_vocab, voice=True
@@ -454,7 +455,7 @@ def _decoder_tune_on(out):
     # --cross-voice: each utterance moved to another voice (same length, so its tokens still align), a
     # prompt of that voice, and SoundStorm's level-1 expectation from the original's tokens; training
     # gives a share of its batches to them, the moved audio as target, the moved prompt's voice
-    from pipelines.decoder_tune import Pairs, pitch_shift
+    from pipelines.stages.decoder_tune import Pairs, pitch_shift
 
     crossed = soft / "crossed"
     crossed.mkdir()
@@ -529,11 +530,11 @@ def test_soundstorm_eval_soft_reports_the_decoders_ceiling_and_the_level1_distan
     import torch.nn.functional as F
     from conftest import tiny_frame_codec_config
 
-    from pipelines.soundstorm_eval import Evaluation, _singles
-    from soundstorm_cli.codec import FrameCodecWrapper
-    from soundstorm_cli.decoding import DecodingOptions, PromptTokens, first_level_posterior
-    from soundstorm_cli.models.frame_codec import FrameCodec
-    from soundstorm_cli.models.soundstorm import SoundStorm, SoundStormConfig
+    from pipelines.evaluations.soundstorm import Evaluation, _singles
+    from soundstorm.chain.codec import FrameCodecWrapper
+    from soundstorm.chain.decoding import DecodingOptions, PromptTokens, first_level_posterior
+    from soundstorm.models.frame_codec import FrameCodec
+    from soundstorm.models.soundstorm import SoundStorm, SoundStormConfig
 
     torch.manual_seed(0)
     storm = SoundStorm(
@@ -592,7 +593,7 @@ def test_soundstorm_eval_soft_reports_the_decoders_ceiling_and_the_level1_distan
     rows = _singles(ev, 2)
     written = sf.read(tmp_path / "u0.wav", dtype="float32")[0]
     assert np.corrcoef(written, heard[0])[0, 1] > 0.99  # SoundStorm's render of u0 (16-bit, peak-safe)
-    from pipelines.spectrograms import plot
+    from pipelines.evaluations.spectrograms import plot
 
     assert plot(
         tmp_path / "s.png", [("u0", written), ("u1", sf.read(tmp_path / "u1.wav")[0])], 16000

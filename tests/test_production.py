@@ -10,8 +10,9 @@ import pytest
 import soundfile as sf
 from conftest import voice_like
 
-from soundstorm_cli.errors import InputError
-from soundstorm_cli.production import (
+from soundstorm.base.errors import InputError
+from soundstorm.chain.synthesize import TurnTiming
+from soundstorm.io.production import (
     Production,
     default_pans,
     integrated_loudness,
@@ -20,7 +21,6 @@ from soundstorm_cli.production import (
     split_stems,
     true_peak_db,
 )
-from soundstorm_cli.synthesize import TurnTiming
 
 RATE = 16000
 
@@ -145,7 +145,7 @@ def test_cli_dialogue_in_stereo_with_stems_and_a_loudness_target(cli, tiny_bundl
 
 
 def test_cli_production_mistakes_fail_before_loading(cli, tmp_path, monkeypatch):
-    from soundstorm_cli.synthesize import Synthesizer
+    from soundstorm.chain.synthesize import Synthesizer
 
     def refuse(*_args, **_kwargs):
         raise AssertionError("a model was loaded before the input was checked")
@@ -164,7 +164,7 @@ def test_cli_production_mistakes_fail_before_loading(cli, tmp_path, monkeypatch)
 
 
 def test_mp3_is_written_where_libsndfile_can_and_refused_in_one_line_where_not(cli, tmp_path, monkeypatch):
-    from soundstorm_cli.audio import write_audio
+    from soundstorm.io.audio import write_audio
 
     if "MP3" in sf.available_formats():
         path = write_audio(tmp_path / "a.mp3", voice_like(1.0, RATE, 150.0, 0), RATE)

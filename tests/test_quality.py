@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-from soundstorm_cli.errors import InputError
-from soundstorm_cli.quality import read_test_set
+from soundstorm.base.errors import InputError
+from soundstorm.measures.quality import read_test_set
 
 
 @pytest.mark.slow

@@ -11,7 +11,7 @@ import soundfile as sf
 from conftest import voice_like
 
 from pipelines.__main__ import main as pipelines_main
-from pipelines.real_corpus import find_utterances
+from pipelines.data.real_corpus import find_utterances
 
 SPEAKERS = {"103": 120.0, "1034": 180.0, "1040": 240.0}
 
@@ -70,7 +70,7 @@ def test_libritts_recipe_end_to_end(tmp_path):
     )  # resampled to the config's rate
     dialogues = [r for r in rows if r["kind"] == "dialogue"]
     assert dialogues and all(len(set(t["speaker"] for t in d["turns"])) == 2 for d in dialogues)
-    from pipelines.shards import TokenShards
+    from pipelines.stages.shards import TokenShards
 
     shards = TokenShards(out / "shards")
     assert len(shards) == len(rows) and shards[0]["codes"].shape[0] == 2

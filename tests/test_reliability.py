@@ -18,7 +18,7 @@ from conftest import voice_like
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from soundstorm_cli.errors import InputError
+from soundstorm.base.errors import InputError
 
 
 def snapshot(folder):
@@ -35,7 +35,7 @@ def one_error_line(stderr: str, words: str) -> None:
 @pytest.fixture
 def no_models(monkeypatch):
     """Loading a bundle fails the test: what is checked here must be refused before any model loads."""
-    from soundstorm_cli.synthesize import Synthesizer
+    from soundstorm.chain.synthesize import Synthesizer
 
     def refuse(*_args, **_kwargs):
         raise AssertionError("a model was loaded before the input was checked")
@@ -121,7 +121,7 @@ def test_an_output_over_an_input_is_refused(cli, workdir, no_models):
     alias=st.sampled_from(["same", "dot", "parent", "symlink", "hardlink"]),
 )
 def test_outputs_apart_from_inputs_pass_and_aliases_are_refused(tmp_path, names, alias):
-    from soundstorm_cli.audio import check_outputs_apart
+    from soundstorm.io.audio import check_outputs_apart
 
     folder = tmp_path / "_".join(names) / alias
     (folder / "d").mkdir(parents=True)
@@ -169,7 +169,7 @@ def test_caps_count_the_spoken_text_pauses_and_the_prompt_transcript(cli, workdi
 
 
 def test_the_script_parser_takes_linear_time():
-    from soundstorm_cli.script import parse_script
+    from soundstorm.chain.script import parse_script
 
     def seconds(n: int) -> float:
         text = "[S1] " + "word (two words) more\n" * n
@@ -187,8 +187,8 @@ def test_the_script_parser_takes_linear_time():
 @settings(max_examples=300, deadline=None)
 @given(st.text(alphabet=st.sampled_from(list("[]()S12 _:.#-\n\tab,pause3é\x00")), max_size=200))
 def test_the_parser_fuzzed_raises_only_script_errors(text):
-    from soundstorm_cli.errors import ScriptError
-    from soundstorm_cli.script import parse_script
+    from soundstorm.base.errors import ScriptError
+    from soundstorm.chain.script import parse_script
 
     try:
         script = parse_script(text)
@@ -202,9 +202,9 @@ def test_the_parser_fuzzed_raises_only_script_errors(text):
 
 
 def test_a_prompt_of_huge_float_samples_is_taken_not_crashed(cli, workdir, monkeypatch):
-    from soundstorm_cli.errors import CheckpointError
-    from soundstorm_cli.synthesize import Synthesizer
-    from soundstorm_cli.voices import load_prompt_audio
+    from soundstorm.base.errors import CheckpointError
+    from soundstorm.chain.prompts import load_prompt_audio
+    from soundstorm.chain.synthesize import Synthesizer
 
     loud = workdir / "loud.wav"
     sf.write(loud, voice_like(2.0, 16000, 140.0, 1) * 1e20, 16000, subtype="FLOAT")
@@ -221,7 +221,7 @@ def test_a_prompt_of_huge_float_samples_is_taken_not_crashed(cli, workdir, monke
 
 
 def test_long_numbers_and_deep_front_matter_are_input_errors(cli, workdir, no_models):
-    from soundstorm_cli.text import normalize
+    from soundstorm.chain.text import normalize
 
     assert normalize("7" * 4400).split()[:2] == ["seven", "seven"]
     run_refused(cli, workdir, ["say", "1" * 6000, "-o", workdir / "o.wav"], 2, "spelled out")
@@ -243,7 +243,7 @@ def test_long_numbers_and_deep_front_matter_are_input_errors(cli, workdir, no_mo
 def test_a_malformed_bundle_is_a_checkpoint_error(cli, workdir, tiny_bundle, where, content):
     import yaml
 
-    from soundstorm_cli.checkpoints import sha256_file
+    from soundstorm.bundles.checkpoints import sha256_file
 
     copy = workdir / "bundle"
     shutil.copytree(tiny_bundle, copy)
@@ -273,7 +273,7 @@ def test_checks_that_need_no_model_come_before_loading(cli, workdir, no_models):
 
 
 def test_an_output_name_of_250_bytes_gets_a_temporary_name_that_fits(tmp_path):
-    from soundstorm_cli.audio import write_audio
+    from soundstorm.io.audio import write_audio
 
     out = tmp_path / ("n" * 246 + ".wav")
     write_audio(out, np.zeros(1600, np.float32), 16000)
@@ -333,7 +333,7 @@ def test_subtitles_escape_markup_cue_arrows_and_control_characters(cli, tiny_bun
 
 
 def test_ctrl_c_says_interrupted_and_leaves_no_temporary_file(cli, tiny_bundle, tmp_path, monkeypatch):
-    import soundstorm_cli.audio as audio
+    import soundstorm.io.audio as audio
 
     out = tmp_path / "o.wav"
     out.write_bytes(b"precious")
@@ -352,7 +352,7 @@ def test_every_exit_code_is_in_the_readme():
     import re
     from pathlib import Path
 
-    from soundstorm_cli import errors
+    from soundstorm.base import errors
 
     readme = Path(__file__).resolve().parent.parent / "README.md"
     section = readme.read_text().split("**Exit codes**:", 1)[1].split("\n\n", 1)[0]

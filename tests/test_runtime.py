@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from soundstorm_cli import runtime
-from soundstorm_cli.errors import InputError
-from soundstorm_cli.runtime import native_bf16, resolve_device, resolve_precision, seed_everything
+from soundstorm.base import runtime
+from soundstorm.base.errors import InputError
+from soundstorm.base.runtime import native_bf16, resolve_device, resolve_precision, seed_everything
 
 
 def test_auto_resolves_to_an_available_device():

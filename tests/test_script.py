@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from soundstorm_cli.errors import ScriptError
-from soundstorm_cli.script import Pause, Script, Turn, format_script, parse_script
+from soundstorm.base.errors import ScriptError
+from soundstorm.chain.script import Pause, Script, Turn, format_script, parse_script
 
 DESIGN_EXAMPLE = """\
 # comment

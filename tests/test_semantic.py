@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from soundstorm_cli.errors import CheckpointError
-from soundstorm_cli.semantic import (
+from soundstorm.base.errors import CheckpointError
+from soundstorm.chain.semantic import (
     SEMANTIC_HOP,
     WINDOW,
     WhisperEncoder,
@@ -75,10 +75,10 @@ def test_tokens_carry_content_not_voice(tmp_path):
 
     import soundfile as sf
 
-    from pipelines.voices import select_voices
-    from soundstorm_cli.checkpoints import component_path, load_registry
-    from soundstorm_cli.evaluate import edit_distance
-    from soundstorm_cli.semantic import SemanticTokenizer
+    from pipelines.data.synthetic_voices import select_voices
+    from soundstorm.bundles.checkpoints import component_path, load_registry
+    from soundstorm.chain.semantic import SemanticTokenizer
+    from soundstorm.measures.evaluate import edit_distance
 
     if not all(shutil.which(t) for t in ("flite", "espeak-ng", "sox")):
         pytest.fail("flite, espeak-ng and sox are needed (installed by .ci/setup)")

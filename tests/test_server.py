@@ -18,7 +18,7 @@ import pytest
 import soundfile as sf
 from conftest import voice_like
 
-from soundstorm_cli.server import ApiError, RenderQueue, ServerLimits, create_app
+from soundstorm.doors.server import ApiError, RenderQueue, ServerLimits, create_app
 
 AUDIO = {"content-type": "audio/wav"}
 SCRIPT = "[S1] Hello there, how was the trip?\n[S2] Long, but worth it.\n[S1] Tell me more."
@@ -26,7 +26,7 @@ SCRIPT = "[S1] Hello there, how was the trip?\n[S2] Long, but worth it.\n[S1] Te
 
 @pytest.fixture(scope="module")
 def synth(tiny_bundle):
-    from soundstorm_cli.synthesize import Synthesizer
+    from soundstorm.chain.synthesize import Synthesizer
 
     return Synthesizer.from_checkpoint(str(tiny_bundle), device="cpu")
 
@@ -254,7 +254,7 @@ def test_serve_starts_answers_and_stops_cleanly_on_ctrl_c(tiny_bundle):
     port = free_port()
     env = os.environ | {"SOUNDSTORM_CHECKPOINT": str(tiny_bundle)}
     process = subprocess.Popen(
-        [sys.executable, "-m", "soundstorm_cli.cli", "serve", "--port", str(port)],
+        [sys.executable, "-m", "soundstorm.doors.cli", "serve", "--port", str(port)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
     )
     try:

@@ -15,14 +15,14 @@ import pytest
 import soundfile as sf
 from conftest import served, voice_like
 
-from soundstorm_cli.server import ServerLimits, allowed_hosts, create_app
+from soundstorm.doors.server import ServerLimits, allowed_hosts, create_app
 
 AUDIO = {"content-type": "audio/wav"}
 
 
 @pytest.fixture(scope="module")
 def synth(tiny_bundle):
-    from soundstorm_cli.synthesize import Synthesizer
+    from soundstorm.chain.synthesize import Synthesizer
 
     return Synthesizer.from_checkpoint(str(tiny_bundle), device="cpu")
 

@@ -10,7 +10,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from soundstorm_cli.models.soundstorm import SoundStorm, SoundStormConfig, soundstorm_loss, soundstorm_mask
+from soundstorm.models.soundstorm import SoundStorm, SoundStormConfig, soundstorm_loss, soundstorm_mask
 
 TINY = SoundStormConfig(
     levels=3, codebook_size=16, semantic_vocab=10, dim=32, layers=2, heads=2, conv_kernel=5, dropout=0.0
@@ -108,7 +108,7 @@ def test_padding_never_leaks_batch_equals_one_by_one():
 def test_attention_dropout_is_its_own_rate(dropout, attention_dropout, varies):
     import dataclasses
 
-    from soundstorm_cli.models.conformer import FeedForward, SelfAttention
+    from soundstorm.models.conformer import FeedForward, SelfAttention
 
     config = dataclasses.replace(TINY, dropout=dropout, attention_dropout=attention_dropout)
     torch.manual_seed(0)

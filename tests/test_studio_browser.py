@@ -9,7 +9,7 @@ import shutil
 import pytest
 from conftest import served
 
-from soundstorm_cli.server import create_app
+from soundstorm.doors.server import create_app
 
 CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 pytestmark = [
@@ -25,7 +25,7 @@ pytestmark = [
 def studio_url(tiny_bundle):
 
 
-    from soundstorm_cli.synthesize import Synthesizer
+    from soundstorm.chain.synthesize import Synthesizer
 
     synth = Synthesizer.from_checkpoint(str(tiny_bundle), device="cpu")
     with served(create_app(synth)) as port:

@@ -11,11 +11,11 @@ import soundfile as sf
 import torch
 from conftest import voice_like
 
-from soundstorm_cli.errors import AudioError, InputError, ScriptError
-from soundstorm_cli.runtime import resolve_precision
-from soundstorm_cli.script import parse_script
-from soundstorm_cli.synthesize import SynthesisOptions, Synthesizer, segments_of
-from soundstorm_cli.voices import trim_silence
+from soundstorm.base.errors import AudioError, InputError, ScriptError
+from soundstorm.base.runtime import resolve_precision
+from soundstorm.chain.prompts import trim_silence
+from soundstorm.chain.script import parse_script
+from soundstorm.chain.synthesize import SynthesisOptions, Synthesizer, segments_of
 
 ESPEAK = SynthesisOptions(frontend="espeak")
 
@@ -329,7 +329,7 @@ def test_a_decoder_that_reads_voices_gives_each_turn_its_own_prompts(tmp_path):
     its speaker's prompt's vector; both decodings render."""
     from conftest import build_tiny_bundle
 
-    from soundstorm_cli.synthesize import segments_of
+    from soundstorm.chain.synthesize import segments_of
 
     bundle = build_tiny_bundle(tmp_path, voice_codec=True)
     synth = Synthesizer.from_checkpoint(str(bundle), device="cpu")
@@ -366,7 +366,7 @@ def test_a_codes_only_bundle_refuses_posterior_decoding(cli, tiny_bundle, tmp_pa
 def test_a_prompt_is_encoded_once_then_read_from_the_cache(synth, tmp_path, monkeypatch):
     """The second render with the same prompt reads its tokens from the cache and sounds the same; a damaged
     entry is computed again; SOUNDSTORM_NO_CACHE=1 turns the cache off."""
-    from soundstorm_cli import prompt_cache
+    from soundstorm.chain import prompt_cache
 
     monkeypatch.setenv("SOUNDSTORM_HOME", str(tmp_path / "home"))
     prompt = tmp_path / "voice.wav"

@@ -7,7 +7,7 @@ import pytest
 import torch
 from conftest import tiny_t2s_config
 
-from soundstorm_cli.models.t2s import END, T2S
+from soundstorm.models.t2s import END, T2S
 
 TINY = tiny_t2s_config()
 
@@ -103,8 +103,8 @@ def test_the_stepper_samples_what_generate_samples(seed):
     guards, temperature, top-k and seed: the same tokens, and each step's logits equal to float rounding."""
     from transformers import LogitsProcessorList
 
-    from soundstorm_cli.models.t2s import TURN, _Guards
-    from soundstorm_cli.models.t5_step import T5Stepper
+    from soundstorm.models.t2s import TURN, _Guards
+    from soundstorm.models.t5_step import T5Stepper
 
     t2s = T2S.random_init(TINY, seed=seed)
     text, prefix, turns = [5, 6, 7, 8, 9, 10], [0, 3 + seed, 4], 2
@@ -145,8 +145,8 @@ def test_the_int8_stepper_keeps_the_logits_and_its_own_draws():
     """The decoder blocks' matrices in int8 rows (bf16 activations): each step's logits within a few
     percent of the float32 stepper's on a forced sequence, the same seed the same tokens, and an unknown
     weight format refused."""
-    from soundstorm_cli.models.t2s import _Guards
-    from soundstorm_cli.models.t5_step import T5Stepper
+    from soundstorm.models.t2s import _Guards
+    from soundstorm.models.t5_step import T5Stepper
 
     t2s = T2S.random_init(TINY, seed=3)
     text = t2s.input_ids([5, 6, 7, 8, 9, 10])
@@ -176,7 +176,7 @@ def test_the_int8_stepper_keeps_the_logits_and_its_own_draws():
 
 
 def test_the_diagonal_penalty_is_zero_on_the_diagonal_and_grows_off_it():
-    from pipelines.t2s_train import diagonal_penalty
+    from pipelines.stages.t2s import diagonal_penalty
 
     weights = diagonal_penalty(torch.tensor([4.0, 2.0]), torch.tensor([8.0, 3.0]), 4, 8, sigma=0.4)
     assert weights.shape == (2, 8, 4)
@@ -198,7 +198,7 @@ def _attention(dec: int, enc: int, diagonal: bool) -> torch.Tensor:
 
 
 def test_guided_attention_prefers_a_monotonic_alignment_and_ignores_other_heads():
-    from pipelines.t2s_train import guided_attention_loss
+    from pipelines.stages.t2s import guided_attention_loss
 
     batch = {
         "attention_mask": torch.ones(1, 5, dtype=torch.long),
@@ -215,7 +215,7 @@ def test_guided_attention_prefers_a_monotonic_alignment_and_ignores_other_heads(
 
 def test_guided_attention_trains_the_cross_attention_towards_the_diagonal():
     """A tiny T5's cross-attention, trained on the penalty alone for a few steps, moves onto the diagonal."""
-    from pipelines.t2s_train import guided_attention_loss
+    from pipelines.stages.t2s import guided_attention_loss
 
     model = T2S.random_init(TINY, seed=0).model.train()
     model.set_attn_implementation("eager")  # as the T2S stage does when the penalty is on
@@ -244,8 +244,8 @@ def test_the_stepper_adds_the_absolute_positions_the_model_was_trained_with(weig
     pass through `with_positions` (int8: within its rounding), and differ from the same weights without them."""
     import dataclasses
 
-    from soundstorm_cli.models.t2s import with_positions
-    from soundstorm_cli.models.t5_step import T5Stepper
+    from soundstorm.models.t2s import with_positions
+    from soundstorm.models.t5_step import T5Stepper
 
     config = dataclasses.replace(TINY, absolute_positions=True)
     t2s = T2S.random_init(config, seed=3)
@@ -269,7 +269,7 @@ def test_the_stepper_adds_the_absolute_positions_the_model_was_trained_with(weig
 def test_length_guards_fit_the_frames_per_piece_of_the_training_singles():
     from types import SimpleNamespace
 
-    from pipelines.t2s_train import length_guards
+    from pipelines.stages.t2s import length_guards
 
     rng = np.random.default_rng(0)
     singles = [

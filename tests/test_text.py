@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from soundstorm_cli.text import (
+from soundstorm.chain.text import (
     CONTROL_PIECES,
     normalize,
     normalize_keep_controls,

@@ -11,10 +11,10 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from soundstorm_cli.errors import InputError
-from soundstorm_cli.script import parse_script
-from soundstorm_cli.synthesize import SynthesisOptions, Synthesizer
-from soundstorm_cli.turncheck import best_of_tries, check_retry_options, turn_frames
+from soundstorm.base.errors import InputError
+from soundstorm.chain.script import parse_script
+from soundstorm.chain.synthesize import SynthesisOptions, Synthesizer
+from soundstorm.chain.turncheck import best_of_tries, check_retry_options, turn_frames
 
 HOP = 4
 
@@ -137,7 +137,7 @@ def test_retries_render_again_and_stay_deterministic(synth):
 
 
 def test_cli_check_reports_every_turn(cli, tiny_bundle, tmp_path, monkeypatch):
-    monkeypatch.setattr("soundstorm_cli.evaluate.Transcriber", lambda *a, **k: lambda s, r: "hello")
+    monkeypatch.setattr("soundstorm.measures.evaluate.Transcriber", lambda *a, **k: lambda s, r: "hello")
     script = tmp_path / "s.txt"
     script.write_text("[A] Hello there.\n[B] Hello again.\n")
     out = tmp_path / "out.wav"

@@ -13,8 +13,8 @@ from conftest import voice_like
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from soundstorm_cli.errors import InputError
-from soundstorm_cli.user_voices import add_voice, check_name, is_voice_name, voices_home
+from soundstorm.base.errors import InputError
+from soundstorm.io.named_voices import add_voice, check_name, is_voice_name, voices_home
 
 
 @pytest.fixture
@@ -32,7 +32,7 @@ def test_a_voice_survives_a_restart_and_is_used_by_name(cli, home, tiny_bundle):
     data, rate = sf.read(stored)
     assert rate == 16000 and 2.5 < len(data) / rate < 3.3  # the leading silence trimmed
     # a new process sees it
-    probe = [sys.executable, "-m", "soundstorm_cli.cli", "voices", "--json", "--checkpoint", str(tiny_bundle)]
+    probe = [sys.executable, "-m", "soundstorm.doors.cli", "voices", "--json", "--checkpoint", str(tiny_bundle)]
     listed = subprocess.run(
         probe, capture_output=True, text=True, env={"SOUNDSTORM_HOME": str(home / "home"), "PATH": ""}
     )

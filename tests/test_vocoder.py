@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from soundstorm_cli.errors import VocoderError
-from soundstorm_cli.vocoder import build, fargan
+from soundstorm.base.errors import VocoderError
+from soundstorm.vocoder import build, fargan
 
 RATE = fargan.SAMPLE_RATE
 
@@ -136,7 +136,7 @@ def test_a_missing_library_names_the_step(monkeypatch, tmp_path):
     monkeypatch.setenv("SOUNDSTORM_FARGAN_LIB", str(tmp_path / "none.so"))
     fargan._library.cache_clear()
     try:
-        with pytest.raises(VocoderError, match="soundstorm_cli.vocoder.build"):
+        with pytest.raises(VocoderError, match="soundstorm.vocoder.build"):
             fargan.synthesize(np.zeros((3, fargan.NUM_FEATURES), dtype=np.float32))
         assert not fargan.available()
     finally:
@@ -169,7 +169,7 @@ def test_the_feature_decoder_maps_codec_frames_to_two_vocoder_frames_in_range():
     """models.feature_decoder: 50 Hz inputs -> 100 Hz FARGAN features that the vocoder accepts."""
     import torch
 
-    from soundstorm_cli.models.feature_decoder import FeatureDecoder
+    from soundstorm.models.feature_decoder import FeatureDecoder
 
     torch.manual_seed(0)
     model = FeatureDecoder(64, 128, 512, width=32, depth=2)
@@ -193,8 +193,8 @@ def test_the_feature_decoder_maps_codec_frames_to_two_vocoder_frames_in_range():
 def _fargan_codec(seed: int = 0):
     import torch
 
-    from soundstorm_cli.codec import FrameCodecWrapper
-    from soundstorm_cli.models.frame_codec import FrameCodec, FrameCodecConfig
+    from soundstorm.chain.codec import FrameCodecWrapper
+    from soundstorm.models.frame_codec import FrameCodec, FrameCodecConfig
 
     torch.manual_seed(seed)
     config = FrameCodecConfig(
@@ -238,7 +238,7 @@ def test_a_codec_rendered_by_fargan_loads_from_its_folder_and_refuses_training(t
     import torch
     from safetensors.torch import save_file
 
-    from soundstorm_cli.codec import load_codec
+    from soundstorm.chain.codec import load_codec
 
     codec = _fargan_codec(1)
     (tmp_path / "config.json").write_text(json.dumps(codec.model.config.to_dict()))
@@ -256,14 +256,14 @@ def test_a_codec_rendered_by_fargan_loads_from_its_folder_and_refuses_training(t
 
 
 def test_the_feature_decoder_stage_trains_and_keeps_its_split_index(tmp_path, monkeypatch):
-    """pipelines.feature_decoder train on a made-up split: it leaves the split's index as it was (its
+    """pipelines.stages.feature_decoder train on a made-up split: it leaves the split's index as it was (its
     statistics go to train_stats.json) and a decoder that loads into the codec's feature decoder."""
     import json
 
     import torch
     from safetensors.torch import load_file, save_file
 
-    import pipelines.feature_decoder as stage
+    import pipelines.stages.feature_decoder as stage
 
     codec = _fargan_codec()
     monkeypatch.setattr(stage, "_components", lambda bundle: (codec, None, None))

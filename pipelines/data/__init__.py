@@ -1,0 +1,1 @@
+"""The corpus's data: its texts, its synthetic and natural voices, real corpora, the manifest."""

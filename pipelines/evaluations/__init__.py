@@ -1,0 +1,1 @@
+"""Evaluations of a data set's models and of the shipped bundle, and the model card written from them."""

@@ -1,0 +1,97 @@
+"""Stage 3: the semantic tokenizer (k-means over Whisper tiny.en's encoder) and every item's tokens.
+
+    python -m pipelines semantic --config pipelines/configs/tiny.yaml
+
+Fits K centroids on `semantic.train_hours` of the training split, saves them as
+`semantic/semantic.safetensors`, then tokenizes every item of the corpus in
+parts of PART_SIZE items (`semantic/part-NNNN.safetensors`, one array per item
+id); finished parts are skipped on a rerun.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import soundfile as sf
+
+from pipelines.config import DataConfig
+from pipelines.data.manifest import read_manifest
+from soundstorm.chain.semantic import (
+    SAMPLE_RATE,
+    SEMANTIC_RATE,
+    SemanticTokenizer,
+    WhisperEncoder,
+    fit_kmeans,
+    pool_to_semantic_rate,
+)
+from soundstorm.io.audio import resample
+
+PART_SIZE = 256
+
+
+def _read(path: str) -> np.ndarray:
+    """A corpus file at Whisper's 16 kHz, whatever the corpus's rate."""
+    data, rate = sf.read(path, dtype="float32")
+    return resample(data, rate, SAMPLE_RATE)
+
+
+def fit(config: DataConfig, encoder: WhisperEncoder) -> dict:
+    rows, clips, total = read_manifest(config.out_dir, "train"), [], 0.0
+    for row in rows:
+        if total >= config.semantic.train_hours * 3600:
+            break
+        clips.append(_read(row["path"]))
+        total += row["duration_s"]
+    features = []
+    for i in range(0, len(clips), 64):
+        batch = clips[i : i + 64]
+        frames = encoder.encode(batch)
+        features += [pool_to_semantic_rate(f, len(c)) for f, c in zip(frames, batch, strict=True)]
+    stacked = np.concatenate(features).astype(np.float32)
+    tokenizer = fit_kmeans(stacked, config.semantic.clusters, config.semantic.iterations, config.seed)
+    return {"tokenizer": tokenizer, "fit_hours": round(total / 3600, 3), "fit_frames": int(stacked.shape[0])}
+
+
+def run(config: DataConfig, progress=None) -> dict:
+    from safetensors.numpy import save_file
+
+    out = config.out_dir / "semantic"
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    encoder = WhisperEncoder(config.semantic.whisper_model, threads=2)
+    centroids = out / "semantic.safetensors"
+    stats: dict = {}
+    if centroids.exists():
+        tokenizer = SemanticTokenizer.load(centroids, encoder)
+    else:
+        fitted = fit(config, encoder)
+        tokenizer = fitted.pop("tokenizer")
+        tokenizer.save(centroids)
+        stats.update(fitted)
+    stats["fit_wall_s"] = round(time.time() - started, 1)
+    tokenizer.encoder = encoder
+    rows = read_manifest(config.out_dir)
+    parts = range(0, len(rows), PART_SIZE)
+    tokens_total = 0
+    for n, start in enumerate(parts):
+        path = out / f"part-{n:04d}.safetensors"
+        chunk = rows[start : start + PART_SIZE]
+        if not path.exists():
+            tokens = tokenizer.tokenize([_read(r["path"]) for r in chunk])
+            tmp = path.with_suffix(".tmp")
+            save_file({r["id"]: t.astype(np.int16) for r, t in zip(chunk, tokens, strict=True)}, str(tmp))
+            tmp.rename(path)
+        tokens_total += sum(int(np.ceil(r["duration_s"] * SEMANTIC_RATE)) for r in chunk)
+        if progress:
+            progress(n + 1, len(parts))
+    stats.update(
+        {
+            "clusters": tokenizer.num_tokens,
+            "items": len(rows),
+            "tokens_approx": tokens_total,
+            "parts": len(parts),
+            "wall_s": round(time.time() - started, 1),
+        }
+    )
+    return stats

@@ -1,0 +1,1 @@
+"""The chain: scripts and prompts -> semantic tokens -> SoundStorm -> the codec -> audio."""

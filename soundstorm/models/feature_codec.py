@@ -1,0 +1,97 @@
+"""A codec on FARGAN's features: residual VQ over LPCNet features at 50 Hz, rendered by the pretrained vocoder.
+
+Nothing here learns a waveform. Each 20 ms codec frame is two of FARGAN's 10 ms feature frames (18 cepstral
+coefficients, the pitch code, the pitch correlation: 40 numbers), normalised by the training set's mean and
+deviation, each dimension weighted (`weights`: how much its error counts in the quantiser's distance), then
+quantised by `levels` residual codebooks of `codebook_size` vectors, fitted by k-means, level after level, on
+the residuals of the levels before (`pipelines/stages/feature_codec.py`). Decoding sums the codebook vectors, undoes the
+weighting and normalisation, and FARGAN renders the features. Encoding is FARGAN's own feature analysis
+followed by nearest-vector search, so the codes of a sound do not depend on any trained network.
+
+Shapes: T codec frames, Q levels, K codes, D = 2 x 20 numbers a frame.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from soundstorm.models.feature_decoder import clamp_features
+from soundstorm.vocoder.fargan import NUM_FEATURES
+
+STACK = 2  # FARGAN frames per codec frame
+
+
+@dataclass
+class FeatureCodecConfig:
+    sample_rate: int = 16000
+    hop_length: int = 320  # 50 Hz frames at 16 kHz: two of FARGAN's 10 ms frames
+    levels: int = 8
+    codebook_size: int = 1024
+    model_type: str = "soundstorm-feature-codec"
+
+    @property
+    def dim(self) -> int:
+        return STACK * NUM_FEATURES
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def nearest(x: torch.Tensor, book: torch.Tensor, chunk: int = 65536) -> torch.Tensor:
+    """Index of the nearest row of `book` [K, D] for each row of `x` [N, D]."""
+    norms = book.pow(2).sum(1)
+    return torch.cat(
+        [(norms[None] - 2 * x[i : i + chunk] @ book.t()).argmin(1) for i in range(0, len(x), chunk)]
+    ) if len(x) else torch.zeros(0, dtype=torch.long)
+
+
+class FeatureCodec(nn.Module):
+    """FARGAN features [2T, 20] <-> codes [Q, T]. All state is in buffers (nothing here trains by gradient)."""
+
+    def __init__(self, config: FeatureCodecConfig):
+        super().__init__()
+        self.config = config
+        d = config.dim
+        self.register_buffer("mean", torch.zeros(d))
+        self.register_buffer("std", torch.ones(d))
+        self.register_buffer("weights", torch.ones(d))
+        self.register_buffer("codebooks", torch.zeros(config.levels, config.codebook_size, d))
+
+    def to_space(self, features: torch.Tensor) -> torch.Tensor:
+        """[2T, 20] -> the quantiser's space [T, D] (an odd last frame dropped)."""
+        frames = features.shape[0] // STACK
+        x = features[: frames * STACK].reshape(frames, self.config.dim).float()
+        return (x - self.mean) / self.std * self.weights
+
+    def from_space(self, z: torch.Tensor) -> torch.Tensor:
+        """[..., T, D] -> features [..., 2T, 20] in FARGAN's units, clamped to its limits."""
+        x = z / self.weights * self.std + self.mean
+        return clamp_features(x.reshape(*x.shape[:-2], x.shape[-2] * STACK, NUM_FEATURES))
+
+    def quantize(self, features: torch.Tensor, levels: int | None = None) -> torch.Tensor:
+        """Features [2T, 20] -> codes [Q, T]: each level's nearest vector to what the levels before left."""
+        residual = self.to_space(features)
+        codes = []
+        for book in self.codebooks[: levels or self.config.levels]:
+            index = nearest(residual, book)
+            residual = residual - book[index]
+            codes.append(index)
+        return torch.stack(codes)
+
+    def embed(self, codes: torch.Tensor) -> torch.Tensor:
+        """Codes [..., Q, T] -> the sum of their codebook vectors [..., T, D]."""
+        q = codes.shape[-2]
+        vectors = [nn.functional.embedding(codes[..., i, :], self.codebooks[i]) for i in range(q)]
+        return torch.stack(vectors).sum(0)
+
+    def expected(self, probs: torch.Tensor) -> torch.Tensor:
+        """Distributions over each level's codes [..., Q, T, K] -> the expected sum of vectors [..., T, D]."""
+        q = probs.shape[-3]
+        return torch.einsum("...qtk,qkd->...td", probs.float(), self.codebooks[:q])
+
+    def dequantize(self, codes: torch.Tensor) -> torch.Tensor:
+        """Codes [..., Q, T] -> features [..., 2T, 20]."""
+        return self.from_space(self.embed(codes))
