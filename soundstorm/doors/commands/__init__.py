@@ -1,0 +1,1 @@
+"""The commands of `soundstorm`, one file each (or a family each), registered by `doors/cli.py`."""
