@@ -23,9 +23,9 @@ __version__ = "0.1.0"
 
 _PUBLIC = {
     "Synthesizer": "soundstorm.chain.synthesize",
-    "SynthesisOptions": "soundstorm.chain.synthesize",
-    "Synthesis": "soundstorm.chain.synthesize",
-    "TurnTiming": "soundstorm.chain.synthesize",
+    "SynthesisOptions": "soundstorm.chain.request",
+    "Synthesis": "soundstorm.chain.request",
+    "TurnTiming": "soundstorm.chain.request",
     "read_script": "soundstorm.chain.script",
     "parse_script": "soundstorm.chain.script",
     "Script": "soundstorm.chain.script",
