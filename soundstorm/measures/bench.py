@@ -105,14 +105,7 @@ def run_bench(
     decoding = DecodingOptions.paper(levels, seed=seed)
     overlap = overlap_frames(storm.config.window, codec.frame_rate)
     precision = resolve_precision(precision, device)  # both generators run in it
-    report = BenchReport(
-        device=str(device),
-        dtype=precision,
-        threads=torch.get_num_threads(),
-        cpu=platform.processor() or platform.machine(),
-        ar_weights=ar_weights,
-        runs=runs,
-    )
+    report = _new_report(device, precision, ar_weights, runs)
     for n, seconds in enumerate([min(durations), *durations]):  # the first is a warm-up
         T = int(round(seconds * codec.frame_rate))
         reps = int(np.ceil(T / max(1, P)))
@@ -154,6 +147,20 @@ def run_bench(
         if progress:
             progress("bench", len(report.results), len(durations))
     return report
+
+
+def _new_report(device, precision: str, ar_weights: str, runs: int) -> BenchReport:
+    """An empty report that names the machine and what runs on it."""
+    import torch
+
+    return BenchReport(
+        device=str(device),
+        dtype=precision,
+        threads=torch.get_num_threads(),
+        cpu=platform.processor() or platform.machine(),
+        ar_weights=ar_weights,
+        runs=runs,
+    )
 
 
 def _point(seconds, storm_s, ar_s, t2s_s, decode_s, passes, ar_steps) -> BenchPoint:

@@ -83,7 +83,7 @@ def evaluate(
     )
     from soundstorm.chain.semantic import semantic_to_codec
     from soundstorm.io.audio import read_audio
-    from soundstorm.measures.evaluate import Transcriber, VoiceSimilarity, cer, wer
+    from soundstorm.measures.evaluate import Transcriber, VoiceSimilarity
 
     asr, sim = Transcriber(asr_model), VoiceSimilarity()
     codec, storm = synth.codec, synth.soundstorm
@@ -136,27 +136,42 @@ def evaluate(
                 probs, semantic=None if given is None else given[P // synth.ratio :], voice=voice
             )
             outputs["soundstorm_posterior"] = torch.cat([head, rest]).cpu().numpy()
-        cut = P * codec.hop_length
-        prompt_audio = samples[:cut]
-        for system, audio in outputs.items():
-            heard = asr(audio, rate)
-            rest = audio[cut:]
-            report.rows.append(
-                Row(
-                    name,
-                    system,
-                    round(cer(text, heard), 4),
-                    round(wer(text, heard), 4),
-                    round(sim(rest, prompt_audio, rate), 4),
-                    round(sim(rest[-cut:], prompt_audio, rate), 4),
-                    heard,
-                )
-            )
+        report.rows += _scored(name, text, outputs, P * codec.hop_length, asr, sim, rate)
         report.utterances += 1
         if progress:
             progress("eval", n + 1, len(items))
     if not report.rows:
         raise InputError(f"no test utterance is longer than {REFERENCE_PROMPT_S + 1:g} s")
+    _summarise(report)
+    return report
+
+
+def _scored(name: str, text: str, outputs: dict, cut: int, asr, sim, rate: int) -> list[Row]:
+    """One row a system: Whisper's CER and WER against the text, the similarity of what follows the prompt
+    (`cut` samples) to the prompt, and of its last `cut` samples (consistency)."""
+    from soundstorm.measures.evaluate import cer, wer
+
+    prompt_audio = outputs["original"][:cut]
+    rows = []
+    for system, audio in outputs.items():
+        heard = asr(audio, rate)
+        rest = audio[cut:]
+        rows.append(
+            Row(
+                name,
+                system,
+                round(cer(text, heard), 4),
+                round(wer(text, heard), 4),
+                round(sim(rest, prompt_audio, rate), 4),
+                round(sim(rest[-cut:], prompt_audio, rate), 4),
+                heard,
+            )
+        )
+    return rows
+
+
+def _summarise(report: QualityReport) -> None:
+    """Each system's mean figures into `report.summary`."""
     for system in SYSTEMS:
         mine = [r for r in report.rows if r.system == system]
         if not mine:  # soundstorm_posterior, with a decoder that renders codes only
@@ -165,7 +180,6 @@ def evaluate(
             k: round(statistics.mean(getattr(r, k) for r in mine), 4)
             for k in ("cer", "wer", "similarity", "consistency")
         }
-    return report
 
 
 def write_csv(report: QualityReport, path: Path) -> None:

@@ -133,6 +133,21 @@ class T5Stepper:
             torch.set_num_threads(threads)
 
     @torch.inference_mode()
+    def _folded_cross_attention(self, encoded: torch.Tensor) -> tuple[list, int]:
+        """Cross-attention folded with its projections, once per text: the scores are x @ (Wq_h^T K_h^T)
+        and the output sum_h p_h @ (V_h Wo_h^T), two matrix products a step instead of four. Per layer
+        ([D, H * S] scores, [H * S, D] values), and S, the encoded text's length."""
+        H, dk, S = self.heads, self.dk, encoded.shape[0]
+        cross = []
+        for layer in self.layers:
+            k, v = F.linear(encoded, layer["xkv"]).view(S, 2, H, dk).permute(1, 2, 0, 3)  # [H, S, dk] each
+            wq = layer["xq"].view(H, dk, -1)  # [H, dk, D]
+            scores = torch.matmul(wq.transpose(1, 2), k.transpose(1, 2))  # [H, D, S]
+            mixed = torch.matmul(v, layer["xo"].view(-1, H, dk).permute(1, 2, 0))  # [H, S, D]
+            cross.append((scores.permute(1, 0, 2).reshape(-1, H * S).contiguous(), mixed.reshape(H * S, -1)))
+        return cross, S
+
+    @torch.inference_mode()
     def _sample(
         self,
         input_ids: list[int],
@@ -156,15 +171,7 @@ class T5Stepper:
             encoded = self.model.encoder(inputs_embeds=inputs).last_hidden_state[0]  # [S, D]
         else:
             encoded = self.model.encoder(input_ids=ids).last_hidden_state[0]  # [S, D]
-        # Cross-attention folded with its projections, once per text: the scores are x @ (Wq_h^T K_h^T)
-        # and the output sum_h p_h @ (V_h Wo_h^T), two matrix products a step instead of four.
-        cross, S = [], encoded.shape[0]
-        for layer in self.layers:
-            k, v = F.linear(encoded, layer["xkv"]).view(S, 2, H, dk).permute(1, 2, 0, 3)  # [H, S, dk] each
-            wq = layer["xq"].view(H, dk, -1)  # [H, dk, D]
-            scores = torch.matmul(wq.transpose(1, 2), k.transpose(1, 2))  # [H, D, S]
-            mixed = torch.matmul(v, layer["xo"].view(-1, H, dk).permute(1, 2, 0))  # [H, S, D]
-            cross.append((scores.permute(1, 0, 2).reshape(-1, H * S).contiguous(), mixed.reshape(H * S, -1)))
+        cross, S = self._folded_cross_attention(encoded)
         total = len(prefix) + max_new
         if self.positions:
             absolute = sinusoids(total, self.embed.shape[1], device)
