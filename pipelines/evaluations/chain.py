@@ -107,6 +107,56 @@ def prompt_test(synth, options, asr, sim, prompts: list[Path], names: list[str] 
     return {"summary": summary, "per_prompt": per_prompt, "rows": rows}
 
 
+def _say_test(synth, options, asr, voices: list) -> tuple[list[dict], float]:
+    """`say` of each of SENTENCES in the bundled voices in turn: its word recall; and the synthesis seconds."""
+    says, synthesis_s = [], 0.0
+    for n, text in enumerate(SENTENCES):
+        voice = voices[n % len(voices)]
+        out = synth.say(text, prompt=voice, options=options, seed=0)
+        synthesis_s += out.timings["total"]
+        heard = asr(out.audio, out.sample_rate)
+        says.append(
+            {"text": text, "voice": voice.stem, "recall": round(word_recall(text, heard), 3), "heard": heard}
+            | _tries(out, 0)
+        )
+        print(json.dumps(says[-1]), flush=True)
+    return says, synthesis_s
+
+
+def _dialogue_test(synth, options, asr, sim, voices: list) -> tuple[list[dict], float]:
+    """Each of DIALOGUES with each ordered pair of voices (the first half against the second): each turn's
+    word recall and whether it is nearer its own prompt than the other's; and the synthesis seconds."""
+    synthesis_s = 0.0
+    turns = []
+    half = len(voices) // 2
+    pairs = [(voices[k], voices[k + half]) for k in range(half)]
+    pairs += [(b, a) for a, b in pairs]
+    for text, (a, b) in [(text, pair) for text in DIALOGUES for pair in pairs]:
+        pair = {"A": a, "B": b}
+        out = synth.dialogue(parse_script(text), voices=pair, options=options, seed=0)
+        synthesis_s += out.timings["total"]
+        prompts = {name: read_audio(path, SAMPLE_RATE).samples for name, path in pair.items()}
+        for n, turn in enumerate(out.turns):
+            piece = out.audio[int(turn.start_s * out.sample_rate) : int(turn.end_s * out.sample_rate)]
+            heard = asr(piece, out.sample_rate)
+            scores = {name: sim(piece, audio) for name, audio in prompts.items()}
+            other = "B" if turn.speaker == "A" else "A"
+            turns.append(
+                {
+                    "voices": f"{pair['A'].stem} / {pair['B'].stem}",
+                    "speaker": turn.speaker,
+                    "recall": round(word_recall(turn.text, heard), 3),
+                    "own": round(scores[turn.speaker], 3),
+                    "other": round(scores[other], 3),
+                    "right_voice": scores[turn.speaker] > scores[other],
+                    "heard": heard,
+                }
+                | _tries(out, n)
+            )
+            print(json.dumps(turns[-1]), flush=True)
+    return turns, synthesis_s
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", default="tiny")
@@ -145,44 +195,9 @@ def main(argv=None) -> int:
         print(json.dumps(report["summary"] | {"per_prompt": report["per_prompt"]}, indent=1))
         return 0
     voices = [v.path for v in synth.voices]
-    says, synthesis_s = [], 0.0
-    for n, text in enumerate(SENTENCES):
-        voice = voices[n % len(voices)]
-        out = synth.say(text, prompt=voice, options=options, seed=0)
-        synthesis_s += out.timings["total"]
-        heard = asr(out.audio, out.sample_rate)
-        says.append(
-            {"text": text, "voice": voice.stem, "recall": round(word_recall(text, heard), 3), "heard": heard}
-            | _tries(out, 0)
-        )
-        print(json.dumps(says[-1]), flush=True)
-    turns = []
-    half = len(voices) // 2
-    pairs = [(voices[k], voices[k + half]) for k in range(half)]
-    pairs += [(b, a) for a, b in pairs]
-    for text, (a, b) in [(text, pair) for text in DIALOGUES for pair in pairs]:
-        pair = {"A": a, "B": b}
-        out = synth.dialogue(parse_script(text), voices=pair, options=options, seed=0)
-        synthesis_s += out.timings["total"]
-        prompts = {name: read_audio(path, SAMPLE_RATE).samples for name, path in pair.items()}
-        for n, turn in enumerate(out.turns):
-            piece = out.audio[int(turn.start_s * out.sample_rate) : int(turn.end_s * out.sample_rate)]
-            heard = asr(piece, out.sample_rate)
-            scores = {name: sim(piece, audio) for name, audio in prompts.items()}
-            other = "B" if turn.speaker == "A" else "A"
-            turns.append(
-                {
-                    "voices": f"{pair['A'].stem} / {pair['B'].stem}",
-                    "speaker": turn.speaker,
-                    "recall": round(word_recall(turn.text, heard), 3),
-                    "own": round(scores[turn.speaker], 3),
-                    "other": round(scores[other], 3),
-                    "right_voice": scores[turn.speaker] > scores[other],
-                    "heard": heard,
-                }
-                | _tries(out, n)
-            )
-            print(json.dumps(turns[-1]), flush=True)
+    says, say_s = _say_test(synth, options, asr, voices)
+    turns, turn_s = _dialogue_test(synth, options, asr, sim, voices)
+    synthesis_s = say_s + turn_s
     summary = {
         "say_recall_mean": round(float(np.mean([s["recall"] for s in says])), 3),
         "say_at_least_half": f"{sum(s['recall'] >= 0.5 for s in says)}/{len(says)}",

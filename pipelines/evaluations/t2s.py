@@ -60,6 +60,29 @@ def build_bundle(out_dir: Path, folder: Path) -> Path:
     return write_bundle_folder(folder / "bundle", "eval", facts, components)
 
 
+def _turn_counts(synth, shards, dialogues: int, temperature: float) -> list[dict]:
+    """The first `dialogues` test dialogues' turn counts, in the script and in what the T5 generates."""
+    turns = []
+    for i in [i for i, r in enumerate(shards.items) if r["kind"] == "dialogue"][:dialogues]:
+        item = shards[i]
+        result = synth.t2s.generate(
+            [list(item["text_tokens"])], turns=[len(item["turns"])], seed=i, temperature=temperature
+        )[0]
+        turns.append({"id": item["id"], "script_turns": len(item["turns"]), "t2s_turns": len(result.turn_starts)})
+    return turns
+
+
+def _summary(rows: list[dict]) -> dict:
+    """Each source's mean CER and seconds, and the T5's durations against the ground truth's."""
+    summary = {
+        k: round(float(np.mean([r[k] for r in rows])), 4) for k in rows[0] if k.startswith(("cer_", "seconds_"))
+    }
+    summary["duration_ratio_t2s"] = round(
+        float(np.mean([r["seconds_t2s"] / r["seconds_ground_truth"] for r in rows])), 4
+    )
+    return summary
+
+
 def main(argv=None) -> int:
     parser = config_parser(__doc__)
     parser.add_argument("--utterances", type=int, default=50)
@@ -116,29 +139,10 @@ def main(argv=None) -> int:
                 row[f"seconds_{name}"] = round(len(tokens[0]) / SEMANTIC_RATE, 2)
             rows.append(row)
             print(json.dumps(row), flush=True)
-        turns = []
-        for i in [i for i, r in enumerate(shards.items) if r["kind"] == "dialogue"][: args.dialogues]:
-            item = shards[i]
-            result = synth.t2s.generate(
-                [list(item["text_tokens"])],
-                turns=[len(item["turns"])],
-                seed=i,
-                temperature=args.t2s_temperature,
-            )[0]
-            turns.append(
-                {"id": item["id"], "script_turns": len(item["turns"]), "t2s_turns": len(result.turn_starts)}
-            )
-    summary = {
-        k: round(float(np.mean([r[k] for r in rows])), 4)
-        for k in rows[0]
-        if k.startswith(("cer_", "seconds_"))
-    }
-    summary["duration_ratio_t2s"] = round(
-        float(np.mean([r["seconds_t2s"] / r["seconds_ground_truth"] for r in rows])), 4
-    )
+        turns = _turn_counts(synth, shards, args.dialogues, args.t2s_temperature)
     report = {
         "utterances": len(rows),
-        "summary": summary,
+        "summary": _summary(rows),
         "dialogues": len(turns),
         "dialogues_turns_match": round(
             float(np.mean([t["script_turns"] == t["t2s_turns"] for t in turns])), 4

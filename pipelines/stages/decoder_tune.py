@@ -367,6 +367,17 @@ def encoded_latents(model, wav, latents, true, levels: int):
     return out, commit
 
 
+def _optimizer(model, lr: float, encoder_lr: float | None):
+    """AdamW over the decoder's trainable weights, and the encoder's at its own rate where it trains too
+    (optimizer_step scales the schedule's lr by each group's lr_scale)."""
+    trainable = [p for n, p in model.named_parameters() if p.requires_grad and n.split(".")[0] not in ENCODER]
+    groups = [{"params": trainable}]
+    if encoder_lr is not None:
+        encoder = [p for n, p in model.named_parameters() if n.split(".")[0] in ENCODER]
+        groups.append({"params": encoder, "lr_scale": encoder_lr / lr})
+    return torch.optim.AdamW(groups, lr=lr, betas=(0.8, 0.99), weight_decay=0.01)
+
+
 def train(
     config,
     base: Path,
@@ -390,21 +401,7 @@ def train(
     levels = int(meta["levels"])
     pairs = Pairs.load(out_dir, shards, levels=levels, soft=bool(meta.get("soft")))
     mel_loss = MelLoss(model.config.sample_rate)
-    groups = [
-        {
-            "params": [
-                p for n, p in model.named_parameters() if p.requires_grad and n.split(".")[0] not in ENCODER
-            ]
-        }
-    ]
-    if encoder:  # its own rate: optimizer_step scales the schedule's lr by each group's lr_scale
-        groups.append(
-            {
-                "params": [p for n, p in model.named_parameters() if n.split(".")[0] in ENCODER],
-                "lr_scale": encoder_lr / lr,
-            }
-        )
-    optimizer = torch.optim.AdamW(groups, lr=lr, betas=(0.8, 0.99), weight_decay=0.01)
+    optimizer = _optimizer(model, lr, encoder_lr if encoder else None)
     folder = out_dir / "decoder_tune"
     step, log = load_state(folder / "train_state.pt", model, optimizer)
     adversary = None
@@ -445,28 +442,50 @@ def train(
     if pairs.soft:  # the chain renders this decoder from SoundStorm's level-1 distribution
         model.config = dataclasses.replace(model.config, soft_level1=True)
     save_codec(model, folder)
-    stats = {
-        "steps": step,
-        "time_budget_s": time_budget_s,
-        "true_share": true_share,
-        "lr": lr,
-        "items": len(pairs.audio),
-        "soft": pairs.soft,
-        "voice": model.config.voice_decoder,
-        "cross_share": cross_share,
-        "voice_layers": model.config.voice_layers,
-        "adversarial": adversarial,
-        "encoder": encoder,
-        "encoder_lr": encoder_lr if encoder else None,
-        "cross_items": len(pairs.cross),
-        "base": str(base),
-        "log": log,
-    }
+    stats = {"steps": step, "time_budget_s": time_budget_s, "true_share": true_share, "lr": lr}
+    stats |= {"items": len(pairs.audio), "soft": pairs.soft, "voice": model.config.voice_decoder}
+    stats |= {"cross_share": cross_share, "voice_layers": model.config.voice_layers, "adversarial": adversarial}
+    stats |= {"encoder": encoder, "encoder_lr": encoder_lr if encoder else None, "cross_items": len(pairs.cross)}
+    stats |= {"base": str(base), "log": log}
     (folder / "train_stats.json").write_text(json.dumps(stats, indent=1))
     return stats
 
 
-def main(argv=None) -> int:
+def _generate(args, config, shards, parser) -> None:
+    """`generate`: SoundStorm's codes (or, --soft, its expected level-1 latents) for a part of the items."""
+    from safetensors.torch import save_file
+
+    from soundstorm.models.soundstorm import load_soundstorm
+
+    model = load_soundstorm(args.soundstorm)
+    part, parts = (int(x) for x in args.shard.split("/"))
+    folder = config.out_dir / "generated"
+    folder.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    codebook = None
+    if args.cross_voice and not args.soft:
+        parser.error("--cross-voice needs --soft")
+    if args.soft:
+        if args.base_codec is None:
+            parser.error("generate --soft needs --base-codec (its level-1 codebook)")
+        from soundstorm.chain.codec import load_codec
+
+        base = load_codec(args.base_codec)
+        codebook = base.model.quantizer.levels[0].embed.float()
+    if args.cross_voice:
+        paths = {r["id"]: r["path"] for r in read_manifest(config.out_dir, "train")}
+        cross = cross_part(shards, model, base, paths, part, parts, args.items, config.seed)
+        (config.out_dir / "generated_cross").mkdir(parents=True, exist_ok=True)
+        save_file(cross, str(config.out_dir / "generated_cross" / f"part-{part}.safetensors"))
+    codes = generate_part(shards, model, part, parts, args.items, config.seed, codebook)
+    save_file(codes, str(folder / f"part-{part}.safetensors"))
+    meta = {"levels": model.config.levels, "soundstorm": str(args.soundstorm), "soft": args.soft}
+    (folder / "meta.json").write_text(json.dumps(meta))
+    print(json.dumps({"part": part, "items": len(codes), "wall_s": round(time.time() - started, 1)}))
+
+
+def _parser():
+    """The command line of `generate` and `train`."""
     parser = config_parser(__doc__)
     parser.add_argument("command", choices=("generate", "train"))
     parser.add_argument("--soundstorm", type=Path, help="generate: the SoundStorm folder to generate with")
@@ -516,41 +535,18 @@ def main(argv=None) -> int:
     parser.add_argument("--true-share", type=float, default=0.25, help="train: batches of true codes")
     parser.add_argument("--lr", type=float, default=3e-4)
     parser.add_argument("--threads", type=int, default=1)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = _parser()
     args = parser.parse_args(argv)
     config = config_of(args)
     torch.set_num_threads(args.threads)
     torch.manual_seed(config.seed)
     shards = TokenShards(config.out_dir / "shards", "train")
     if args.command == "generate":
-        from safetensors.torch import save_file
-
-        from soundstorm.models.soundstorm import load_soundstorm
-
-        model = load_soundstorm(args.soundstorm)
-        part, parts = (int(x) for x in args.shard.split("/"))
-        folder = config.out_dir / "generated"
-        folder.mkdir(parents=True, exist_ok=True)
-        started = time.time()
-        codebook = None
-        if args.cross_voice and not args.soft:
-            parser.error("--cross-voice needs --soft")
-        if args.soft:
-            if args.base_codec is None:
-                parser.error("generate --soft needs --base-codec (its level-1 codebook)")
-            from soundstorm.chain.codec import load_codec
-
-            base = load_codec(args.base_codec)
-            codebook = base.model.quantizer.levels[0].embed.float()
-        if args.cross_voice:
-            paths = {r["id"]: r["path"] for r in read_manifest(config.out_dir, "train")}
-            cross = cross_part(shards, model, base, paths, part, parts, args.items, config.seed)
-            (config.out_dir / "generated_cross").mkdir(parents=True, exist_ok=True)
-            save_file(cross, str(config.out_dir / "generated_cross" / f"part-{part}.safetensors"))
-        codes = generate_part(shards, model, part, parts, args.items, config.seed, codebook)
-        save_file(codes, str(folder / f"part-{part}.safetensors"))
-        meta = {"levels": model.config.levels, "soundstorm": str(args.soundstorm), "soft": args.soft}
-        (folder / "meta.json").write_text(json.dumps(meta))
-        print(json.dumps({"part": part, "items": len(codes), "wall_s": round(time.time() - started, 1)}))
+        _generate(args, config, shards, parser)
         return 0
     if args.base_codec is None:
         parser.error("train needs --base-codec")

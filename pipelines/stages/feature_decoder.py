@@ -153,6 +153,33 @@ def _new_decoder(codec) -> FeatureDecoder:
     return FeatureDecoder(c.codebook_dim, 2 * c.codebook_dim, c.semantic_vocab, c.feature_width, c.feature_depth)
 
 
+def _batch(tensors: dict, keys: list[str], codec, model: FeatureDecoder, rng, batch: int) -> tuple:
+    """`batch` random crops of CROP codec frames: the input latents (SoundStorm's expected level-1 latent,
+    or for TRUE_CODE_SHARE of them the sum of the first 1-4 levels of the true codes), the semantic tokens,
+    the voice vectors, and the normalised target features (NaN past a crop's end)."""
+    lat, sem, voi, tgt = [], [], [], []
+    for _ in range(batch):
+        k = keys[int(rng.integers(len(keys)))]
+        T = tensors[f"{k}/latent"].shape[0]
+        lo = int(rng.integers(max(1, T - CROP)))
+        n = min(CROP, T)
+
+        def pad(x, length):
+            return torch.nn.functional.pad(x, (0, 0) * (x.dim() - 1) + (0, length - x.shape[0]))
+
+        if rng.random() < TRUE_CODE_SHARE:  # the sum of the first 1-4 levels' codes
+            codes = tensors[f"{k}/codes"][: int(rng.integers(1, LEVELS + 1)), lo : lo + n].long()
+            latent = codec.model.quantizer.decode(codes)
+        else:
+            latent = tensors[f"{k}/latent"][lo : lo + n].float()
+        lat.append(pad(latent, CROP))
+        sem.append(pad(tensors[f"{k}/semantic"][lo : lo + n].long(), CROP))
+        voi.append(tensors[f"{k}/voice"])
+        f = (tensors[f"{k}/features"][2 * lo : 2 * (lo + n)] - model.mean) / model.std
+        tgt.append(torch.cat([f, torch.full((2 * (CROP - n), 20), float("nan"))]))
+    return lat, sem, voi, tgt
+
+
 def train(out: Path, bundle: str, minutes: float, threads: int, seed: int, batch: int = 16) -> dict:
     """The feature decoder on the train split for `minutes` of wall clock: the expected level-1 latent of
     SoundStorm's posterior as input, or (`TRUE_CODE_SHARE` of the crops) the sum of the true codes' of
@@ -176,26 +203,7 @@ def train(out: Path, bundle: str, minutes: float, threads: int, seed: int, batch
     started, step, losses = time.time(), 0, []
     budget = minutes * 60
     while time.time() - started < budget:
-        lat, sem, voi, tgt = [], [], [], []
-        for _ in range(batch):
-            k = keys[int(rng.integers(len(keys)))]
-            T = tensors[f"{k}/latent"].shape[0]
-            lo = int(rng.integers(max(1, T - CROP)))
-            n = min(CROP, T)
-
-            def pad(x, length):
-                return torch.nn.functional.pad(x, (0, 0) * (x.dim() - 1) + (0, length - x.shape[0]))
-
-            if rng.random() < TRUE_CODE_SHARE:  # the sum of the first 1-4 levels' codes
-                codes = tensors[f"{k}/codes"][: int(rng.integers(1, LEVELS + 1)), lo : lo + n].long()
-                latent = codec.model.quantizer.decode(codes)
-            else:
-                latent = tensors[f"{k}/latent"][lo : lo + n].float()
-            lat.append(pad(latent, CROP))
-            sem.append(pad(tensors[f"{k}/semantic"][lo : lo + n].long(), CROP))
-            voi.append(tensors[f"{k}/voice"])
-            f = (tensors[f"{k}/features"][2 * lo : 2 * (lo + n)] - model.mean) / model.std
-            tgt.append(torch.cat([f, torch.full((2 * (CROP - n), 20), float("nan"))]))
+        lat, sem, voi, tgt = _batch(tensors, keys, codec, model, rng, batch)
         target = torch.stack(tgt)
         mask = ~target.isnan()
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
@@ -265,12 +273,39 @@ def _is_natural(speaker: str) -> bool:
     return speaker.startswith("kokoro-")
 
 
+def _scores(renders: dict, text: str, prompt, original, asr, sim) -> dict:
+    """Each render's CER and similarity to the prompt; a codec's resynthesis also to its original."""
+    from soundstorm.measures.evaluate import cer
+
+    result = {}
+    for name, wav in renders.items():
+        result[f"cer_{name}"] = cer(text, asr(wav))
+        result[f"similarity_{name}"] = sim(wav, prompt)
+        if name.endswith("_codec"):  # a resynthesis is judged against its original
+            result[f"similarity_to_original_{name}"] = sim(wav, original)
+    return result
+
+
+def _by_group(rows: list[dict]) -> dict:
+    """The mean of each CER and similarity over the natural voices' rows and over the synthetic ones'."""
+    summary = {}
+    for group in ("natural", "synthetic"):
+        kept = [r for r in rows if r["voices"] == group]
+        if kept:
+            summary[group] = {
+                key: round(float(np.mean([r[key] for r in kept])), 4)
+                for key in kept[0]
+                if key.startswith(("cer_", "similarity_"))
+            } | {"utterances": len(kept)}
+    return summary
+
+
 def compare(
     out: Path, bundle: str, utterances: int, audio_dir: Path | None, seed: int, guide: str = "true"
 ) -> dict:
     from safetensors.torch import load_file
 
-    from soundstorm.measures.evaluate import Transcriber, VoiceSimilarity, cer
+    from soundstorm.measures.evaluate import Transcriber, VoiceSimilarity
     from soundstorm.vocoder import fargan
 
     torch.set_num_threads(1)
@@ -332,29 +367,15 @@ def compare(
             "voices": "natural" if _is_natural(row["speaker"]) else "synthetic",
             "seconds_audio": round(len(original) / 16000, 2),
             "decode_s": {"bundle_decoder": round(t_old, 3), "feature_decoder": round(t_new, 3)},
-        }
-        for name, wav in renders.items():
-            result[f"cer_{name}"] = cer(row["text"], asr(wav))
-            result[f"similarity_{name}"] = sim(wav, prompt)
-            if name.endswith("_codec"):  # a resynthesis is judged against its original
-                result[f"similarity_to_original_{name}"] = sim(wav, original)
+        } | _scores(renders, row["text"], prompt, original, asr, sim)
         if audio_dir is not None:
             audio_dir.mkdir(parents=True, exist_ok=True)
             for name in ("bundle_decoder", "feature_decoder"):
                 sf.write(audio_dir / f"{k}-{name}.wav", renders[name], 16000)
         print(json.dumps(result), flush=True)
         rows.append(result)
-    summary = {}
-    for group in ("natural", "synthetic"):
-        kept = [r for r in rows if r["voices"] == group]
-        if kept:
-            summary[group] = {
-                key: round(float(np.mean([r[key] for r in kept])), 4)
-                for key in kept[0]
-                if key.startswith(("cer_", "similarity_"))
-            } | {"utterances": len(kept)}
-    report = {"summary": summary, "rows": rows, "train": json.loads((out / "train_stats.json").read_text())}
-    report["guide"] = guide
+    summary = _by_group(rows)
+    report = {"summary": summary, "rows": rows, "train": json.loads((out / "train_stats.json").read_text()), "guide": guide}
     (out / ("compare.json" if guide == "true" else f"compare-{guide}.json")).write_text(
         json.dumps(report, indent=1)
     )
