@@ -219,7 +219,7 @@ def render_item(job: tuple[Item, str, int, dict[str, Voice | NaturalVoice]]) -> 
 def run(config: DataConfig, progress=None) -> dict:
     """Build (or finish) the corpus; returns its statistics."""
     if config.corpus.source != "synthetic":
-        from pipelines import real_corpus
+        from pipelines.data import real_corpus
 
         return real_corpus.run(config, progress)
     out_dir = config.out_dir / "corpus"
