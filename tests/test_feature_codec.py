@@ -10,7 +10,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipelines.stages.feature_codec import feature_weights, fit, kmeans
+from pipelines.stages.feature_codec import feature_weights, fit, kmeans, train_decoder
 from soundstorm.base.errors import CodecError
 from soundstorm.chain.codec import FeatureCodecWrapper, load_codec
 from soundstorm.models.feature_codec import FeatureCodec, FeatureCodecConfig, nearest
@@ -155,3 +155,39 @@ def test_the_codec_stage_fits_it_on_the_toy_corpus(tmp_path):
     assert (out / "codec" / "model.safetensors").read_bytes() == before
     with pytest.raises(SystemExit, match="codec.kind is frame or feature"):
         pipelines_main(["codec", *base, "--set", "codec.kind=waveform"])
+    # codec.semantic: the decoder trained too, on the semantic stage's tokens; the shards carry its codes
+    assert pipelines_main(["semantic", *base]) == 0
+    with_decoder = [*sets, "--set", "codec.semantic=true", "--set", "codec.steps=3"]
+    assert pipelines_main(["codec", *base, *with_decoder]) == 0
+    stats = json.loads((out / "codec" / "train_stats.json").read_text())
+    assert stats["settings"]["decoder_steps"] == 3 and len(stats["decoder_loss"]) == 1
+    assert load_codec(out / "codec").needs_semantic
+    assert pipelines_main(["text-tokenizer", *base]) == 0 and pipelines_main(["shards", *base]) == 0
+    from pipelines.stages.shards import TokenShards
+
+    assert TokenShards(out / "shards")[0]["codes"].shape[0] == 2
+
+
+def test_a_decoder_over_the_first_levels_learns_and_renders_with_the_semantic_tokens(tmp_path):
+    """codec.semantic: a decoder from the first levels' vectors and the semantic tokens to the features;
+    it learns (its loss falls), its codec needs the tokens to decode, and renders the same twice."""
+    clips = [_stacked(_speechlike(2.0, seed)) for seed in (4, 5)]
+    config = FeatureCodecConfig(
+        levels=3, codebook_size=32, semantic_vocab=8, decoder_levels=2, decoder_width=16, decoder_depth=2
+    )
+    model, _ = fit(torch.cat(clips), config, feature_weights(3.0, 2.0), iterations=4, sample=10_000, seed=0)
+    semantic = [torch.arange(len(c)) % 8 for c in clips]
+    losses = train_decoder(model, clips, semantic, steps=60, seed=0, log_every=20)
+    assert len(losses) == 3 and losses[-1] < losses[0]
+    _save(model, tmp_path / "codec")
+    codec = load_codec(tmp_path / "codec")
+    assert codec.needs_semantic and not codec.renders_posterior
+    audio = _speechlike(1.0, seed=6)
+    tokens = np.arange(25) % 8  # 25 Hz
+    codes = codec.encode(audio, semantic=tokens)
+    assert codes.shape == (3, 50)
+    with pytest.raises(CodecError, match="semantic"):
+        codec.decode(codes[:2])
+    wav = codec.decode(codes[:2], semantic=tokens).numpy()
+    assert wav.shape == (50 * 320,) and np.isfinite(wav).all()
+    assert np.array_equal(wav, codec.decode(codes[:2], semantic=tokens).numpy())

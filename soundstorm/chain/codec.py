@@ -298,6 +298,7 @@ class FeatureCodecWrapper(Codec):
 
     def __init__(self, model, num_levels: int | None = None):
         self._take(model, num_levels)
+        self.needs_semantic = bool(model.config.semantic_vocab)  # its decoder reads them
 
     @property
     def device(self):
@@ -323,7 +324,8 @@ class FeatureCodecWrapper(Codec):
 
         from soundstorm.vocoder import fargan
 
-        features = self.model.dequantize(codes.to(self.device)).cpu().numpy()
+        with torch.inference_mode():
+            features = self.model.decode(codes.to(self.device), semantic).cpu().numpy()
         return torch.from_numpy(np.stack([fargan.synthesize(f) for f in features]))
 
     @classmethod

@@ -8,6 +8,11 @@ the residuals of the levels before (`pipelines/stages/feature_codec.py`). Decodi
 weighting and normalisation, and FARGAN renders the features. Encoding is FARGAN's own feature analysis
 followed by nearest-vector search, so the codes of a sound do not depend on any trained network.
 
+With `semantic_vocab` > 0 the codec also holds a decoder (`feature_decoder.FeatureDecoder`, no voice input)
+that reads the sum of the first levels' vectors and the codec-rate semantic tokens and predicts the
+features, trained by the same stage on the codes of `decoder_levels` levels: from 4 levels it reads as
+clearly as the plain sum of 8 (docs/history/2026-12-06.md). Decoding then needs the semantic tokens.
+
 Shapes: T codec frames, Q levels, K codes, D = 2 x 20 numbers a frame.
 """
 
@@ -18,7 +23,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from soundstorm.models.feature_decoder import clamp_features
+from soundstorm.models.feature_decoder import FeatureDecoder, clamp_features
 from soundstorm.vocoder.fargan import NUM_FEATURES
 
 STACK = 2  # FARGAN frames per codec frame
@@ -30,6 +35,12 @@ class FeatureCodecConfig:
     hop_length: int = 320  # 50 Hz frames at 16 kHz: two of FARGAN's 10 ms frames
     levels: int = 8
     codebook_size: int = 1024
+    # > 0: a decoder over the levels' vectors and the semantic tokens (a vocabulary of this size) renders
+    # the features, `decoder_width` x `decoder_depth`, trained on the first `decoder_levels` levels
+    semantic_vocab: int = 0
+    decoder_levels: int = 4
+    decoder_width: int = 256
+    decoder_depth: int = 8
     model_type: str = "soundstorm-feature-codec"
 
     @property
@@ -59,6 +70,9 @@ class FeatureCodec(nn.Module):
         self.register_buffer("std", torch.ones(d))
         self.register_buffer("weights", torch.ones(d))
         self.register_buffer("codebooks", torch.zeros(config.levels, config.codebook_size, d))
+        self.decoder = None
+        if config.semantic_vocab:
+            self.decoder = FeatureDecoder(d, 0, config.semantic_vocab, config.decoder_width, config.decoder_depth)
 
     def to_space(self, features: torch.Tensor) -> torch.Tensor:
         """[2T, 20] -> the quantiser's space [T, D] (an odd last frame dropped)."""
@@ -95,3 +109,12 @@ class FeatureCodec(nn.Module):
     def dequantize(self, codes: torch.Tensor) -> torch.Tensor:
         """Codes [..., Q, T] -> features [..., 2T, 20]."""
         return self.from_space(self.embed(codes))
+
+    def decode(self, codes: torch.Tensor, semantic: torch.Tensor | None = None) -> torch.Tensor:
+        """Codes [B, Q, T] (and codec-rate semantic tokens [B, T], for a codec with a decoder) -> features
+        [B, 2T, 20]: the decoder's where the codec has one, else the sum of the vectors."""
+        if self.decoder is None:
+            return self.dequantize(codes)
+        if semantic is None:
+            raise ValueError("this feature codec's decoder reads the semantic tokens")
+        return self.decoder.render(self.embed(codes), semantic)

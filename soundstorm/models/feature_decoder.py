@@ -25,18 +25,22 @@ class GatedBlock(nn.Module):
     def __init__(self, width: int, dilation: int, voice: int):
         super().__init__()
         self.norm = nn.LayerNorm(width)
-        self.voice = nn.Linear(voice, width)
+        self.voice = nn.Linear(voice, width) if voice else None
         self.conv = nn.Conv1d(width, 2 * width, 5, padding=2 * dilation, dilation=dilation)
         self.out = nn.Linear(width, width)
 
-    def forward(self, x, voice):  # x [B, T, W], voice [B, T, V]
-        h = (self.norm(x) + self.voice(voice)).transpose(1, 2)
+    def forward(self, x, voice):  # x [B, T, W], voice [B, T, V] (None for a decoder that reads no voice)
+        h = self.norm(x)
+        if self.voice is not None:
+            h = h + self.voice(voice)
+        h = h.transpose(1, 2)
         h = nn.functional.glu(self.conv(h), dim=1).transpose(1, 2)
         return x + self.out(h)
 
 
 class FeatureDecoder(nn.Module):
-    """(latent [B, T, C], semantic tokens [B, T], voice [B, T, V]) -> normalised features [B, 2T, 20];
+    """(latent [B, T, C], semantic tokens [B, T], voice [B, T, V] or none with voice=0) -> normalised
+    features [B, 2T, 20];
     `render` gives them in FARGAN's units. The training set's per-dimension mean and deviation are
     buffers, so the checkpoint carries its own normalisation."""
 
@@ -52,8 +56,8 @@ class FeatureDecoder(nn.Module):
         self.register_buffer("mean", torch.zeros(NUM_FEATURES))
         self.register_buffer("std", torch.ones(NUM_FEATURES))
 
-    def forward(self, latent, semantic, voice):
-        if voice.dim() == 2:
+    def forward(self, latent, semantic, voice=None):
+        if voice is not None and voice.dim() == 2:
             voice = voice[:, None].expand(-1, latent.shape[1], -1)
         x = self.latent(latent) + self.semantic(semantic)
         for block in self.blocks:
@@ -61,9 +65,10 @@ class FeatureDecoder(nn.Module):
         y = self.head(self.norm(x))
         return y.reshape(y.shape[0], -1, NUM_FEATURES)
 
-    def render(self, latent, semantic, voice):
+    def render(self, latent, semantic, voice=None):
         """Features [B, 2T, 20] in FARGAN's units (float32), clamped inside what the vocoder accepts."""
-        return clamp_features(self(latent.float(), semantic.long(), voice.float()).float() * self.std + self.mean)
+        voice = None if voice is None else voice.float()
+        return clamp_features(self(latent.float(), semantic.long(), voice).float() * self.std + self.mean)
 
 
 def clamp_features(features: torch.Tensor) -> torch.Tensor:
