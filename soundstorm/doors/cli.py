@@ -103,7 +103,7 @@ app.command()(render.say)
 app.command()(render.dialogue)
 app.command()(measure.bench)
 app.command()(serve.serve)
-app.command("eval")(measure.evaluate)
+app.command("eval")(measure.eval_command)
 
 
 def main() -> None:

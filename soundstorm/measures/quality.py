@@ -69,7 +69,7 @@ def read_test_set(folder: Path, limit: int | None = None) -> list[tuple[str, Pat
     return items[:limit] if limit else items
 
 
-def evaluate(
+def run_eval(
     synth, ar_model, ar_weights: str, items, seed: int = 0, asr_model=None, progress=None
 ) -> QualityReport:
     import torch

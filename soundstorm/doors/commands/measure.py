@@ -77,7 +77,7 @@ def bench(
 
 
 @with_flags(RunFlags, run_flags)
-def evaluate(
+def eval_command(
     test_set: Annotated[
         Path | None,
         typer.Option(
@@ -96,8 +96,7 @@ def evaluate(
 ) -> None:
     """The paper's quality table: intelligibility, voice similarity, consistency."""
     from soundstorm.bundles.checkpoints import component_path
-    from soundstorm.measures.quality import evaluate as run_eval
-    from soundstorm.measures.quality import quality_table, read_test_set, write_csv
+    from soundstorm.measures.quality import quality_table, read_test_set, run_eval, write_csv
 
     if test_set is not None and not test_set.is_dir():
         raise InputError(f"--test-set '{test_set}' is not a folder")
