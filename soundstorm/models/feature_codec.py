@@ -10,8 +10,8 @@ followed by nearest-vector search, so the codes of a sound do not depend on any 
 
 With `semantic_vocab` > 0 the codec also holds a decoder (`feature_decoder.FeatureDecoder`, no voice input)
 that reads the sum of the first levels' vectors and the codec-rate semantic tokens and predicts the
-features, trained by the same stage on the codes of `decoder_levels` levels: from 4 levels it reads as
-clearly as the plain sum of 8 (docs/history/2026-12-06.md). Decoding then needs the semantic tokens.
+features, trained by the same stage on the codes of `decoder_levels` levels: from 4 levels it reads nearly as
+clearly as the plain sum of 8 (CER 0.082 against 0.069, docs/history/2026-12-06.md). Decoding then needs the semantic tokens.
 
 Shapes: T codec frames, Q levels, K codes, D = 2 x 20 numbers a frame.
 """
