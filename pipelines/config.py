@@ -122,9 +122,6 @@ class SoundStormTrainConfig:
         None  # a shipped SoundStorm folder to start from (e.g. the bundle's), fresh optimizer
     )
     time_budget_s: float | None = None  # fit the schedule to this many seconds (training.StepBudget)
-    # Relative weights of the level q trained on (one per level); None: the paper's q ~ U{1..Q}.
-    # Validation always uses the paper's draw.
-    level_weights: list | None = None
 
 
 @dataclass

@@ -62,26 +62,6 @@ def test_level_prompt_and_ratio_follow_the_paper():
     assert abs(float(share[big].mean() - drawn.ratio[big].mean())) < 0.03
 
 
-def test_level_weights_draw_q_in_proportion_and_keep_the_invariants():
-    """The optional (non-paper) level weights: q's counts follow them (chi-square); a zero weight never drawn."""
-    from scipy import stats
-
-    n, Q, T = 6000, 3, 10
-    weights = [0.6, 0.0, 0.4]
-    drawn = soundstorm_mask(
-        _codes(n, Q, T), torch.full((n,), T), MASK, torch.Generator().manual_seed(2), level_weights=weights
-    )
-    counts = np.bincount(drawn.level.numpy(), minlength=Q)
-    assert counts[1] == 0
-    assert stats.chisquare(counts[[0, 2]], n * np.array([0.6, 0.4])).pvalue > 0.01
-    levels = torch.arange(Q)[None, :, None]
-    masked = drawn.codes == MASK
-    assert not (masked & (levels < drawn.level[:, None, None])).any(), "coarser levels are given"
-    for bad in ([1.0, 1.0], [1.0, -1.0, 1.0], [0.0, 0.0, 0.0]):
-        with pytest.raises(ValueError, match="level_weights"):
-            soundstorm_mask(_codes(2, Q, T), torch.full((2,), T), MASK, level_weights=bad)
-
-
 def test_padding_never_leaks_batch_equals_one_by_one():
     torch.manual_seed(0)
     model = SoundStorm(TINY).eval()

@@ -24,7 +24,6 @@ from soundstorm.models.soundstorm import (
     SoundStormConfig,
     level_targets,
     soundstorm_loss,
-    weighted_levels,
 )
 
 
@@ -65,8 +64,6 @@ def run(config: DataConfig, progress=None) -> dict:
     c = config.soundstorm
 
     def prepare(model, step: int) -> None:
-        if c.level_weights is not None:  # a wrong list fails here, not at the first step
-            weighted_levels(torch.rand(1), c.level_weights, model.config.levels)
         if step == 0 and c.init_from:
             from soundstorm.models.soundstorm import load_soundstorm
 
@@ -75,9 +72,7 @@ def run(config: DataConfig, progress=None) -> dict:
     spec = TokenModel(
         name="soundstorm",
         build=lambda meta: SoundStorm(model_config(config, meta)),
-        loss=lambda model, forward, batch: soundstorm_loss(
-            model, batch, forward=forward, level_weights=c.level_weights
-        )[0],
+        loss=lambda model, forward, batch: soundstorm_loss(model, batch, forward=forward)[0],
         validate=lambda model, valid: validate(
             model, valid, c.valid_batches, torch.Generator().manual_seed(0)
         ),

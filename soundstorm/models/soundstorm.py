@@ -98,7 +98,6 @@ def soundstorm_mask(
     lengths,
     mask_id: int,
     generator: torch.Generator | None = None,
-    level_weights: list[float] | None = None,
 ) -> TrainingMask:
     """The paper's training mask (section 3.2), drawn per item.
 
@@ -107,10 +106,6 @@ def soundstorm_mask(
     t on is masked at level q with probability p (at least one frame); every
     level finer than q is masked from t on; coarser levels are given. The loss
     covers the masked tokens of level q only.
-
-    `level_weights` (Q numbers, not the paper's): draw q with these relative
-    weights instead of uniformly, e.g. to spend a small compute budget on the
-    coarse levels, which carry most of the intelligibility. None: the paper.
     """
     B, Q, T = codes.shape
     device = codes.device
@@ -119,10 +114,7 @@ def soundstorm_mask(
     valid = frames < lengths[:, None]  # [B, T]
     rand = lambda *shape: torch.rand(*shape, generator=generator, device="cpu").to(device)  # noqa: E731
     prompt_end = (rand(B) * lengths.cpu().to(device)).long().clamp(max=lengths - 1)  # U{0..T-1}
-    if level_weights is None:
-        level = (rand(B) * Q).long().clamp(max=Q - 1)  # U{0..Q-1}, i.e. q in 1..Q
-    else:
-        level = weighted_levels(rand(B), level_weights, Q)
+    level = (rand(B) * Q).long().clamp(max=Q - 1)  # U{0..Q-1}, i.e. q in 1..Q
     ratio = torch.cos(rand(B) * math.pi / 2)
     target = valid & (frames >= prompt_end[:, None])  # [B, T] frames that may be masked
     chosen = target & (rand(B, T) < ratio[:, None])
@@ -139,15 +131,6 @@ def soundstorm_mask(
     return TrainingMask(codes=masked, loss_mask=chosen, level=level, prompt_end=prompt_end, ratio=ratio)
 
 
-def weighted_levels(uniform, weights, levels: int):
-    """Inverse-CDF draw of 0-based levels from U[0, 1) samples and relative weights."""
-    weights = torch.as_tensor(weights, dtype=torch.float64)
-    if weights.shape != (levels,) or bool((weights < 0).any()) or float(weights.sum()) <= 0:
-        raise ValueError(f"level_weights: expected {levels} non-negative numbers, not all 0")
-    edges = (weights.cumsum(0) / weights.sum()).to(uniform.device)
-    return torch.searchsorted(edges, uniform.double(), right=True).clamp(max=levels - 1)
-
-
 def level_targets(codes, level):
     """The true codes of each item's level q: codes [B, Q, T], level [B] -> [B, T]."""
     return codes.gather(1, level[:, None, None].expand(-1, 1, codes.shape[-1]))[:, 0]
@@ -158,14 +141,12 @@ def soundstorm_loss(
     batch: dict,
     generator: torch.Generator | None = None,
     forward=None,
-    level_weights: list[float] | None = None,
 ):
     """Cross-entropy on the masked tokens of level q only; returns (loss, mask, logits).
 
-    `forward` runs the network instead of `model` itself (a DDP wrapper of it, in training);
-    `level_weights` as in `soundstorm_mask`.
+    `forward` runs the network instead of `model` itself (a DDP wrapper of it, in training).
     """
-    drawn = soundstorm_mask(batch["codes"], batch["lengths"], model.config.mask_id, generator, level_weights)
+    drawn = soundstorm_mask(batch["codes"], batch["lengths"], model.config.mask_id, generator)
     key_mask = (
         torch.arange(batch["codes"].shape[-1], device=batch["codes"].device)[None] < batch["lengths"][:, None]
     )
