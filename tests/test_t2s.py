@@ -141,40 +141,6 @@ def test_the_stepper_samples_what_generate_samples(seed):
     assert torch.allclose(seen[0], logits, atol=1e-5)
 
 
-def test_the_int8_stepper_keeps_the_logits_and_its_own_draws():
-    """The decoder blocks' matrices in int8 rows (bf16 activations): each step's logits within a few
-    percent of the float32 stepper's on a forced sequence, the same seed the same tokens, and an unknown
-    weight format refused."""
-    from soundstorm.models.t2s import _Guards
-    from soundstorm.models.t5_step import T5Stepper
-
-    t2s = T2S.random_init(TINY, seed=3)
-    text = t2s.input_ids([5, 6, 7, 8, 9, 10])
-    sequence = [0, 3, 4, 9, 12, 7, 5, 20, 11]
-    logits = {}
-    for weights in ("fp32", "int8"):
-        seen: list = []
-        T5Stepper(t2s.model, weights=weights).sample(
-            text, sequence, 1, lambda scores, *_, seen=seen: seen.append(scores.clone()), END, 0.0
-        )
-        logits[weights] = seen[0]
-    spread = logits["fp32"].abs().max()
-    assert (logits["int8"] - logits["fp32"]).abs().max() < 0.05 * spread
-    assert not torch.equal(logits["int8"], logits["fp32"])  # it did run another arithmetic
-    stepper = T5Stepper(t2s.model, weights="int8")
-    draws = []
-    for _ in range(2):
-        guards = _Guards(TINY, 1, [0], [40], [5])
-        torch.manual_seed(7)
-        draws.append(stepper.sample(text, [0], 40, guards.stepper(), END, 1.0, None))
-    assert draws[0] == draws[1] and len(draws[0]) >= 5
-    with pytest.raises(ValueError, match="int8"):
-        T5Stepper(t2s.model, weights="int4")
-    assert t2s.stepper.weights == "fp32"
-    t2s.stepper_weights = "int8"  # what `t2s_eval --t5-weights int8` sets: the stepper is rebuilt
-    assert t2s.stepper.weights == "int8" and t2s.stepper is t2s.stepper
-
-
 def test_the_diagonal_penalty_is_zero_on_the_diagonal_and_grows_off_it():
     from pipelines.stages.t2s import diagonal_penalty
 
@@ -238,10 +204,9 @@ def test_guided_attention_trains_the_cross_attention_towards_the_diagonal():
     assert losses[-1] < 0.5 * losses[0]
 
 
-@pytest.mark.parametrize("weights", ["fp32", "int8"])
-def test_the_stepper_adds_the_absolute_positions_the_model_was_trained_with(weights):
+def test_the_stepper_adds_the_absolute_positions_the_model_was_trained_with():
     """`absolute_positions`: the stepper's logits at each decoder position equal a teacher-forced forward
-    pass through `with_positions` (int8: within its rounding), and differ from the same weights without them."""
+    pass through `with_positions`, and differ from the same weights without them."""
     import dataclasses
 
     from soundstorm.models.t2s import with_positions
@@ -255,15 +220,14 @@ def test_the_stepper_adds_the_absolute_positions_the_model_was_trained_with(weig
         batch = {"input_ids": torch.tensor([text]), "decoder_input_ids": torch.tensor([sequence])}
         forward = t2s.model(**with_positions(t2s.model, batch)).logits[0]
         plain = t2s.model(**batch).logits[0]
-    stepper = T5Stepper(t2s.model, weights=weights, positions=True)
+    stepper = T5Stepper(t2s.model, positions=True)
     for length in (1, 4, len(sequence)):
         seen: list[torch.Tensor] = []
         stepper.sample(
             text, sequence[:length], 1, lambda scores, *_, into=seen: into.append(scores.clone()), END, 0.0
         )
-        tolerance = 1e-5 if weights == "fp32" else 0.05 * float(forward[length - 1].abs().max())
-        assert torch.allclose(seen[0], forward[length - 1], atol=tolerance)
-        assert not torch.allclose(seen[0], plain[length - 1], atol=tolerance)
+        assert torch.allclose(seen[0], forward[length - 1], atol=1e-5)
+        assert not torch.allclose(seen[0], plain[length - 1], atol=1e-5)
 
 
 def test_length_guards_fit_the_frames_per_piece_of_the_training_singles():

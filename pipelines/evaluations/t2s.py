@@ -88,9 +88,6 @@ def main(argv=None) -> int:
     parser.add_argument("--utterances", type=int, default=50)
     parser.add_argument("--dialogues", type=int, default=19)
     parser.add_argument(
-        "--t5-weights", default="fp32", choices=("fp32", "int8"), help="the T5 stepper's weight format"
-    )
-    parser.add_argument(
         "--t2s-temperature",
         type=float,
         default=SynthesisOptions.t2s_temperature,
@@ -105,7 +102,6 @@ def main(argv=None) -> int:
     asr = Transcriber()
     with tempfile.TemporaryDirectory() as tmp:
         synth = Synthesizer.from_checkpoint(str(build_bundle(config.out_dir, Path(tmp))), device="cpu")
-        synth.t2s.stepper_weights = args.t5_weights
         options = SynthesisOptions(prompt_seconds=REFERENCE_PROMPT_S, t2s_temperature=args.t2s_temperature)
         singles = [i for i, r in enumerate(shards.items) if r["kind"] == "single"]
         rows = []
@@ -147,7 +143,6 @@ def main(argv=None) -> int:
         "dialogues_turns_match": round(
             float(np.mean([t["script_turns"] == t["t2s_turns"] for t in turns])), 4
         ),
-        "t5_weights": args.t5_weights,
         "t2s_temperature": args.t2s_temperature,
         "rows": rows,
         "dialogue_rows": turns,

@@ -365,7 +365,7 @@ INT8_SCALE = ".int8_scale"
 
 def int8_rows(weight):
     """weight [R, ...] -> (int8 [R, ...], scale [R] float32) with weight ~ int8 * scale per row (the
-    stored form `dequantize` reads back; also what `T5Stepper(weights="int8")` multiplies by)."""
+    stored form `dequantize` reads back)."""
     import torch
 
     rows = weight.float().reshape(weight.shape[0], -1)

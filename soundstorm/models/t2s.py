@@ -210,19 +210,13 @@ class T2S:
             for b, (text, n_turns) in enumerate(zip(texts, turns, strict=True))
         ]
 
-    # The stepper's weight format (`T5Stepper`): "fp32", or "int8" (its decoder blocks' matrices in int8 rows).
-    stepper_weights = "fp32"
-
     @property
     def stepper(self):
-        """The T5 sampled token by token without `generate()`'s overhead (`t5_step.py`), built once per
-        weight format (`stepper_weights`)."""
-        stepper = getattr(self, "_stepper", None)
-        if stepper is None or stepper.weights != self.stepper_weights:
+        """The T5 sampled token by token without `generate()`'s overhead (`t5_step.py`), built once."""
+        if getattr(self, "_stepper", None) is None:
             from soundstorm.models.t5_step import T5Stepper
 
-            positions = self.config.absolute_positions
-            self._stepper = T5Stepper(self.model, weights=self.stepper_weights, positions=positions)
+            self._stepper = T5Stepper(self.model, positions=self.config.absolute_positions)
         return self._stepper
 
     def _one(self, text, prompt_pieces, prefix, n_turns, temperature, top_k, seed) -> T2SOutput:

@@ -23,7 +23,6 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from soundstorm.bundles.checkpoints import int8_rows
 from soundstorm.models.positions import sinusoids
 
 
@@ -35,27 +34,13 @@ def _t(weight):  # a Linear's weight [out, in] -> [in, out], contiguous
     return weight.detach().t().contiguous()
 
 
-def _int8_rows(weight):  # a Linear's weight [out, in] -> (int8 rows, bf16 scale [out]) for the int8 kernel
-    rows, scale = int8_rows(weight.detach())
-    return rows, scale.to(torch.bfloat16)
-
-
-def _int8_mm(x, weight):  # x [1, in] float32 @ int8 rows -> [1, out] float32 (bf16 inputs and product)
-    return torch.ops.aten._weight_int8pack_mm(x.to(torch.bfloat16), *weight).float()
-
-
 class T5Stepper:
     """Incremental decoding of one sequence through a `T5ForConditionalGeneration` (eval, float32)."""
 
-    def __init__(self, model, weights: str = "fp32", positions: bool = False):
-        """`weights`: "fp32" (the model's own) or "int8" (the four matrices of each decoder block as int8
-        rows, one scale a row, multiplied by torch's int8 kernel with bf16 activations: a quarter of the
-        bytes a step reads; the output projection stays float32 so the logits keep their precision).
-        `positions`: the T5 was trained with sinusoidal absolute positions added to its input embeddings
+    def __init__(self, model, positions: bool = False):
+        """`positions`: the T5 was trained with sinusoidal absolute positions added to its input embeddings
         (`t2s.with_positions`), so the stepper adds them too."""
         self.positions = positions
-        if weights not in ("fp32", "int8"):
-            raise ValueError(f"weights must be fp32 or int8, not {weights!r}")
         c = model.config
         if c.feed_forward_proj != "gated-gelu" or c.dense_act_fn != "gelu_new" or not c.tie_word_embeddings:
             raise ValueError("T5Stepper handles the T2S layout: gated-gelu (gelu_new), tied embeddings")
@@ -67,8 +52,7 @@ class T5Stepper:
         # x @ W_t: a row vector times such a matrix ran 1.25x faster here than against [out, in] rows
         # (one thread; the same products, in another order of summation).
         self.out_t, self.out_bias = _t(model.lm_head.weight), model.lm_head.bias
-        self.weights = weights
-        pack = _int8_rows if weights == "int8" else _t
+        pack = _t
         self.layers = []
         for block in decoder.block:
             attn, cross, ff = (layer for layer in block.layer)
@@ -102,23 +86,6 @@ class T5Stepper:
             max_distance=attention.relative_attention_max_distance,
         )
         return attention.relative_attention_bias(buckets)
-
-    def _int8_block(self, x, layer, k_cache, v_cache, xk, xv, t: int, position_bias):
-        """One decoder block for one token with int8 matrices: the float32 path's arithmetic with the four
-        matrices in int8 rows (bf16 inputs), the feed-forward's hidden layer left in bf16 (the kernel's input
-        dtype: two conversions fewer), float32 residuals and attention."""
-        H, dk, eps, S = self.heads, self.dk, self.eps, xv.shape[0] // self.heads
-        q, k, v = _int8_mm(_rms(x, layer["ln1"], eps), layer["qkv"]).view(3, H, dk)
-        k_cache[:, :, t] = k
-        v_cache[:, t] = v
-        scores = torch.matmul(q[:, None], k_cache[:, :, : t + 1]) + position_bias  # [H, 1, t+1]
-        attended = torch.matmul(torch.softmax(scores, -1), v_cache[:, : t + 1])  # [H, 1, dk]
-        x = x + torch.ops.aten._weight_int8pack_mm(attended.view(1, H * dk).to(torch.bfloat16), *layer["o"])
-        probs = torch.softmax(torch.mm(_rms(x, layer["ln2"], eps), xk).view(H, S), -1)  # [H, S]
-        x = torch.addmm(x, probs.view(1, H * S), xv)
-        hidden = _rms(x, layer["ln3"], eps).to(torch.bfloat16)
-        gate, linear = torch.ops.aten._weight_int8pack_mm(hidden, *layer["wi"]).chunk(2, -1)
-        return x + torch.ops.aten._weight_int8pack_mm(F.gelu(gate, approximate="tanh") * linear, *layer["wo"])
 
     def sample(self, *args, **kwargs) -> list[int]:
         """`_sample` on one CPU thread: its operations are too small to share, and a second thread pool
@@ -177,7 +144,6 @@ class T5Stepper:
             absolute = sinusoids(total, self.embed.shape[1], device)
         # [H, total]: column j holds the bias of a key total-1-j positions back; a query at t reads the last t+1
         by_distance = self._distance_bias(total).flip(0).t().contiguous()
-        int8 = self.weights == "int8"
         keys = [torch.zeros(H, dk, total, device=device) for _ in self.layers]
         values = [torch.zeros(H, total, dk, device=device) for _ in self.layers]
         out: list[int] = []
@@ -188,9 +154,6 @@ class T5Stepper:
                 x = x + absolute[t]
             position_bias = by_distance[:, total - 1 - t :][:, None]  # [H, 1, t+1]: keys 0..t
             for layer, k_cache, v_cache, (xk, xv) in zip(self.layers, keys, values, cross, strict=True):
-                if int8:
-                    x = self._int8_block(x, layer, k_cache, v_cache, xk, xv, t, position_bias)
-                    continue
                 q, k, v = torch.mm(_rms(x, layer["ln1"], eps), layer["qkv"]).view(3, H, dk)
                 k_cache[:, :, t] = k
                 v_cache[:, t] = v
