@@ -104,7 +104,7 @@ def train_decoder(model: FeatureCodec, clips: list[torch.Tensor], semantic: list
     semantic tokens of random 4 s crops to their features: L1 on the features normalised by the set's mean
     and deviation (the pitch counting twice, as the feature decoder's), AdamW 1e-3 with 200 warm-up steps
     and a linear fall to a tenth, bf16 where native. Returns the loss every `log_every` steps."""
-    from pipelines.stages.feature_decoder import LOSS_WEIGHTS
+    from pipelines.stages.feature_decoder import feature_loss
     from soundstorm.base.runtime import native_bf16
 
     decoder, q = model.decoder, model.config.decoder_levels
@@ -127,12 +127,9 @@ def train_decoder(model: FeatureCodec, clips: list[torch.Tensor], semantic: list
             sem.append(nn.functional.pad(semantic[k][lo : lo + n], (0, CROP - n)))
             target = (pairs[k][2 * lo : 2 * (lo + n)] - decoder.mean) / decoder.std
             tgt.append(torch.cat([target, torch.full((2 * (CROP - n), NUM_FEATURES), float("nan"))]))
-        target = torch.stack(tgt)
-        mask = ~target.isnan()
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             pred = decoder(torch.stack(lat), torch.stack(sem)).float()
-        weighted = (pred - target.nan_to_num()).abs() * LOSS_WEIGHTS * mask
-        loss = weighted.sum() / (mask.sum() / NUM_FEATURES * LOSS_WEIGHTS.sum())
+        loss = feature_loss(pred, torch.stack(tgt))
         for group in opt.param_groups:
             group["lr"] = 1e-3 * min(1.0, (step + 1) / 200) * (0.1 + 0.9 * (1 - step / steps))
         opt.zero_grad()
@@ -188,11 +185,13 @@ def run(config: DataConfig, progress=None) -> dict:
     stats["residual_rms"] = rms
     if model.decoder is not None:  # the decoder over the first levels and the semantic stage's tokens
         from pipelines.stages.shards import load_semantic
-        from soundstorm.chain.semantic import semantic_to_codec
+        from soundstorm.chain.semantic import frame_ratio, semantic_to_codec
 
         tokens = load_semantic(config.out_dir / "semantic")
+        ratio = frame_ratio(model_config.sample_rate // model_config.hop_length)
         semantic = [
-            semantic_to_codec(torch.from_numpy(tokens[i].astype(np.int64)), 2, len(f)) for i, f in zip(ids, clips, strict=True)
+            semantic_to_codec(torch.from_numpy(tokens[i].astype(np.int64)), ratio, len(f))
+            for i, f in zip(ids, clips, strict=True)
         ]
         stats["decoder_loss"] = train_decoder(model, clips, semantic, c.steps, config.seed)
     (out / "config.json").write_text(json.dumps(model_config.to_dict(), indent=1))

@@ -46,6 +46,14 @@ LOSS_WEIGHTS = torch.tensor([1.0] * 18 + [2.0, 1.0])  # pitch counts twice: a jo
 TRUE_CODE_SHARE = 0.25  # of training crops read from true codes, 1-4 levels (what `Codec.decode` renders)
 
 
+def feature_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """L1 between predicted and target normalised features [B, 2T, 20], each number weighted by
+    LOSS_WEIGHTS, averaged over the frames the target holds (NaN marks padding)."""
+    mask = ~target.isnan()
+    weighted = (pred - target.nan_to_num()).abs() * LOSS_WEIGHTS * mask
+    return weighted.sum() / (mask.sum() / LOSS_WEIGHTS.numel() * LOSS_WEIGHTS.sum())
+
+
 def _items(wavs: Path, split: str, limit: int | None) -> list[dict]:
     rows = []
     for meta in sorted(wavs.glob("*.json")):
@@ -204,13 +212,9 @@ def train(out: Path, bundle: str, minutes: float, threads: int, seed: int, batch
     budget = minutes * 60
     while time.time() - started < budget:
         lat, sem, voi, tgt = _batch(tensors, keys, codec, model, rng, batch)
-        target = torch.stack(tgt)
-        mask = ~target.isnan()
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             pred = model(torch.stack(lat), torch.stack(sem), torch.stack(voi)).float()
-        loss = ((pred - target.nan_to_num()).abs() * LOSS_WEIGHTS * mask).sum() / (
-            mask.sum() / 20 * LOSS_WEIGHTS.sum()
-        )
+        loss = feature_loss(pred, torch.stack(tgt))
         lr = 1e-3 * min(1.0, (step + 1) / 200) * (0.1 + 0.9 * max(0.0, 1 - (time.time() - started) / budget))
         for group in opt.param_groups:
             group["lr"] = lr

@@ -324,8 +324,7 @@ class FeatureCodecWrapper(Codec):
 
         from soundstorm.vocoder import fargan
 
-        with torch.inference_mode():
-            features = self.model.decode(codes.to(self.device), semantic).cpu().numpy()
+        features = self.model.decode(codes.to(self.device), semantic).cpu().numpy()  # under decode's inference mode
         return torch.from_numpy(np.stack([fargan.synthesize(f) for f in features]))
 
     @classmethod
