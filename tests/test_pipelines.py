@@ -87,6 +87,26 @@ def test_a_stage_config_holds_its_model_config():
         load_config("pipelines/configs/tiny.yaml", {"soundstorm.model.widthh": 3})
 
 
+def test_options_never_shipped_live_in_one_experimental_section():
+    """Issue 49: what no bundle was made with is set under `experimental` and nowhere else; the shipped
+    recipes leave it at its defaults (base.yaml, the GPU recipe, trains its codec adversarially)."""
+    from pipelines.config import ExperimentalConfig
+
+    for recipe in ("tiny", "fargan", "libritts"):
+        assert load_config(f"pipelines/configs/{recipe}.yaml").experimental == ExperimentalConfig()
+    assert load_config("pipelines/configs/base.yaml").experimental.adversarial.enabled
+    config = load_config("pipelines/configs/tiny.yaml", {"experimental.t5_absolute_positions": True})
+    assert config.experimental.t5_absolute_positions and not config.t2s.model.absolute_positions
+    for gone in ("text_tokenizer.kind", "t2s.guided_attention", "codec.adversarial"):
+        with pytest.raises(ValueError, match="unknown keys"):
+            load_config("pipelines/configs/tiny.yaml", {gone: 1})
+    from pipelines.stages import t2s
+
+    direct = load_config("pipelines/configs/toy.yaml", {"t2s.absolute_positions": True})
+    with pytest.raises(ValueError, match="experimental.t5_absolute_positions"):
+        t2s.run(direct)
+
+
 @pytest.mark.parametrize("item", ["soundstorm.steps", "=3", "soundstorm.stepz=3"])
 def test_a_bad_set_is_one_usage_error(item, capsys):
     with pytest.raises(SystemExit) as exit_info:
@@ -241,7 +261,7 @@ def test_all_stages_at_toy_size(tmp_path):
 
 
 def _phoneme_t5_on(out):
-    """text_tokenizer.kind=phonemes (issue 37): the fixed vocabulary, shards of phoneme ids, a T5 on them."""
+    """experimental.phoneme_t5 (issue 37): the fixed vocabulary, shards of phoneme ids, a T5 on them."""
     from pipelines.stages.shards import TokenShards
     from soundstorm.chain.phonemes import PhonemeTokenizer
     from soundstorm.models.t2s import load_t2s
@@ -252,7 +272,7 @@ def _phoneme_t5_on(out):
         (ph / name).symlink_to(out / name)
     for stage in ("text-tokenizer", "shards", "t2s"):
         run = [stage, "--config", "pipelines/configs/toy.yaml", "--out-dir", str(ph), "--quiet"]
-        assert pipelines_main([*run, "--set", "text_tokenizer.kind=phonemes"]) == 0
+        assert pipelines_main([*run, "--set", "experimental.phoneme_t5=true"]) == 0
     stats = json.loads((ph / "stages.json").read_text())["text-tokenizer"]
     assert stats["kind"] == "phonemes" and stats["unknown_share"] < 0.01
     tokenizer = PhonemeTokenizer()
@@ -268,15 +288,15 @@ def _phoneme_t5_on(out):
     ]
     assert fitted.min_frames_per_piece < min(ratios) and max(ratios) < fitted.max_frames_per_piece
     assert (fitted.min_frames_per_piece, fitted.max_frames_per_piece) != (2.0, 12.0)
-    # guided attention and absolute positions (t2s.guided_attention, t2s.absolute_positions): the same stage
+    # guided attention and absolute positions (experimental.t5_guided_attention and t5_absolute_positions):
     # with both on trains and ships a T5 whose stepper adds the positions
     guided = out / "phonemes_guided"
     guided.mkdir()
     for name in ("corpus", "semantic", "codec", "text_tokenizer", "shards"):
         (guided / name).symlink_to(ph / name)
     run = ["t2s", "--config", "pipelines/configs/toy.yaml", "--out-dir", str(guided), "--quiet"]
-    options = ["--set", "t2s.guided_attention=1.0", "--set", "t2s.absolute_positions=true"]
-    assert pipelines_main([*run, "--set", "text_tokenizer.kind=phonemes", *options]) == 0
+    options = ["--set", "experimental.t5_guided_attention=1.0", "--set", "experimental.t5_absolute_positions=true"]
+    assert pipelines_main([*run, "--set", "experimental.phoneme_t5=true", *options]) == 0
     shipped = load_t2s(guided / "t2s")
     assert shipped.config.text_vocab == tokenizer.vocab_size and shipped.stepper.positions
     assert shipped.generate([tokenizer.encode("Hello there.")])[0].semantic
@@ -334,7 +354,7 @@ def _adversarial_on(out, wav, semantic, item):
     codec_dir.mkdir()
     (codec_dir / "corpus").symlink_to(out / "corpus")
     run = ["codec", "--config", "pipelines/configs/toy.yaml", "--out-dir", str(codec_dir), "--quiet"]
-    assert pipelines_main([*run, "--set", "codec.adversarial.enabled=true"]) == 0
+    assert pipelines_main([*run, "--set", "experimental.adversarial.enabled=true"]) == 0
     assert json.loads((codec_dir / "codec" / "train_stats.json").read_text())["adversarial"] is True
     assert (codec_dir / "codec" / "adversary.pt").is_file()
     with safe_open(str(codec_dir / "codec" / "model.safetensors"), "pt") as shipped:

@@ -175,7 +175,7 @@ def test_a_500_says_nothing_but_an_id_the_log_has(client, synth, monkeypatch, ca
     def broken(*args, **kwargs):
         raise RuntimeError("secret detail /home/user/private")
 
-    monkeypatch.setattr(synth, "say", broken)
+    monkeypatch.setattr(synth, "render", broken)
     with caplog.at_level(logging.ERROR, logger="soundstorm.server"):
         response = client.post("/v1/audio/speech", json={"input": "Hello there."})
     error = response.json()["error"]

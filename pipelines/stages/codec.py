@@ -5,7 +5,7 @@
 Random 1 s crops of the training split; multi-resolution log-mel L1 + a small
 waveform L1 + VQ commitment; EMA codebooks with k-means init and dead-code
 restarts; quantizer dropout (half the batches use only the first n ~ U{1..Q}
-levels) so that fewer levels still decode. With `codec.adversarial.enabled`, multi-period and
+levels) so that fewer levels still decode. With `experimental.adversarial.enabled`, multi-period and
 multi-resolution discriminators with feature matching join the mel loss (`adversarial.py`; their
 state in `adversary.pt`, never in the codec folder). With `codec.init_from` (a codec folder, e.g. the
 bundle's) it trains that codec further, whole: its config, its weights, EMA statistics rebuilt from its
@@ -187,7 +187,7 @@ def run(config: DataConfig, progress=None) -> dict:
     optimizer = torch.optim.AdamW(model.parameters(), lr=c.lr, betas=(0.8, 0.99), weight_decay=0.01)
     state_path = out / "train_state.pt"
     step, log = load_state(state_path, model, optimizer)
-    adversary = Adversary(c.adversarial) if c.adversarial.enabled else None
+    adversary = Adversary(config.experimental.adversarial) if config.experimental.adversarial.enabled else None
     if adversary is not None:
         adversary.load(out / "adversary.pt")
     samples = int(c.segment_s * config.sample_rate)
@@ -228,7 +228,7 @@ def run(config: DataConfig, progress=None) -> dict:
         "semantic": bool(model.config.semantic_vocab),
         "init_from": c.init_from,
         "train_order": c.train_order,
-        "adversarial": c.adversarial.enabled,
+        "adversarial": config.experimental.adversarial.enabled,
         "train_audio_hours": round(sum(len(x) for x in clips) / config.sample_rate / 3600, 2),
         "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 2),
         "final_mel_l1": log[-1]["mel_l1"] if log else None,

@@ -46,7 +46,7 @@ chain's situation: tokens that carry one voice (the espeak guide's), a prompt of
 the moved prompt's voice vector: the voice has to come from the prompt, not from the tokens.
 
 `train --adversarial` adds the codec stage's discriminators and feature matching to the mel loss
-(`pipelines/adversarial.py`, settings under `codec.adversarial` in the config): the discriminators warm
+(`pipelines/adversarial.py`, settings under `experimental.adversarial` in the config): the discriminators warm
 up alone, then their terms ramp in, so the shipped decoder is refined rather than restarted; their state
 is kept in `decoder_tune/adversary.pt` and resumed with the decoder's.
 
@@ -54,12 +54,9 @@ is kept in `decoder_tune/adversary.pt` and resumed with the decoder's.
 input, each projection zero-initialised (`FrameCodecConfig.voice_layers`), where `--voice` adds it only
 before the first block.
 
-`train --encoder` also trains the encoder (at `--encoder-lr`), the codebooks still frozen, so a code means
-the same latent and SoundStorm's codes stay valid: the true-code batches are then the target audio
-encoded by the current encoder and quantized (straight-through, with the VQ commitment loss), and the
-voice vectors come from the current encoder's codes of another utterance's audio (a `--cross-voice`
-item's from its stored prompt codes). The encoder learns to pick the codes the decoder renders best
-for speech it was not trained on (the natural voices), where the codebooks were fitted to other speech.
+The decoder it tunes is the waveform decoder the bundle rendered with before FARGAN: the shipped codec's
+decoder-side weights (its voice layers, its reading of level 1's distribution) come from here; the
+feature decoder (`pipelines.stages.feature_decoder`) now renders the chain.
 """
 
 from __future__ import annotations
@@ -94,7 +91,6 @@ TRAINABLE = (
     "voice_decoder",
     "voice_blocks",
 )
-ENCODER = ("encoder_in", "encoder", "encoder_out")  # trained too with `--encoder`
 
 
 def generate_part(
@@ -194,12 +190,10 @@ def cross_part(
     return out
 
 
-def tuned_model(
-    base: Path, semantic_vocab: int, voice: bool = False, voice_layers: bool = False, encoder: bool = False
-):
+def tuned_model(base: Path, semantic_vocab: int, voice: bool = False, voice_layers: bool = False):
     """The base codec with a zero-initialised semantic embedding on its decoder (and, with `voice`, a
     zero-initialised projection of the prompt's voice vector; with `voice_layers`, one into every decoder
-    block too); only the decoder trains (and the encoder, with `encoder`; never the codebooks)."""
+    block too); only the decoder trains (never the encoder or the codebooks)."""
     from soundstorm.chain.codec import load_codec
     from soundstorm.models.frame_codec import FrameCodec
 
@@ -221,9 +215,8 @@ def tuned_model(
     assert all(name in new or name.startswith("voice_blocks.") for name in missing), missing
     for name in missing:
         torch.nn.init.zeros_(model.get_parameter(name))
-    trainable = TRAINABLE + (ENCODER if encoder else ())
     for name, param in model.named_parameters():
-        param.requires_grad = name.split(".")[0] in trainable
+        param.requires_grad = name.split(".")[0] in TRAINABLE
     return model
 
 
@@ -280,21 +273,15 @@ class Pairs:
             )
         return pairs
 
-    def voice(self, rng: np.random.Generator, n: int, model, encode: bool = False):
+    def voice(self, rng: np.random.Generator, n: int, model):
         """A voice vector for item `n`, as a prompt would give it: a 3 s crop of the true codes of another
-        utterance of its speaker (of itself where it has none); with `encode`, of that crop's audio as the
-        model's encoder codes it now."""
+        utterance of its speaker (of itself where it has none)."""
         same = self.by_speaker[self.speakers[n]]
         other = [m for m in same if m != n] or [n]
         m = other[int(rng.integers(len(other)))]
         codes = self.true[m]
         start = int(rng.integers(max(1, codes.shape[1] - PROMPT_FRAMES)))
         with torch.no_grad():
-            if encode:
-                hop = model.config.hop_length
-                crop = self.audio[m][start * hop : (start + PROMPT_FRAMES) * hop].astype(np.float32) / 32768
-                codes = model.encode(torch.from_numpy(crop)[None], codes.shape[0])
-                return model.voice_vector(codes)[0]
             return model.voice_vector(codes[None, :, start : start + PROMPT_FRAMES].long())[0]
 
     def batch(
@@ -306,15 +293,12 @@ class Pairs:
         true_share: float,
         model,
         cross_share: float = 0.0,
-        encode: bool = False,
     ):
         """(latents [B, frames, C], semantic [B, frames], audio [B, frames * hop], voice [B, 2C] or None,
         true [B] bool: the items that took the true codes);
         crops start on a semantic frame, so latents, tokens and samples stay aligned. Voice vectors come
         from another utterance of the speaker, for a decoder that reads one. A `cross_share` of the items
-        are `--cross-voice` ones: their tokens are the original's, their audio and voice another's.
-        With `encode` (`--encoder`), voices come from the model's encoder (`voice`), and the true items'
-        latents are left for the caller to encode from their audio."""
+        are `--cross-voice` ones: their tokens are the original's, their audio and voice another's."""
         quantizer = model.quantizer
         codes, semantic, audio, voices, true = [], [], [], [], []
         crossed = sorted(self.cross)
@@ -329,7 +313,7 @@ class Pairs:
                 n = int(rng.integers(len(self.audio)))
                 target = self.audio[n]
                 if model.config.voice_decoder:
-                    voices.append(self.voice(rng, n, model, encode))
+                    voices.append(self.voice(rng, n, model))
                 source = self.true[n] if rng.random() < true_share else self.generated[n]
             true.append(source is self.true[n])
             total = self.true[n].shape[1]
@@ -352,30 +336,10 @@ class Pairs:
         return torch.stack(codes), torch.stack(semantic), torch.stack(audio), voice, torch.tensor(true)
 
 
-def encoded_latents(model, wav, latents, true, levels: int):
-    """`--encoder`: the true items' latents [B, T, C] replaced by the encoder's, quantized by the frozen
-    codebooks with a straight-through gradient: (latents, commitment loss)."""
-    if not bool(true.any()):
-        return latents, latents.new_zeros(())
-    encoded = model.encode_latents(wav[true])  # [b, T, C] fp32 (called outside the decoder's autocast)
-    b, T, C = encoded.shape
-    flat = encoded.reshape(b * T, C)
-    quantized, _, commit = model.quantizer(flat, levels)
-    quantized = flat + (quantized - flat).detach()
-    out = latents.clone()
-    out[true] = quantized.reshape(b, T, C)[:, : latents.shape[1]]
-    return out, commit
-
-
-def _optimizer(model, lr: float, encoder_lr: float | None):
-    """AdamW over the decoder's trainable weights, and the encoder's at its own rate where it trains too
-    (optimizer_step scales the schedule's lr by each group's lr_scale)."""
-    trainable = [p for n, p in model.named_parameters() if p.requires_grad and n.split(".")[0] not in ENCODER]
-    groups = [{"params": trainable}]
-    if encoder_lr is not None:
-        encoder = [p for n, p in model.named_parameters() if n.split(".")[0] in ENCODER]
-        groups.append({"params": encoder, "lr_scale": encoder_lr / lr})
-    return torch.optim.AdamW(groups, lr=lr, betas=(0.8, 0.99), weight_decay=0.01)
+def _optimizer(model, lr: float):
+    """AdamW over the decoder's trainable weights."""
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    return torch.optim.AdamW(trainable, lr=lr, betas=(0.8, 0.99), weight_decay=0.01)
 
 
 def train(
@@ -390,23 +354,19 @@ def train(
     voice_layers: bool = False,
     adversarial: bool = False,
     time_budget_s: float | None = None,
-    encoder: bool = False,
-    encoder_lr: float = 1e-4,
 ) -> dict:
     out_dir, seed = config.out_dir, config.seed
-    model = tuned_model(
-        base, config.semantic.clusters, voice=voice, voice_layers=voice_layers, encoder=encoder
-    )
+    model = tuned_model(base, config.semantic.clusters, voice=voice, voice_layers=voice_layers)
     meta = json.loads((out_dir / "generated" / "meta.json").read_text())
     levels = int(meta["levels"])
     pairs = Pairs.load(out_dir, shards, levels=levels, soft=bool(meta.get("soft")))
     mel_loss = MelLoss(model.config.sample_rate)
-    optimizer = _optimizer(model, lr, encoder_lr if encoder else None)
+    optimizer = _optimizer(model, lr)
     folder = out_dir / "decoder_tune"
     step, log = load_state(folder / "train_state.pt", model, optimizer)
     adversary = None
-    if adversarial:  # the codec stage's recipe and settings (config.codec.adversarial)
-        adversary = Adversary(config.codec.adversarial)
+    if adversarial:  # the codec stage's recipe and settings (config.experimental.adversarial)
+        adversary = Adversary(config.experimental.adversarial)
         adversary.load(folder / "adversary.pt")
     hop, started, window = model.config.hop_length, time.time(), []
     bf16 = native_bf16(CPU)
@@ -416,16 +376,11 @@ def train(
     model.quantizer.eval()  # the codebooks never move here: nearest codes only, no EMA update or restart
     while step < total:
         rng = np.random.default_rng([seed, step])
-        latents, semantic, wav, voices, true = pairs.batch(
-            rng, 16, 50, hop, true_share, model, cross_share, encode=encoder
-        )
-        commit = 0.0
-        if encoder:
-            latents, commit = encoded_latents(model, wav, latents, true, levels)
+        latents, semantic, wav, voices, _ = pairs.batch(rng, 16, 50, hop, true_share, model, cross_share)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             recon = model.decode_latents(latents, semantic, voices).float()
         mel = mel_loss(recon, wav)
-        loss = mel + 0.1 * F.l1_loss(recon, wav) + 0.25 * commit
+        loss = mel + 0.1 * F.l1_loss(recon, wav)
         if adversary is not None:
             loss = loss + adversary.step(wav, recon, step)[0]
         optimizer_step(model, optimizer, loss, cosine_lr(step, total, lr, 100))
@@ -445,7 +400,7 @@ def train(
     stats = {"steps": step, "time_budget_s": time_budget_s, "true_share": true_share, "lr": lr}
     stats |= {"items": len(pairs.audio), "soft": pairs.soft, "voice": model.config.voice_decoder}
     stats |= {"cross_share": cross_share, "voice_layers": model.config.voice_layers, "adversarial": adversarial}
-    stats |= {"encoder": encoder, "encoder_lr": encoder_lr if encoder else None, "cross_items": len(pairs.cross)}
+    stats |= {"cross_items": len(pairs.cross)}
     stats |= {"base": str(base), "log": log}
     (folder / "train_stats.json").write_text(json.dumps(stats, indent=1))
     return stats
@@ -518,15 +473,7 @@ def _parser():
     parser.add_argument(
         "--adversarial",
         action="store_true",
-        help="train: discriminators and feature matching beside the mel loss (config.codec.adversarial)",
-    )
-    parser.add_argument(
-        "--encoder",
-        action="store_true",
-        help="train: the encoder too (codebooks frozen): true-code batches encoded from their audio",
-    )
-    parser.add_argument(
-        "--encoder-lr", type=float, default=1e-4, help="train --encoder: the encoder's peak lr"
+        help="train: discriminators and feature matching beside the mel loss (config.experimental.adversarial)",
     )
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument(
@@ -562,8 +509,6 @@ def main(argv=None) -> int:
         args.voice_layers,
         args.adversarial,
         args.time_budget,
-        args.encoder,
-        args.encoder_lr,
     )
     print(json.dumps({k: v for k, v in stats.items() if k != "log"}))
     return 0

@@ -184,7 +184,9 @@ def save_shipped(model, t2s_config: T2SConfig, out) -> None:
 
 
 def run(config: DataConfig, progress=None) -> dict:
-    c = config.t2s
+    c, x = config.t2s, config.experimental
+    if c.model.absolute_positions:
+        raise ValueError("t2s.absolute_positions is experimental: set experimental.t5_absolute_positions")
     out = config.out_dir / "t2s"
     rank, world = training.ddp_setup()
     torch.set_num_threads(max(1, c.threads))
@@ -194,10 +196,11 @@ def run(config: DataConfig, progress=None) -> dict:
         c.model,
         text_vocab=tokenizer.vocab_size,
         semantic_vocab=config.semantic.clusters,
+        absolute_positions=x.t5_absolute_positions,
         **(length_guards(train_shards) if c.fit_length_guards else {}),
     )
     t2s = T2S.random_init(t2s_config, seed=config.seed)
-    if c.guided_attention:  # the penalty reads the cross-attention's weights: the eager kernel returns them
+    if x.t5_guided_attention:  # the penalty reads the cross-attention's weights: the eager kernel returns them
         t2s.model.set_attn_implementation("eager")
     device = training.train_device()
     model = t2s.model.to(device).train()
@@ -219,11 +222,11 @@ def run(config: DataConfig, progress=None) -> dict:
             guided_batch = batch
             if t2s_config.absolute_positions:
                 batch = with_positions(model, batch)
-            if not c.guided_attention:
+            if not x.t5_guided_attention:
                 return trained(**batch).loss
             out = trained(**batch, output_attentions=True)
-            guided = guided_attention_loss(out.cross_attentions, guided_batch, c.guided_sigma, c.guided_heads)
-            return out.loss + c.guided_attention * guided
+            guided = guided_attention_loss(out.cross_attentions, guided_batch, x.t5_guided_sigma, x.t5_guided_heads)
+            return out.loss + x.t5_guided_attention * guided
 
     def batches():
         while True:

@@ -4,8 +4,8 @@
 
 Unigram with byte fallback (no text is ever out of vocabulary), the control
 pieces of `soundstorm.chain.text` (separator, pause, speaker turns) as
-user-defined pieces. Only the train and valid splits' text is used. With `text_tokenizer.kind:
-phonemes` it writes the fixed phoneme vocabulary instead (`soundstorm/chain/phonemes.py`).
+user-defined pieces. Only the train and valid splits' text is used. With `experimental.phoneme_t5` it
+writes the fixed phoneme vocabulary instead (`soundstorm/chain/phonemes.py`).
 """
 
 from __future__ import annotations
@@ -40,10 +40,8 @@ def run(config: DataConfig, progress=None) -> dict:
     import sentencepiece as spm
 
     out = config.out_dir / "text_tokenizer"
-    if config.text_tokenizer.kind == "phonemes":
+    if config.experimental.phoneme_t5:
         return _phonemes(config, out)
-    if config.text_tokenizer.kind != "spm":
-        raise ValueError(f"text_tokenizer.kind must be spm or phonemes, not '{config.text_tokenizer.kind}'")
     model = out / "spm.model"
     if model.exists():
         return {"vocab_size": TextTokenizer(str(model)).vocab_size, "skipped": True}

@@ -25,7 +25,19 @@ class AudioError(InputError):
 
 
 class ScriptError(InputError):
-    """A dialogue script is malformed; the message carries line and column."""
+    """A dialogue script is malformed or cannot be rendered; where a place in it is to blame, its
+    `source`, `line` and `column` are fields (and the message starts `source:line:column: `)."""
+
+    def __init__(self, message: str, source: str | None = None, line: int | None = None,
+                 column: int | None = None):
+        super().__init__(message)
+        self.source, self.line, self.column = source, line, column
+
+
+class UnknownSpeakerError(ScriptError):
+    """A voice was given for a speaker who has no turn in the script."""
+
+    code = "unknown_speaker"
 
 
 class OutputError(SoundstormError):

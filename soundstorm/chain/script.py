@@ -81,7 +81,7 @@ class Script:
 
 
 def _error(source: str, line: int, column: int, message: str) -> ScriptError:
-    return ScriptError(f"{source}:{line}:{column}: {message}")
+    return ScriptError(f"{source}:{line}:{column}: {message}", source, line, column)
 
 
 def read_script(path: str | Path) -> Script:

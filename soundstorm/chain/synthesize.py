@@ -27,12 +27,7 @@ import numpy as np
 
 from soundstorm.base.errors import InputError, ModelNotAvailableError, ScriptError
 from soundstorm.base.runtime import autocast, resolve_precision
-from soundstorm.chain.prompts import (
-    BundledVoice,
-    VoicePrompt,
-    bundled_voices,
-    load_prompt_audio,
-)
+from soundstorm.chain.prompts import BundledVoice, VoicePrompt, bundled_voices
 from soundstorm.chain.request import (  # noqa: F401 (the library's names for them since the start)
     DECODINGS,
     MAX_PAUSE_TOTAL_S,
@@ -47,9 +42,8 @@ from soundstorm.chain.request import (  # noqa: F401 (the library's names for th
     check_script,
     segments_of,
 )
-from soundstorm.chain.script import Script, Turn
+from soundstorm.chain.script import Script
 from soundstorm.chain.semantic import SAMPLE_RATE, SEMANTIC_RATE
-from soundstorm.io.named_voices import resolve_prompt
 
 
 class Synthesizer:
@@ -123,31 +117,29 @@ class Synthesizer:
 
     # -- voices -------------------------------------------------------------------------------
 
+    def voice_reader(self):
+        """A `plan.VoiceReader` at this codec's sample rate over this bundle's voices."""
+        from soundstorm.chain.plan import VoiceReader
+
+        return VoiceReader(self.codec.sample_rate, self.voices)
+
     def prompt(
         self, source: str | Path | BundledVoice, seconds: float, text: str | None = None
     ) -> VoicePrompt:
         """A voice prompt from an audio file, a named voice or a bundled voice."""
+        voice = self.voice_reader().voice(source, seconds, text)
+        self._warnings.extend(voice.warnings)
+        return self.prompt_of(voice)
 
-        source = resolve_prompt(source, self.voices)
-        bundled = isinstance(source, BundledVoice)
-        if bundled:
-            name, path, text = source.name, source.path, text or source.text
-        else:
-            name, path = Path(source).stem, Path(source)
-        rate = self.codec.sample_rate
-        speech = load_prompt_audio(path, rate, warnings=self._warnings)
-        samples = speech[: int(seconds * rate)]
-        if text and len(speech) > len(samples) and bundled:
-            text = None  # a bundled voice longer than the prompt: its transcript does not apply
-        if text and len(speech) > len(samples):
-            # T2S continues the prompt's tokens from where its transcript ends: both must cover the same audio.
-            self._warnings.append(
-                f"prompt transcript ignored: '{path}' holds {len(speech) / rate:.1f} s of speech, more than the "
-                f"{seconds:g} s used (raise --prompt-seconds or cut the file)"
-            )
-            text = None
+    def prompt_of(self, voice) -> VoicePrompt:
+        """A planned voice (`plan.Voice`) tokenized: its codes and semantic tokens."""
+        samples = voice.speech
+        if voice.sample_rate != self.codec.sample_rate:  # a bundle whose registry entry gave no rate
+            from soundstorm.io.audio import resample
+
+            samples = resample(samples, voice.sample_rate, self.codec.sample_rate)
         codes, semantic = self.prompt_tokens(samples)
-        return VoicePrompt(name=name, samples=samples, codes=codes, semantic=semantic, text=text)
+        return VoicePrompt(name=voice.name, samples=samples, codes=codes, semantic=semantic, text=voice.text)
 
     def prompt_tokens(self, samples: np.ndarray):
         """A prompt's codes [Q, P] and 25 Hz semantic tokens: from the prompt cache (`prompt_cache.py`) when
@@ -196,15 +188,9 @@ class Synthesizer:
         progress: Progress | None = None,
     ) -> Synthesis:
         """Speak `text` in one voice: a prompt file, or the bundle's first voice."""
-        check_say(text, prompt_text)
-        options = options.check()
-        self._warnings = []
-        started = time.perf_counter()
-        source = prompt if prompt is not None else self.voice_for(0)
-        voice = self.prompt(source, options.prompt_seconds, prompt_text)
-        prompt_s = time.perf_counter() - started
-        turns = [Turn("S1", (" ".join(text.split()),))]
-        return self._render(turns, {"S1": voice}, seed, options, progress, prompt_s, self._warnings)
+        from soundstorm.chain.plan import plan_say
+
+        return self.render(plan_say(text, prompt, prompt_text, options, seed, self.voice_reader()), progress)
 
     def dialogue(
         self,
@@ -215,35 +201,20 @@ class Synthesizer:
         progress: Progress | None = None,
     ) -> Synthesis:
         """Render a whole script in one pass; `voices` (speaker -> audio) override the script's."""
-        options = options.check()
-        voices = dict(voices or {})
-        unknown = sorted(set(voices) - set(script.speakers))
-        if unknown:
-            raise ScriptError(
-                f"--voice given for {', '.join(unknown)}, who has no turn (speakers: {', '.join(script.speakers)})"
-            )
-        check_script(script)
-        if len(script.speakers) > self.soundstorm.config.max_speakers:
-            raise ScriptError(
-                f"{len(script.speakers)} speakers; this model renders at most {self.soundstorm.config.max_speakers}"
-            )
+        from soundstorm.chain.plan import plan_dialogue
+
+        return self.render(plan_dialogue(script, voices, options, seed, self.voice_reader()), progress)
+
+    def render(self, plan, progress: Progress | None = None) -> Synthesis:
+        """Render a checked request (`plan.Plan`, built by `plan_say` or `plan_dialogue`)."""
+        limit = self.soundstorm.config.max_speakers
+        if len(plan.voices) > limit:
+            raise ScriptError(f"{len(plan.voices)} speakers; this model renders at most {limit}")
         started = time.perf_counter()
-        self._warnings = warnings = []
-        prompts, spare = {}, 0
-        given = {s: voices.get(s) or script.voice_path(s) for s in script.speakers}
-        taken = {p.name if isinstance(p, BundledVoice) else Path(p).stem for p in given.values() if p is not None}
-        for speaker in script.speakers:
-            if given[speaker] is not None:
-                prompts[speaker] = self.prompt(given[speaker], options.prompt_seconds)
-                continue
-            while self.voices and self.voice_for(spare).name in taken and spare < len(self.voices):
-                spare += 1
-            voice = self.voice_for(spare)
-            spare += 1
-            warnings.append(f"speaker {speaker} has no voice: using the bundled voice '{voice.name}'")
-            prompts[speaker] = self.prompt(voice, options.prompt_seconds)
+        self._warnings = list(plan.warnings)
+        prompts = {speaker: self.prompt_of(voice) for speaker, voice in plan.voices.items()}
         prompt_s = time.perf_counter() - started
-        return self._render(list(script.turns), prompts, seed, options, progress, prompt_s, warnings)
+        return self._render(list(plan.turns), prompts, plan.seed, plan.options, progress, prompt_s, self._warnings)
 
     # -- the chain --------------------------------------------------------------------------------
 

@@ -11,7 +11,6 @@ in one line and skipped, and the others still render. Outputs are `OUT/<script n
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,32 +21,29 @@ MAX_ITEMS = 10000
 
 @dataclass
 class BatchItem:
-    """One item: where it came from, where it goes, what renders it, or why it cannot."""
+    """One item: where it came from, where it goes, its checked request (`plan.Plan`), or why it cannot."""
 
     source: str
     output: Path
-    render: Callable | None = None  # (synth, progress) -> Synthesis
+    plan: object | None = None
     error: str | None = None
 
 
-def _checked(source: str, output: Path, inputs: dict, prompts: list, render) -> BatchItem:
-    """The item, or its error: its output must be writable and none of its inputs, its prompt files
-    readable (a bare name, a named voice, is looked up when it renders)."""
-    from soundstorm.chain.prompts import load_prompt_audio
-    from soundstorm.chain.semantic import SAMPLE_RATE
+def _planned(source: str, output: Path, inputs: dict, make_plan) -> BatchItem:
+    """The item with its plan, or its error: the request's checks (`plan.py`; its voices decoded once for
+    the whole batch by the shared reader), and its output writable and none of its inputs."""
     from soundstorm.io.audio import check_output_path, check_outputs_apart
-    from soundstorm.io.named_voices import is_bare_name, resolve_prompt
 
     try:
-        check_outputs_apart({"the output": output}, inputs)
+        plan = make_plan()
+        voices = {f"{s}'s voice": v.source for s, v in plan.voices.items()}
+        check_outputs_apart({"the output": output}, inputs | voices)
         check_output_path(output)
-        for prompt in prompts:
-            resolved = resolve_prompt(prompt) if prompt is not None else None
-            if isinstance(resolved, Path) and (resolved.exists() or not is_bare_name(prompt)):
-                load_prompt_audio(resolved, SAMPLE_RATE)
     except SoundstormError as exc:
-        return BatchItem(source, output, error=str(exc))
-    return BatchItem(source, output, render)
+        return BatchItem(
+            source, output, error=str(exc) if str(exc).startswith(source) else f"{source}: {exc}"
+        )
+    return BatchItem(source, output, plan)
 
 
 def script_paths(paths: list[Path]) -> list[Path]:
@@ -62,34 +58,33 @@ def script_paths(paths: list[Path]) -> list[Path]:
     return found
 
 
-def plan_dialogues(paths: list[Path], out_dir: Path, suffix: str, seed: int, options) -> list[BatchItem]:
-    """One item per script, checked (parse, caps, voices, output) before any model loads."""
+def plan_dialogues(
+    paths: list[Path], out_dir: Path, suffix: str, seed: int, options, voices
+) -> list[BatchItem]:
+    """One item per script, checked (parse, caps, voices, output) before any model loads; `voices`: the
+    `plan.VoiceReader` every item shares."""
+    from soundstorm.chain.plan import plan_dialogue
     from soundstorm.chain.script import read_script
-    from soundstorm.chain.synthesize import check_script
 
     items, taken = [], set()
     for path in script_paths(paths):
         output = _unique(out_dir / f"{path.stem}{suffix}", taken)
-        try:
-            script = read_script(path)
-            check_script(script)
-        except SoundstormError as exc:
-            items.append(BatchItem(str(path), output, error=str(exc)))
-            continue
-        voices = {f"{s}'s voice": script.voice_path(s) for s in script.speakers}
-
-        def render(synth, progress, script=script):
-            return synth.dialogue(script, None, seed, options, progress)
-
         items.append(
-            _checked(str(path), output, {"the script": path} | voices, list(voices.values()), render)
+            _planned(
+                str(path),
+                output,
+                {"the script": path},
+                lambda path=path: plan_dialogue(read_script(path), None, options, seed, voices),
+            )
         )
     return items
 
 
-def plan_lines(lines_file: Path, out_dir: Path, suffix: str, prompt, seed: int, options) -> list[BatchItem]:
-    """One item per non-empty line of `lines_file`, spoken in one voice."""
-    from soundstorm.chain.synthesize import check_say
+def plan_lines(
+    lines_file: Path, out_dir: Path, suffix: str, prompt, seed: int, options, voices
+) -> list[BatchItem]:
+    """One item per non-empty line of `lines_file`, spoken in one voice (decoded once for them all)."""
+    from soundstorm.chain.plan import plan_say
     from soundstorm.io.textfiles import SCRIPT_LIMIT, read_text_file
 
     text = read_text_file(lines_file, SCRIPT_LIMIT, InputError, "lines file")
@@ -102,18 +97,14 @@ def plan_lines(lines_file: Path, out_dir: Path, suffix: str, prompt, seed: int, 
     items = []
     for k, (n, line) in enumerate(numbered, 1):
         output = out_dir / f"line-{k:0{width}d}{suffix}"
-        source = f"{lines_file}:{n}"
-        try:
-            check_say(line)
-        except SoundstormError as exc:
-            items.append(BatchItem(source, output, error=f"{source}: {exc}"))
-            continue
-
-        def render(synth, progress, line=line):
-            return synth.say(line, prompt, None, seed, options, progress)
-
-        inputs = {"the lines file": lines_file, "the voice prompt": prompt}
-        items.append(_checked(source, output, inputs, [prompt], render))
+        items.append(
+            _planned(
+                f"{lines_file}:{n}",
+                output,
+                {"the lines file": lines_file},
+                lambda line=line: plan_say(line, prompt, None, options, seed, voices),
+            )
+        )
     return items
 
 
@@ -128,7 +119,7 @@ def render_items(items: list[BatchItem], synth, production, report, on_error) ->
     for n, item in enumerate(runnable):
         report("batch", n, len(runnable))
         try:
-            result = item.render(synth, None)
+            result = synth.render(item.plan)
             produced = produce(result.audio, result.turns, result.sample_rate, production)
             write_audio(item.output, produced.mix, result.sample_rate)
         except SoundstormError as exc:

@@ -12,12 +12,10 @@ from soundstorm.base.errors import InputError
 
 
 def preflight(flags, inputs: dict, stems=None):
-    """Check every path before any model loads (a bad input fails in a second), then load the bundle.
+    """Check every output before any model loads (a bad one fails in a second), then load the bundle.
 
-    `inputs`: label -> path of every file the command reads (the script, voice prompts); `stems`:
-    speaker -> the path of its stem."""
-    from soundstorm.chain.prompts import load_prompt_audio
-    from soundstorm.chain.semantic import SAMPLE_RATE
+    `inputs`: label -> path of every file the command reads (the script, voice prompts: the plan has
+    read them), none of which an output may be; `stems`: speaker -> the path of its stem."""
     from soundstorm.io.audio import check_output_path, check_outputs_apart
 
     outputs = {"the output": flags.output, "the timings file": flags.timings}
@@ -28,9 +26,6 @@ def preflight(flags, inputs: dict, stems=None):
         from soundstorm.io.subtitles import check_subtitle_path
 
         check_subtitle_path(flags.timings)
-    for label, path in inputs.items():
-        if path is not None and label != "the script":
-            load_prompt_audio(prompt_file(path, flags.checkpoint), SAMPLE_RATE)
     return flags.load()
 
 
@@ -162,23 +157,3 @@ def run_batch(items, out_dir: Path, production, checkpoint, device, quiet: bool,
         print(f"rendered {len(items) - len(failed)} of {len(items)} into {out_dir}")
     if failed:
         raise BatchError(f"{len(failed)} of {len(items)} items failed (each said above)")
-
-
-def prompt_file(source, checkpoint) -> Path:
-    """A prompt argument's file: itself, or the file of a named voice (the user's, then the bundle's)."""
-    from soundstorm.base.errors import AudioError
-    from soundstorm.io.named_voices import is_bare_name, resolve_prompt
-
-    resolved = resolve_prompt(source)
-    if isinstance(resolved, Path) and not resolved.exists() and is_bare_name(source):
-        from soundstorm.bundles.checkpoints import component_path, load_registry
-        from soundstorm.chain.prompts import bundled_voices
-
-        bundle = load_registry().get(checkpoint)
-        found = bundled_voices(component_path(bundle, "voices")) if "voices" in bundle.components else []
-        resolved = resolve_prompt(source, found)
-        if isinstance(resolved, Path):
-            raise AudioError(
-                f"'{source}' is neither an audio file nor a voice name (`soundstorm voices` lists them)"
-            )
-    return getattr(resolved, "path", resolved)

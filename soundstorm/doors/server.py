@@ -13,7 +13,7 @@ The models load once; renders run one at a time, in order, from a bounded queue.
   `POST /v1/script/check`, `GET /healthz`, and the studio page at `GET /`.
 
 Errors are JSON, `{"error": {"message", "type", "code"}}`, with the status of their kind. Requests are
-checked with the CLI's own checks and caps (`synthesize.check_say`, `check_script`) before they queue; no
+checked once, by the CLI's own plan step (`chain/plan.py`: caps, speakers, voices), before they queue; no
 request can name a file on the server: voices are names, scripts' voices too.
 """
 
@@ -138,20 +138,13 @@ def _render_routes(app, studio: Studio, limits: ServerLimits) -> None:
     """OpenAI's speech endpoint, dialogues (at once or as polled jobs) and the script check."""
     from fastapi.responses import Response
 
-    from soundstorm.chain.synthesize import check_say
-
     @app.post("/v1/audio/speech")
     async def speech(body: SpeechRequest):
         if body.response_format == "aac":
             raise ApiError(400, "response_format aac is not written here: use mp3, opus, flac, wav or pcm",
                            code="unsupported_format")
-        def checked():
-            plain_text(body.model_dump(), "the request")
-            check_say(body.input)
-            studio.voice(body.voice)  # a bad voice is answered before the queue
-
-        await asyncio.to_thread(checked)  # off the event loop: /healthz answers meanwhile
-        audio, fmt, notes = await studio.queue.run(lambda: studio.speech(body))
+        plan = await asyncio.to_thread(studio.plan_speech, body)  # off the event loop: /healthz answers
+        audio, fmt, notes = await studio.queue.run(lambda: studio.speech(body, plan))
         headers = {"X-Soundstorm-Warnings": " | ".join(notes)[:1000]} if notes else {}
         return Response(audio, media_type=MEDIA_TYPES[fmt], headers=headers)
 
@@ -197,9 +190,9 @@ def _render_routes(app, studio: Studio, limits: ServerLimits) -> None:
     @app.post("/v1/script/check")
     async def check(body: ScriptRequest):
         # the very check /v1/dialogue runs: what it says ok to, a render takes
-        script, _, _ = await asyncio.to_thread(studio.check_dialogue, DialogueRequest(script=body.script))
-        return {"ok": True, "speakers": script.speakers, "turns": len(script.turns),
-                "voices": dict(script.voices)}
+        plan, _ = await asyncio.to_thread(studio.check_dialogue, DialogueRequest(script=body.script))
+        return {"ok": True, "speakers": plan.speakers, "turns": len(plan.turns),
+                "voices": {s: v.name for s, v in plan.voices.items()}}
 
 
 def _voice_routes(app, studio: Studio, limits: ServerLimits) -> None:

@@ -8,7 +8,6 @@ import asyncio
 import base64
 import dataclasses
 import logging
-import re
 import secrets
 import threading
 import time
@@ -39,7 +38,7 @@ log = logging.getLogger("soundstorm.server")
 
 @dataclass(frozen=True)
 class ServerLimits:
-    """What one server accepts; the text caps are the CLI's (`synthesize.check_say`, `check_script`)."""
+    """What one server accepts; the text caps are the CLI's (`chain/plan.py`)."""
 
     max_body_bytes: int = 12 * 1024 * 1024  # a request body (a voice upload is the largest)
     max_upload_bytes: int = 10 * 1024 * 1024  # an uploaded voice file
@@ -116,14 +115,17 @@ def cross_origin(headers) -> bool:
 
 
 def error_of(exc: SoundstormError) -> ApiError:
-    """The library's typed errors as API errors: bad input 400, a missing model 500."""
+    """The library's typed errors as API errors: bad input 400 (a script's with its line and column as
+    fields), a missing model 500."""
+    from soundstorm.base.errors import ScriptError
+
     message = str(exc)
     if isinstance(exc, CheckpointError):
         return ApiError(500, message, "server_error", "model_unavailable")
-    found = re.match(r"^(?:[^:\n]*):(\d+):(\d+): ", message)  # a script error: source:line:column: ...
-    if found:
-        return ApiError(400, message, code="script_error", line=int(found[1]), column=int(found[2]))
-    return ApiError(400, message, code=type(exc).__name__.removesuffix("Error").lower() or None)
+    code = getattr(exc, "code", None) or type(exc).__name__.removesuffix("Error").lower() or None
+    if isinstance(exc, ScriptError) and exc.line is not None:
+        return ApiError(400, message, code="script_error", line=exc.line, column=exc.column)
+    return ApiError(400, message, code=code)
 
 
 class RenderQueue:
@@ -236,17 +238,14 @@ def encode(samples: np.ndarray, sample_rate: int, fmt: str) -> bytes:
 
 
 def parse_request_script(text: str):
-    """A script from a request: parsed and checked as the CLI would, its voices names and never paths."""
+    """A script from a request, parsed as the CLI would (`plan_dialogue` checks it); its voices are names."""
     from soundstorm.chain.script import parse_script
-    from soundstorm.chain.synthesize import check_script
     from soundstorm.io.textfiles import SCRIPT_LIMIT
 
     if len(text) > SCRIPT_LIMIT:  # the CLI's cap on a script file, before any parsing
         raise ApiError(400, f"the script is {len(text)} characters long (at most {SCRIPT_LIMIT}); split it",
                        code="script_too_long")
-    script = parse_script(text, source="script")
-    check_script(script)
-    return script
+    return parse_script(text, source="script")
 
 
 class Studio:
@@ -284,12 +283,37 @@ class Studio:
                    if v.name not in taken]
         return named + bundled
 
-    # renders
-    def speech(self, request) -> tuple[bytes, str, list[str]]:
+    # requests, checked once (`chain/plan.py`) before they queue, in a worker thread
+    def reader(self):
+        """A voice reader for one request: names only (`voice`), each voice decoded once."""
+        from soundstorm.chain.plan import VoiceReader
+
+        return VoiceReader(self.synth.codec.sample_rate, self.synth.voices, resolve=self.voice)
+
+    def plan_speech(self, request):
+        from soundstorm.chain.plan import plan_say
         from soundstorm.chain.synthesize import SynthesisOptions
 
-        result = self.synth.say(request.input, prompt=self.voice(request.voice), seed=request.seed,
-                                options=SynthesisOptions())
+        plain_text(request.model_dump(), "the request")
+        return plan_say(request.input, request.voice, None, SynthesisOptions(), request.seed, self.reader())
+
+    def check_dialogue(self, request):
+        """A dialogue request's plan (script, voices, options) and production, checked before it queues."""
+        from soundstorm.chain.plan import plan_dialogue
+        from soundstorm.chain.synthesize import SynthesisOptions
+        from soundstorm.io.production import Production
+
+        plain_text(request.model_dump(), "the request")
+        script = parse_request_script(request.script)
+        names = {s: v for s, v in script.voices.items() if s in script.speakers} | request.voices
+        options = SynthesisOptions(check_turns=request.check)
+        plan = plan_dialogue(script, names, options, request.seed, self.reader())
+        production = Production(request.stereo, request.pans, request.stems, request.loudness, request.true_peak)
+        return plan, production.check(script.speakers)
+
+    # renders (in the render thread)
+    def speech(self, request, plan) -> tuple[bytes, str, list[str]]:
+        result = self.synth.render(plan)
         audio, notes = result.audio, list(result.warnings)
         if request.speed != 1.0:
             import pedalboard
@@ -300,13 +324,11 @@ class Studio:
             notes.append("instructions are not followed: the voice prompt sets the style")
         return encode(audio, result.sample_rate, request.response_format), request.response_format, notes
 
-    def dialogue(self, request, script, voices, production, progress=None) -> dict:
+    def dialogue(self, request, plan, production, progress=None) -> dict:
         """Render, produce (stereo, loudness, stems) and encode a dialogue; the JSON form of the answer."""
-        from soundstorm.chain.synthesize import SynthesisOptions
         from soundstorm.io.production import produce
 
-        result = self.synth.dialogue(script, voices, seed=request.seed,
-                                     options=SynthesisOptions(check_turns=request.check), progress=progress)
+        result = self.synth.render(plan, progress)
         produced = produce(result.audio, result.turns, result.sample_rate, production)
         fmt = request.response_format
         answer = {
@@ -324,22 +346,6 @@ class Studio:
         if result.checks is not None:
             answer["checks"] = [c.to_dict() for c in result.checks]
         return answer
-
-    def check_dialogue(self, request):
-        """A dialogue request's script, voices and production, checked before it queues (in a worker
-        thread: the checks cost time in the length of the script)."""
-        from soundstorm.io.production import Production
-
-        plain_text(request.model_dump(), "the request")
-        script = parse_request_script(request.script)
-        unknown = sorted(set(request.voices) - set(script.speakers))
-        if unknown:
-            raise ApiError(400, f"voices given for {', '.join(unknown)}, who has no turn (speakers: "
-                           f"{', '.join(script.speakers)})", code="unknown_speaker")
-        names = {s: v for s, v in script.voices.items() if s in script.speakers} | request.voices
-        voices = {s: self.voice(str(n), f"the voice of {s}") for s, n in names.items()}
-        production = Production(request.stereo, request.pans, request.stems, request.loudness, request.true_peak)
-        return script, voices, production.check(script.speakers)
 
     # studio jobs
     def new_job(self) -> Job:

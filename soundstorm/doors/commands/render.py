@@ -31,7 +31,7 @@ def say(
     flags: RenderFlags,
 ) -> None:
     """Speak TEXT in one voice (or each line of --lines)."""
-    from soundstorm.chain.synthesize import check_say
+    from soundstorm.chain.plan import VoiceReader, plan_say
 
     options = flags.options()
     if lines is not None or text is None:
@@ -42,20 +42,17 @@ def say(
         from soundstorm.doors.batch import plan_lines
 
         out_dir = batch_folder(flags.output, flags.audio_format)
+        reader = VoiceReader.for_bundle(flags.checkpoint)
         flags.run_batch(
-            plan_lines(lines, out_dir, f".{flags.audio_format}", prompt, flags.seed, options),
+            plan_lines(lines, out_dir, f".{flags.audio_format}", prompt, flags.seed, options, reader),
             out_dir,
             production,
         )
         return
-    check_say(text, prompt_text)
+    plan = plan_say(text, prompt, prompt_text, options, flags.seed, VoiceReader.for_bundle(flags.checkpoint))
     production, stem_paths = flags.production(["S1"])
-    synth = preflight(flags, {"the voice prompt": prompt}, stem_paths)
-    flags.render(
-        lambda progress: synth.say(text, prompt, prompt_text, flags.seed, options, progress),
-        production,
-        stem_paths,
-    )
+    synth = preflight(flags, {"the voice prompt": plan.voices["S1"].source}, stem_paths)
+    flags.render(lambda progress: synth.render(plan, progress), production, stem_paths)
 
 
 @with_flags(RenderFlags, render_flags, run_flags, output=Path("dialogue.wav"))
@@ -75,39 +72,29 @@ def dialogue(
     flags: RenderFlags,
 ) -> None:
     """Render a whole dialogue SCRIPT in one pass (or several SCRIPTS, the models loaded once)."""
+    from soundstorm.chain.plan import VoiceReader, plan_dialogue
     from soundstorm.chain.script import read_script
-    from soundstorm.chain.synthesize import check_script
 
+    options = flags.options()
     if len(scripts) > 1 or scripts[0].is_dir():
         refuse_in_batch(timings=flags.timings, stems=flags.stems, voice=voice)
         from soundstorm.doors.batch import plan_dialogues
 
-        options = flags.options()
         production, _ = flags.production(None, with_stems=False)
         out_dir = batch_folder(flags.output, flags.audio_format)
+        reader = VoiceReader.for_bundle(flags.checkpoint)
         flags.run_batch(
-            plan_dialogues(scripts, out_dir, f".{flags.audio_format}", flags.seed, options),
+            plan_dialogues(scripts, out_dir, f".{flags.audio_format}", flags.seed, options, reader),
             out_dir,
             production,
         )
         return
     script = scripts[0]
-    parsed = read_script(script)
-    check_script(parsed)
     overrides = parse_voices(voice or [])
-    options = flags.options()
-    unknown = sorted(set(overrides) - set(parsed.speakers))
-    if unknown:
-        raise InputError(
-            f"--voice given for {', '.join(unknown)}, who has no turn (speakers: {', '.join(parsed.speakers)})"
-        )
-    inputs = {"the script": script} | {
-        f"{s}'s voice": overrides.get(s) or parsed.voice_path(s) for s in parsed.speakers
-    }
-    production, stem_paths = flags.production(parsed.speakers)
-    synth = preflight(flags, inputs, stem_paths)
-    flags.render(
-        lambda progress: synth.dialogue(parsed, overrides, flags.seed, options, progress),
-        production,
-        stem_paths,
+    plan = plan_dialogue(
+        read_script(script), overrides, options, flags.seed, VoiceReader.for_bundle(flags.checkpoint)
     )
+    inputs = {"the script": script} | {f"{s}'s voice": v.source for s, v in plan.voices.items()}
+    production, stem_paths = flags.production(plan.speakers)
+    synth = preflight(flags, inputs, stem_paths)
+    flags.render(lambda progress: synth.render(plan, progress), production, stem_paths)
