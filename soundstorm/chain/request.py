@@ -120,6 +120,29 @@ class Synthesis:
         """Wall time of the synthesis (models already loaded) over the audio's duration."""
         return self.timings["total"] / max(self.duration_s, 1e-9)
 
+    def report(self) -> dict:
+        """What a render says about itself, as JSON: the CLI's `--json`, a batch's rows and the server's
+        answers all give these fields (and add their own: files, loudness)."""
+        out = {
+            "duration_s": round(self.duration_s, 3),
+            "sample_rate": self.sample_rate,
+            "seed": self.seed,
+            "device": self.device,
+            "precision": self.precision,
+            "decoding": self.decoding,
+            "frontend": self.frontend,
+            "timings_s": self.timings,
+            "rtf": round(self.rtf, 4),
+            "peak_memory_mb": self.peak_memory_mb,
+            "forward_passes": self.forward_passes,
+            "turns": [{"speaker": t.speaker, "text": t.text, "start_s": t.start_s, "end_s": t.end_s}
+                      for t in self.turns],
+            "warnings": list(self.warnings),
+        }
+        if self.checks is not None:
+            out["checks"] = [c.to_dict() for c in self.checks]
+        return out
+
 
 @dataclass(frozen=True)
 class Segment:

@@ -126,9 +126,7 @@ def render_items(items: list[BatchItem], synth, production, report, on_error) ->
             item.error = rows[id(item)]["error"] = f"{item.source}: {exc}"
             on_error(item.error)
             continue
-        rows[id(item)] |= {"ok": True, "duration_s": round(result.duration_s, 3)}
-        if result.checks is not None:
-            rows[id(item)]["checks"] = [c.to_dict() for c in result.checks]
+        rows[id(item)] |= {"ok": True} | result.report()
     if runnable:
         report("batch", len(runnable), len(runnable))
     return list(rows.values())

@@ -83,24 +83,7 @@ def render_and_report(run, output: Path, timings: Path | None, quiet: bool, json
         "channels": 2 if produced.mix.ndim == 2 else 1,
         "loudness": produced.loudness,
         "stems": {s: str(p) for s, p in stem_paths.items()},
-        "duration_s": round(result.duration_s, 3),
-        "sample_rate": result.sample_rate,
-        "seed": result.seed,
-        "device": result.device,
-        "precision": result.precision,
-        "decoding": result.decoding,
-        "frontend": result.frontend,
-        "timings_s": result.timings,
-        "rtf": round(result.rtf, 4),
-        "peak_memory_mb": result.peak_memory_mb,
-        "forward_passes": result.forward_passes,
-        "turns": [
-            {"speaker": t.speaker, "text": t.text, "start_s": t.start_s, "end_s": t.end_s}
-            for t in result.turns
-        ],
-    }
-    if result.checks is not None:
-        summary["checks"] = [c.to_dict() for c in result.checks]
+    } | result.report()
     if json_out:
         print(json.dumps(summary))
     elif not quiet:

@@ -331,20 +331,15 @@ class Studio:
         result = self.synth.render(plan, progress)
         produced = produce(result.audio, result.turns, result.sample_rate, production)
         fmt = request.response_format
+        report = result.report()
         answer = {
             "audio": encode(produced.mix, result.sample_rate, fmt),
             "format": fmt,
             "sample_rate": PCM_RATE if fmt == "pcm" else result.sample_rate,
-            "duration_s": round(result.duration_s, 3),
-            "turns": [{"speaker": t.speaker, "text": t.text, "start_s": t.start_s, "end_s": t.end_s}
-                      for t in result.turns],
             "loudness": produced.loudness,
-            "warnings": list(result.warnings),
-        }
+        } | {k: report[k] for k in ("duration_s", "turns", "warnings", "checks") if k in report}
         if request.stems:
             answer["stems"] = {s: encode(x, result.sample_rate, fmt) for s, x in produced.stems.items()}
-        if result.checks is not None:
-            answer["checks"] = [c.to_dict() for c in result.checks]
         return answer
 
     # studio jobs
