@@ -514,31 +514,14 @@ def _decoder_tune_on(out):
     assert moved.shape == tone.shape and moved.dtype == np.int16
     spectrum = np.abs(np.fft.rfft(moved[2000:6000].astype(np.float32)))
 
-    # --encoder: the encoder learns beside the decoder (its own lr), the codebooks stay the base's, so a
-    # code still names the same latent; the quantizer's EMA statistics are never touched
+    # only the decoder trains: the encoder and the codebooks stay the base's, so a code still names the
+    # same latent and SoundStorm's codes stay valid
     base_model = load_codec(voiced_dir).model
-    encoded_dir = soft / "encoded"
-    encoded_dir.mkdir()
-    for name in ("corpus", "shards", "generated", "generated_cross"):
-        (encoded_dir / name).symlink_to(crossed / name)
-    args = ["--config", "pipelines/configs/toy.yaml", "--out-dir", str(encoded_dir)]
-    train = ["train", *args, *base, "--voice-layers", "--cross-share", "0.5", "--steps", "3"]
-    assert decoder_tune([*train, "--encoder", "--encoder-lr", "1e-3"]) == 0
-    stats = json.loads((encoded_dir / "decoder_tune" / "train_stats.json").read_text())
-    assert stats["encoder"] is True and stats["encoder_lr"] == 1e-3
-    encoded = load_codec(encoded_dir / "decoder_tune").model
-    for book, old in zip(encoded.quantizer.levels, base_model.quantizer.levels, strict=True):
+    tuned = crossed_codec.model
+    for book, old in zip(tuned.quantizer.levels, base_model.quantizer.levels, strict=True):
         assert torch.equal(book.embed, old.embed)
-
-    def encoder_moved(model):  # per encoder weight: did it change from the base's (fp16 as stored)?
-        names = [
-            n
-            for n, _ in model.named_parameters()
-            if n.split(".")[0] in ("encoder_in", "encoder", "encoder_out")
-        ]
-        return [not torch.equal(model.get_parameter(n), base_model.get_parameter(n)) for n in names]
-
-    assert any(encoder_moved(encoded)) and not any(encoder_moved(crossed_codec.model))
+    encoder = [n for n, _ in tuned.named_parameters() if n.split(".")[0] in ("encoder_in", "encoder", "encoder_out")]
+    assert encoder and all(torch.equal(tuned.get_parameter(n), base_model.get_parameter(n)) for n in encoder)
     assert abs(np.argmax(spectrum) * 16000 / 4000 - 220 * 2 ** (400 / 1200)) < 10  # 220 Hz -> 277 Hz
 
 
