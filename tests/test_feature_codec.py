@@ -166,6 +166,49 @@ def test_the_codec_stage_fits_it_on_the_toy_corpus(tmp_path):
     from pipelines.stages.shards import TokenShards
 
     assert TokenShards(out / "shards")[0]["codes"].shape[0] == 2
+    # SoundStorm and the AR baseline on its codes, bundled: `dialogue` renders (paper decoding: the decoder
+    # reads codes; posterior decoding waits for a decoder tuned on SoundStorm's level 1) and `bench` compares
+    assert pipelines_main(["soundstorm", *base]) == 0 and pipelines_main(["ar", *base]) == 0
+    bundle = _bundle_of(out, tmp_path)
+    from soundstorm.chain.script import parse_script
+    from soundstorm.chain.synthesize import Synthesizer
+
+    synth = Synthesizer.from_checkpoint(str(bundle), device="cpu")
+    assert isinstance(synth.codec, FeatureCodecWrapper) and not synth.codec.renders_posterior
+    result = synth.dialogue(parse_script("[S1] Hello there.\n[S2] Hi, how are you?"), seed=0)
+    assert result.decoding == "paper" and result.duration_s > 1 and np.isfinite(result.audio).all()
+    assert np.abs(result.audio).max() > 0.01
+    again = synth.dialogue(parse_script("[S1] Hello there.\n[S2] Hi, how are you?"), seed=0)
+    assert np.array_equal(result.audio, again.audio)
+    from soundstorm.measures.bench import ar_baseline_of, run_bench
+
+    ar_model, weights = ar_baseline_of(synth, "", pytest.fail)  # the trained one: no warning
+    point = run_bench(synth, ar_model, weights, durations=[2.0], runs=1).results[0]
+    assert weights == "trained" and point.soundstorm_s > 0 and point.ar_s > 0
+    assert point.ar_steps > point.soundstorm_passes  # one step a token against a few passes a level
+
+
+def _bundle_of(out, tmp_path):
+    """A bundle folder of the toy recipe's codec, semantic tokenizer, SoundStorm and AR baseline, one voice."""
+    import shutil
+
+    import soundfile as sf
+    from conftest import voice_like
+
+    from pipelines.stages.bundle import SOURCES, write_bundle_folder
+
+    staged = tmp_path / "staged"
+    for component in ("codec", "semantic", "soundstorm", "ar_baseline"):
+        folder, files = SOURCES[component]
+        (staged / component).mkdir(parents=True)
+        for name in files:
+            shutil.copyfile(out / folder / name, staged / component / name)
+    (staged / "voices").mkdir()
+    sf.write(staged / "voices" / "v0.wav", voice_like(3.0, 16000, 140.0, 0), 16000)
+    (staged / "voices" / "voices.json").write_text(json.dumps([{"name": "v0", "file": "v0.wav", "text": None}]))
+    facts = {"sample_rate": 16000, "codec_frame_rate": 50, "semantic_rate": 25, "frontend": "espeak"}
+    kinds = ("codec", "semantic", "soundstorm", "ar_baseline", "voices")
+    return write_bundle_folder(tmp_path / "bundle", "feature-toy", facts, {k: staged / k for k in kinds})
 
 
 def test_a_decoder_over_the_first_levels_learns_and_renders_with_the_semantic_tokens(tmp_path):
