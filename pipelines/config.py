@@ -154,6 +154,7 @@ class ARTrainConfig:
     # a trained AR baseline's folder to start from (same sizes), e.g. the shipped one when the codec's codes
     # were renamed by a codec trained further: its optimizer starts fresh, its schedule is SoundStorm's
     init_from: str | None = None
+    time_budget_s: float | None = None  # fit the schedule to this many seconds (training.StepBudget)
 
 
 @dataclass

@@ -8,15 +8,20 @@
 # from the shipped weights (or a later CPU continuation), e.g. BUDGET=380 TRAIN_T2S=0 SLR=0.0003 SWARM=100 (training
 # may run BUDGET + 90 s and the benchmark 100 s: a call has 600).
 #
+# The FARGAN feature codec's recipe (issue 47): CONFIG=pipelines/configs/fargan.yaml INIT= TRAIN_T2S=0 TRAIN_AR=1:
+# SoundStorm from scratch on the feature codec's codes (.gpu/data/shards made by that config's stages on a
+# CPU first, cut to 4 levels as below), the AR baseline beside it on the same codes.
+#
 # T2S_SET passes more overrides to the T5 stage, e.g. a T5 reading phonemes with guided attention and
-# absolute positions (the shards then made with text_tokenizer.kind=phonemes):
-#   T2S_SET="--set t2s.guided_attention=1.0 --set t2s.absolute_positions=true"
-# It reads .gpu/ (carried to the machine; not in git):
+# absolute positions (the shards then made with experimental.phoneme_t5=true):
+#   T2S_SET="--set experimental.t5_guided_attention=1.0 --set experimental.t5_absolute_positions=true"
+# It reads .gpu/ (carried to the machine, at most 64 MiB in all; not in git):
 #   .gpu/data/shards          data/tiny/shards with the codes cut to the first 4 levels (meta "levels": 4),
 #                             which halves them (the tiny SoundStorm models 4 levels):
 #                               codes = load_file(shard)["codes"][:4]; meta["levels"] = 4
 #   .gpu/data/text_tokenizer  data/tiny/text_tokenizer
-#   .gpu/soundstorm_init      the SoundStorm folder to continue from (config.json, model.safetensors)
+#   .gpu/soundstorm_init      the SoundStorm folder to continue from (config.json, model.safetensors);
+#                             INIT= (empty) trains from scratch
 #   .whl/                     soundfile, cffi, pycparser wheels, if the machine lacks them
 export PYTHONUNBUFFERED=1
 BUDGET=${BUDGET:-360}
@@ -30,9 +35,11 @@ export PYTHONPATH=.:$PYTHONPATH
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > $RES/gpu.txt 2>&1
 $PY -c "import torch, transformers; print(torch.__version__, transformers.__version__, torch.cuda.is_available())" >> $RES/gpu.txt 2>&1
 cat $RES/gpu.txt
-CFG="--config pipelines/configs/tiny.yaml --out-dir .gpu/data"
-S=soundstorm; T=t2s
-timeout $((BUDGET + 90)) $PY -m pipelines soundstorm $CFG --set $S.init_from=.gpu/soundstorm_init \
+CFG="--config ${CONFIG:-pipelines/configs/tiny.yaml} --out-dir .gpu/data"
+S=soundstorm; T=t2s; A=ar
+INIT=${INIT-.gpu/soundstorm_init}
+FROM=$([ -n "$INIT" ] && echo "--set $S.init_from=$INIT")
+timeout $((BUDGET + 90)) $PY -m pipelines soundstorm $CFG $FROM \
   --set $S.steps=200000 --set $S.time_budget_s=$BUDGET --set $S.frames_per_batch=${FRAMES:-12000} \
   --set $S.lr=${SLR:-0.0005} --set $S.warmup=${SWARM:-200} --set $S.dropout=0.1 --set $S.log_every=50 \
   --set $S.save_every=500 --set $S.threads=4 > $RES/soundstorm.log 2>&1 &
@@ -41,8 +48,12 @@ timeout $((BUDGET + 90)) $PY -m pipelines t2s $CFG --set $T.steps=200000 --set $
   --set $T.batch_size=${T2S_BATCH:-64} --set $T.lr=0.001 --set $T.warmup=300 --set $T.dropout=0.1 \
   --set $T.log_every=100 --set $T.save_every=1000 --set $T.threads=4 $T2S_SET > $RES/t2s.log 2>&1 &
 fi
+if [ "${TRAIN_AR:-0}" = 1 ]; then  # the AR baseline on the same codes, the same budget
+timeout $((BUDGET + 90)) $PY -m pipelines ar $CFG --set $A.steps=200000 --set $A.time_budget_s=$BUDGET \
+  --set $A.threads=4 > $RES/ar.log 2>&1 &
+fi
 wait
-tail -n 3 $RES/soundstorm.log $RES/t2s.log
+tail -n 3 $RES/soundstorm.log $RES/t2s.log $RES/ar.log 2>/dev/null
 cp .gpu/data/stages.json $RES/ 2>/dev/null
 $PY - <<'PY'
 import torch
@@ -57,5 +68,6 @@ timeout ${BENCH_S:-100} $PY benchmarks/acoustic_speed.py --durations ${DURATIONS
   --json $RES/acoustic_speed.json > $RES/acoustic_speed.log 2>&1
 cat $RES/acoustic_speed.log | tail -8
 T2S_OUT=$([ -d .gpu/data/t2s ] && echo t2s)
-tar cf /tmp/results.tar --exclude train_state.pt -C .gpu/data soundstorm/model.safetensors soundstorm/config.json $T2S_OUT -C $RES . 2>&1 | tail -2
+AR_OUT=$([ -f .gpu/data/ar_baseline/model.safetensors ] && echo ar_baseline/model.safetensors ar_baseline/config.json)
+tar cf /tmp/results.tar --exclude train_state.pt -C .gpu/data soundstorm/model.safetensors soundstorm/config.json $T2S_OUT $AR_OUT -C $RES . 2>&1 | tail -2
 cd ${OUT:-/tmp/outdir} && split -b 15M /tmp/results.tar results.tar. && ls -la

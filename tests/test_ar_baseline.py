@@ -54,6 +54,16 @@ def test_loss_skips_prompt_and_padding():
     )
 
 
+def test_a_batch_that_is_all_prompt_costs_nothing_and_is_no_nan():
+    model = tiny()
+    codes = torch.randint(0, 16, (2, 2, 6))
+    semantic, speakers = torch.randint(0, 8, (2, 6)), torch.ones(2, 6, dtype=torch.long)
+    loss = ar_loss(model, codes, semantic, speakers, torch.tensor([6, 4]), torch.tensor([6, 4]))
+    assert loss.item() == 0.0
+    loss.backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
 def test_each_position_is_read_by_its_own_levels_head():
     # The per-level matmuls equal the definition: position n uses head n % Q, in any order of positions.
     model = tiny()

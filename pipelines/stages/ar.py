@@ -81,7 +81,7 @@ def run(config: DataConfig, progress=None) -> dict:
         valid_frames_per_batch=a.frames_per_batch,
         rng_salt=(7,),
         # SoundStorm's optimizer and schedule, its own step budget
-        schedule={"steps": a.steps, "accumulate": a.accumulate, "time_budget_s": None},
+        schedule={"steps": a.steps, "accumulate": a.accumulate, "time_budget_s": a.time_budget_s},
         prepare=prepare,
     )
     return train_token_model(config, spec, progress)

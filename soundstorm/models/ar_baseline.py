@@ -201,9 +201,12 @@ def ar_targets(codes, lengths, prompt_lengths):
 
 
 def ar_loss(model: ARBaseline, codes, semantic, speakers, lengths, prompt_lengths):
-    """Cross-entropy on the flattened tokens after the prompt and before the padding."""
+    """Cross-entropy on the flattened tokens after the prompt and before the padding; a batch whose prompts
+    cover all its tokens has nothing to learn: 0 (with a graph, so the training step is the same)."""
     logits = model(codes, semantic, speakers)  # [B, N, K]
     targets, keep = ar_targets(codes, lengths, prompt_lengths)
+    if not bool(keep.any()):
+        return logits.sum() * 0.0
     return F.cross_entropy(logits[keep].float(), targets[keep])
 
 
