@@ -72,8 +72,8 @@ class CodecConfig:
     threads: int = 1
     autocast_bf16: bool = True  # bf16 matmuls where native (AVX512-BF16/AMX, CUDA): ~2x faster steps
     model: FrameCodecConfig = field(default_factory=FrameCodecConfig)  # width, levels, codebook_size, ...
-    # condition the codec on the semantic tokens (models/frame_codec.py: semantic_vocab): its levels then
-    # carry only the acoustic detail, and decoding needs the semantic tokens too
+    # the feature codec's decoder (`kind: feature`) reads the first levels and the semantic tokens, trained
+    # by this stage for `steps` steps (a frame codec conditioned on them: experimental.semantic_frame_codec)
     semantic: bool = False
     log_every: int = 50
     save_every: int = 500
@@ -177,6 +177,10 @@ class ExperimentalConfig:
     t5_guided_attention: float = 0.0
     t5_guided_sigma: float = 0.4
     t5_guided_heads: int | None = 2
+    # A frame codec (`codec.kind: frame`) conditioned on the semantic tokens in its encoder and its decoder
+    # (SpeechTokenizer's split: the levels carry only what the token leaves out). 2026-11-29: a tie in
+    # SoundStorm's go/no-go at 1000 CPU steps (all babble), so not shipped.
+    semantic_frame_codec: bool = False
     # Multi-period and multi-resolution discriminators with feature matching beside the codec's mel loss
     # (pipelines/adversarial.py, HiFi-GAN's recipe), with `adversarial.enabled` in the codec stage and for
     # `decoder_tune train --adversarial`. 2026-11-2x, on a CPU: a tie in CER, not shipped.

@@ -105,6 +105,14 @@ def test_options_never_shipped_live_in_one_experimental_section():
     direct = load_config("pipelines/configs/toy.yaml", {"t2s.absolute_positions": True})
     with pytest.raises(ValueError, match="experimental.t5_absolute_positions"):
         t2s.run(direct)
+    from pipelines.stages import codec
+
+    frame = load_config("pipelines/configs/toy.yaml", {"codec.semantic": True})  # the feature codec's key
+    with pytest.raises(SystemExit, match="experimental.semantic_frame_codec"):
+        codec.run(frame)
+    conditioned = load_config("pipelines/configs/toy.yaml", {"experimental.semantic_frame_codec": True})
+    assert codec.build_model(conditioned).config.semantic_vocab == conditioned.semantic.clusters
+    assert codec.build_model(load_config("pipelines/configs/toy.yaml")).config.semantic_vocab == 0
 
 
 @pytest.mark.parametrize("item", ["soundstorm.steps", "=3", "soundstorm.stepz=3"])

@@ -98,7 +98,7 @@ def build_model(config: DataConfig) -> FrameCodec:
     c = config.codec
     if c.init_from:
         return init_model(Path(c.init_from), config.sample_rate)
-    semantic_vocab = config.semantic.clusters if c.semantic else 0
+    semantic_vocab = config.semantic.clusters if config.experimental.semantic_frame_codec else 0
     return FrameCodec(
         dataclasses.replace(c.model, sample_rate=config.sample_rate, semantic_vocab=semantic_vocab)
     )
@@ -168,6 +168,11 @@ def run(config: DataConfig, progress=None) -> dict:
         return fit_feature_codec(config, progress)
     if c.kind != "frame":
         raise SystemExit(f"error: codec.kind is frame or feature, got {c.kind!r}")
+    if c.semantic:
+        raise SystemExit(
+            "error: codec.semantic trains the feature codec's decoder; a frame codec conditioned on the "
+            "semantic tokens is experimental.semantic_frame_codec"
+        )
     out = config.out_dir / "codec"
     out.mkdir(parents=True, exist_ok=True)
     done_marker = out / "train_stats.json"
@@ -178,7 +183,7 @@ def run(config: DataConfig, progress=None) -> dict:
     clips, ids = load_training_audio(config, TRAIN_HOURS, with_ids=True)
     model = build_model(config)
     semantic = None
-    if c.semantic or model.config.semantic_vocab:  # a codec reading semantic tokens: the semantic stage's
+    if model.config.semantic_vocab:  # a codec reading semantic tokens: the semantic stage's
         from pipelines.stages.shards import load_semantic
 
         tokens = load_semantic(config.out_dir / "semantic")
