@@ -75,6 +75,8 @@ class CodecConfig:
     # the feature codec's decoder (`kind: feature`) reads the first levels and the semantic tokens, trained
     # by this stage for `steps` steps (a frame codec conditioned on them: experimental.semantic_frame_codec)
     semantic: bool = False
+    # feature: the levels its decoder reads; 1 renders SoundStorm's level-1 distribution in one pass
+    decoder_levels: int = 4
     log_every: int = 50
     save_every: int = 500
     eval_utterances: int = 50

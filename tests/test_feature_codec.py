@@ -186,6 +186,14 @@ def test_the_codec_stage_fits_it_on_the_toy_corpus(tmp_path):
     point = run_bench(synth, ar_model, weights, durations=[2.0], runs=1).results[0]
     assert weights == "trained" and point.soundstorm_s > 0 and point.ar_s > 0
     assert point.ar_steps > point.soundstorm_passes  # one step a token against a few passes a level
+    # codec.decoder_levels 1: the same codebooks (same seed and data), a decoder over level 1 alone, so the
+    # chain's default is posterior decoding: one SoundStorm pass, the expected level-1 vector rendered
+    assert pipelines_main(["codec", *base, *with_decoder, "--set", "codec.decoder_levels=1"]) == 0
+    posterior = Synthesizer.from_checkpoint(str(_bundle_of(out, tmp_path / "posterior")), device="cpu")
+    assert torch.equal(posterior.codec.model.codebooks, synth.codec.model.codebooks)
+    heard = posterior.dialogue(parse_script("[S1] Hello there.\n[S2] Hi, how are you?"), seed=0)
+    assert heard.decoding == "posterior" and np.isfinite(heard.audio).all()
+    assert heard.forward_passes < result.forward_passes  # a pass a window against the paper's per level
 
 
 def _bundle_of(out, tmp_path):
@@ -234,3 +242,32 @@ def test_a_decoder_over_the_first_levels_learns_and_renders_with_the_semantic_to
     wav = codec.decode(codes[:2], semantic=tokens).numpy()
     assert wav.shape == (50 * 320,) and np.isfinite(wav).all()
     assert np.array_equal(wav, codec.decode(codes[:2], semantic=tokens).numpy())
+
+
+def test_a_decoder_over_level_1_renders_its_distribution(tmp_path):
+    """codec.decoder_levels 1: the decoder reads level 1 alone, so it renders SoundStorm's level-1
+    distribution (the expected vector): a one-hot of the true codes renders as those codes do, a spread
+    distribution renders something else, and a decoder over more levels refuses distributions."""
+    clips = [_stacked(_speechlike(2.0, seed)) for seed in (4, 5)]
+    config = FeatureCodecConfig(
+        levels=2, codebook_size=32, semantic_vocab=8, decoder_levels=1, decoder_width=16, decoder_depth=2
+    )
+    model, _ = fit(torch.cat(clips), config, feature_weights(3.0, 2.0), iterations=4, sample=10_000, seed=0)
+    train_decoder(model, clips, [torch.arange(len(c)) % 8 for c in clips], steps=20, seed=0, log_every=20)
+    _save(model, tmp_path / "codec")
+    codec = load_codec(tmp_path / "codec")
+    assert codec.renders_posterior and codec.needs_semantic
+    audio, tokens = _speechlike(1.0, seed=6), np.arange(25) % 8
+    codes = codec.encode(audio, semantic=tokens)
+    one_hot = torch.nn.functional.one_hot(codes[0], 32).float()
+    from_codes = codec.decode(codes[:1], semantic=tokens).numpy()
+    from_probs = codec.decode_posterior(one_hot, semantic=tokens).numpy()
+    assert from_probs.shape == from_codes.shape == (50 * 320,)
+    assert np.allclose(from_probs, from_codes, atol=1e-4)
+    spread = torch.softmax(torch.randn(50, 32, generator=torch.Generator().manual_seed(0)), -1)
+    other = codec.decode_posterior(spread, semantic=tokens).numpy()
+    assert np.isfinite(other).all() and not np.allclose(other, from_codes, atol=1e-3)
+    four = FeatureCodecConfig(levels=2, codebook_size=32, semantic_vocab=8, decoder_width=16, decoder_depth=2)
+    _save(FeatureCodec(four), tmp_path / "four")
+    with pytest.raises(CodecError, match="renders codes"):
+        load_codec(tmp_path / "four").decode_posterior(one_hot, semantic=tokens)

@@ -14,8 +14,10 @@ what the levels before left. Empty clusters are reseeded from random frames. Wri
 `codec/train_stats.json` (each level's residual RMS), a folder `load_codec` reads.
 
 With `codec.semantic: true` it also trains the codec's decoder (`codec.steps` steps, `train_decoder`): from
-the sum of the first 4 levels' vectors and the semantic stage's tokens to the features; decoding then
-reads the semantic tokens (`Codec.needs_semantic`), as the shipped frame codec does.
+the sum of the first `codec.decoder_levels` (4) levels' vectors and the semantic stage's tokens to the
+features; decoding then reads the semantic tokens (`Codec.needs_semantic`), as the shipped frame codec does.
+With `codec.decoder_levels: 1` the decoder reads level 1 alone, so it also renders SoundStorm's level-1
+distribution (its expected vector) in one pass: posterior decoding, as the shipped codec.
 
 Fitted on 2.8 h (1.6 h natural) in 5 minutes of one core; its resynthesis of 50 held-out natural utterances
 (2026-12-06, 2-core Xeon, docs/history/2026-12-06.md): 8 levels CER 0.069 (originals 0.045), similarity to
@@ -158,6 +160,7 @@ def run(config: DataConfig, progress=None) -> dict:
         levels=c.model.levels,
         codebook_size=c.model.codebook_size,
         semantic_vocab=config.semantic.clusters if c.semantic else 0,
+        decoder_levels=c.decoder_levels,
     )
     if config.sample_rate != 16000:
         raise SystemExit("error: the feature codec needs 16 kHz audio (FARGAN's rate)")
@@ -170,6 +173,7 @@ def run(config: DataConfig, progress=None) -> dict:
         "kmeans_iterations": c.kmeans_iterations,
         "kmeans_frames": c.kmeans_frames,
         "decoder_steps": c.steps if c.semantic else 0,
+        "decoder_levels": c.decoder_levels if c.semantic else 0,
     }
     if done.exists() and json.loads(done.read_text()).get("settings") == settings:
         return json.loads(done.read_text())

@@ -299,6 +299,7 @@ class FeatureCodecWrapper(Codec):
     def __init__(self, model, num_levels: int | None = None):
         self._take(model, num_levels)
         self.needs_semantic = bool(model.config.semantic_vocab)  # its decoder reads them
+        self.renders_posterior = model.renders_posterior  # a decoder over level 1 alone
 
     @property
     def device(self):
@@ -325,6 +326,15 @@ class FeatureCodecWrapper(Codec):
         from soundstorm.vocoder import fargan
 
         features = self.model.decode(codes.to(self.device), semantic).cpu().numpy()  # under decode's inference mode
+        return torch.from_numpy(np.stack([fargan.synthesize(f) for f in features]))
+
+    def _decode_posterior(self, probs, semantic=None, voice=None):
+        import numpy as np
+        import torch
+
+        from soundstorm.vocoder import fargan
+
+        features = self.model.decode_posterior(probs.to(self.device), semantic).cpu().numpy()
         return torch.from_numpy(np.stack([fargan.synthesize(f) for f in features]))
 
     @classmethod

@@ -36,7 +36,8 @@ class FeatureCodecConfig:
     levels: int = 8
     codebook_size: int = 1024
     # > 0: a decoder over the levels' vectors and the semantic tokens (a vocabulary of this size) renders
-    # the features, `decoder_width` x `decoder_depth`, trained on the first `decoder_levels` levels
+    # the features, `decoder_width` x `decoder_depth`, trained on the first `decoder_levels` levels; with
+    # `decoder_levels` 1 it also renders level 1's distribution (its expected vector): posterior decoding
     semantic_vocab: int = 0
     decoder_levels: int = 4
     decoder_width: int = 256
@@ -118,3 +119,15 @@ class FeatureCodec(nn.Module):
         if semantic is None:
             raise ValueError("this feature codec's decoder reads the semantic tokens")
         return self.decoder.render(self.embed(codes), semantic)
+
+    @property
+    def renders_posterior(self) -> bool:
+        """Whether level 1's distribution is all its decoder reads (`decoder_levels` 1)."""
+        return self.decoder is not None and self.config.decoder_levels == 1
+
+    def decode_posterior(self, probs: torch.Tensor, semantic: torch.Tensor) -> torch.Tensor:
+        """Level 1's distributions [B, T, K] and codec-rate semantic tokens [B, T] -> features [B, 2T, 20]:
+        the decoder reading the expected level-1 vector."""
+        if not self.renders_posterior:
+            raise ValueError("this feature codec's decoder reads more than level 1")
+        return self.decoder.render(self.expected(probs[..., None, :, :]), semantic)
