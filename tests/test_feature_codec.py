@@ -194,6 +194,21 @@ def test_the_codec_stage_fits_it_on_the_toy_corpus(tmp_path):
     heard = posterior.dialogue(parse_script("[S1] Hello there.\n[S2] Hi, how are you?"), seed=0)
     assert heard.decoding == "posterior" and np.isfinite(heard.audio).all()
     assert heard.forward_passes < result.forward_passes  # a pass a window against the paper's per level
+    # feature_tune: the decoder taught on SoundStorm's level-1 distributions; codebooks and normalisation kept
+    from pipelines.stages.feature_tune import main as feature_tune
+
+    toy = ["--config", "pipelines/configs/toy.yaml", "--out-dir", str(out)]
+    assert feature_tune([*toy, "--items", "4", "--steps", "2", "--threads", "1"]) == 0
+    tuned, plain = load_codec(out / "codec_tuned"), load_codec(out / "codec")
+    assert tuned.renders_posterior and torch.equal(tuned.model.codebooks, plain.model.codebooks)
+    assert torch.equal(tuned.model.decoder.mean, plain.model.decoder.mean)
+    weights = [(a, b) for a, b in zip(tuned.model.decoder.parameters(), plain.model.decoder.parameters(), strict=True)]
+    assert any(not torch.equal(a, b) for a, b in weights)
+    assert json.loads((out / "codec_tuned" / "train_stats.json").read_text())["steps"] == 2
+    # a codec whose decoder reads more than level 1 is refused with one line
+    assert pipelines_main(["codec", *base, *with_decoder]) == 0
+    with pytest.raises(SystemExit, match="error: feature_tune needs a feature codec"):
+        feature_tune([*toy, "--items", "4", "--steps", "2"])
 
 
 def _bundle_of(out, tmp_path):

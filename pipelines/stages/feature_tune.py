@@ -1,0 +1,175 @@
+"""Teach the feature codec's decoder to render SoundStorm's level-1 distribution, not only the true codes.
+
+    python -m pipelines.stages.feature_tune --config C [--out-dir D] [--items 600] [--steps 1500]
+
+The feature codec's decoder (`codec.decoder_levels: 1`) is trained on the vector of the true level-1 code;
+at inference it reads the expected vector under SoundStorm's first pass (posterior decoding), a blur of
+many codes it never saw. As `decoder_tune --soft` did for the frame codec, this stage takes `--items`
+single utterances of the training split, gives each a 3 s prompt of another utterance of the same speaker,
+stores SoundStorm's first-pass expected level-1 vector given that prompt and the true semantic tokens, and
+fine-tunes the codec's decoder (from its weights, its normalisation kept) to render the utterance's FARGAN
+features from it; `--true-share` of the crops still read the true level 1, so resynthesis keeps working.
+Reads `D/codec`, `D/soundstorm`, `D/shards` and the corpus's audio; writes `D/codec_tuned`, a codec folder
+(`load_codec`) that can take the codec's place in a data set or a bundle.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+from torch import nn
+
+from pipelines.stages.feature_codec import BATCH, CROP
+from soundstorm.vocoder.fargan import NUM_FEATURES
+
+PROMPT_S = 3.0
+
+
+def _wav(corpus: Path, item_id: str) -> Path:
+    return corpus / "wavs" / f"{item_id}.wav"
+
+
+def posteriors(model, codec, shards, corpus: Path, items: int, seed: int) -> list[dict]:
+    """Per training single: SoundStorm's expected level-1 vector [T, D], the true level 1 [T], the codec-rate
+    semantic tokens [T] and the utterance's FARGAN features [2T, 20]."""
+    from soundstorm.chain.decoding import PromptTokens, first_level_posterior
+    from soundstorm.chain.semantic import semantic_to_codec
+    from soundstorm.vocoder import fargan
+
+    rng = np.random.default_rng(seed)
+    ratio, levels = model.config.semantic_ratio, model.config.levels
+    frames = int(PROMPT_S * codec.frame_rate)
+    singles = [i for i, r in enumerate(shards.items) if r["kind"] == "single"]
+    rows = []
+    for i in sorted(rng.choice(singles, size=min(items, len(singles)), replace=False)):
+        item = shards[int(i)]
+        others = [j for j in shards.singles_by_speaker[item["speakers"][0]] if j != int(i)]
+        if not others:
+            continue
+        source = shards[int(rng.choice(others))]
+        codes = torch.from_numpy(item["codes"].astype(np.int64))
+        T = codes.shape[1]
+        semantic = semantic_to_codec(torch.from_numpy(item["semantic_tokens"].astype(np.int64)), ratio, T)
+        src = torch.from_numpy(source["codes"].astype(np.int64))
+        src_sem = semantic_to_codec(
+            torch.from_numpy(source["semantic_tokens"].astype(np.int64)), ratio, src.shape[1]
+        )
+        prompt = PromptTokens(src[:levels, :frames], src_sem[:frames], 1)
+        with torch.inference_mode():
+            probs, _ = first_level_posterior(model, semantic, torch.ones_like(semantic), [prompt])
+            expected = codec.model.expected(probs.float()[None])  # [T, D]
+        audio, _ = sf.read(_wav(corpus, item["id"]), dtype="float32")
+        features = fargan.analyze(audio)
+        features = np.concatenate([features, fargan.silence_features(max(0, 2 * T - len(features)))])[: 2 * T]
+        rows.append(
+            {
+                "expected": expected.float(),
+                "level1": codes[0],
+                "codec_semantic": semantic,
+                "features": torch.from_numpy(features.astype(np.float32)),
+            }
+        )
+    return rows
+
+
+def tune(
+    codec_model, rows: list[dict], steps: int, true_share: float, seed: int, lr: float = 3e-4
+) -> list[float]:
+    """Fine-tune `codec_model.decoder` on `rows`: L1 on normalised features (the codec stage's loss), AdamW
+    at `lr` with 100 warm-up steps and a linear fall to a tenth. Returns the mean loss every 100 steps."""
+    from pipelines.stages.feature_decoder import feature_loss
+    from soundstorm.base.runtime import native_bf16
+
+    decoder = codec_model.decoder
+    opt = torch.optim.AdamW(decoder.parameters(), lr=lr, weight_decay=0.01)
+    rng, bf16, losses, window = np.random.default_rng(seed), native_bf16(torch.device("cpu")), [], []
+    decoder.train()
+    for step in range(steps):
+        lat, sem, tgt = [], [], []
+        for _ in range(BATCH):
+            r = rows[int(rng.integers(len(rows)))]
+            T = len(r["level1"])
+            lo, n = int(rng.integers(max(1, T - CROP))), min(CROP, T)
+            if rng.random() < true_share:
+                with torch.no_grad():
+                    latent = codec_model.embed(r["level1"][None, lo : lo + n])
+            else:
+                latent = r["expected"][lo : lo + n]
+            lat.append(nn.functional.pad(latent, (0, 0, 0, CROP - n)))
+            sem.append(nn.functional.pad(r["codec_semantic"][lo : lo + n], (0, CROP - n)))
+            target = (r["features"][2 * lo : 2 * (lo + n)] - decoder.mean) / decoder.std
+            tgt.append(torch.cat([target, torch.full((2 * (CROP - n), NUM_FEATURES), float("nan"))]))
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            pred = decoder(torch.stack(lat), torch.stack(sem)).float()
+        loss = feature_loss(pred, torch.stack(tgt))
+        for group in opt.param_groups:
+            group["lr"] = lr * min(1.0, (step + 1) / 100) * (0.1 + 0.9 * (1 - step / steps))
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(decoder.parameters(), 1.0)
+        opt.step()
+        window.append(loss.item())
+        if (step + 1) % 100 == 0 or step + 1 == steps:
+            losses.append(round(float(np.mean(window)), 4))
+            window = []
+    decoder.eval()
+    return losses
+
+
+def main(argv: list[str] | None = None) -> int:
+    from safetensors.torch import save_file
+
+    from pipelines.config import config_of, config_parser
+    from pipelines.stages.shards import TokenShards
+    from soundstorm.chain.codec import load_codec
+    from soundstorm.models.soundstorm import load_soundstorm
+
+    parser = config_parser(__doc__)
+    parser.add_argument("--items", type=int, default=600)
+    parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--true-share", type=float, default=0.25)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args(argv)
+    config = config_of(args)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(config.seed)
+    out = config.out_dir
+    codec = load_codec(out / "codec")
+    if not getattr(codec, "renders_posterior", False) or not hasattr(codec.model, "expected"):
+        raise SystemExit(
+            "error: feature_tune needs a feature codec whose decoder reads level 1 alone "
+            "(codec.kind: feature, codec.semantic: true, codec.decoder_levels: 1)"
+        )
+    started = time.time()
+    model = load_soundstorm(out / "soundstorm")
+    rows = posteriors(
+        model, codec, TokenShards(out / "shards", "train"), out / "corpus", args.items, config.seed
+    )
+    generated_s = round(time.time() - started, 1)
+    losses = tune(codec.model, rows, args.steps, args.true_share, config.seed)
+    target = out / "codec_tuned"
+    target.mkdir(parents=True, exist_ok=True)
+    shutil.copy(out / "codec" / "config.json", target / "config.json")
+    state = {k: v.contiguous() for k, v in codec.model.state_dict().items()}
+    save_file(state, str(target / "model.safetensors"))
+    stats = {
+        "items": len(rows),
+        "steps": args.steps,
+        "true_share": args.true_share,
+        "loss": losses,
+        "generate_s": generated_s,
+        "wall_s": round(time.time() - started, 1),
+    }
+    (target / "train_stats.json").write_text(json.dumps(stats, indent=1))
+    print(json.dumps({k: v for k, v in stats.items() if k != "loss"} | {"final_loss": losses[-1]}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
