@@ -77,6 +77,9 @@ class CodecConfig:
     semantic: bool = False
     # feature: the levels its decoder reads; 1 renders SoundStorm's level-1 distribution in one pass
     decoder_levels: int = 4
+    # feature: its decoder also reads the voice of a 3 s crop of another utterance of the same speaker
+    # (a prompt's, at inference); 2026-12-06 evening, docs/history/2026-12-06.md
+    voice: bool = False
     log_every: int = 50
     save_every: int = 500
     eval_utterances: int = 50

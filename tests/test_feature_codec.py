@@ -209,6 +209,16 @@ def test_the_codec_stage_fits_it_on_the_toy_corpus(tmp_path):
     assert pipelines_main(["codec", *base, *with_decoder]) == 0
     with pytest.raises(SystemExit, match="error: feature_tune needs a feature codec"):
         feature_tune([*toy, "--items", "4", "--steps", "2"])
+    # codec.voice: the same codebooks, a decoder that also reads the prompt's voice, which the chain passes
+    voiced_sets = [*with_decoder, "--set", "codec.decoder_levels=1", "--set", "codec.voice=true"]
+    assert pipelines_main(["codec", *base, *voiced_sets]) == 0
+    assert json.loads((out / "codec" / "train_stats.json").read_text())["settings"]["voice"] is True
+    voiced = Synthesizer.from_checkpoint(str(_bundle_of(out, tmp_path / "voiced")), device="cpu")
+    assert voiced.codec.reads_voice and torch.equal(voiced.codec.model.codebooks, synth.codec.model.codebooks)
+    said = voiced.dialogue(parse_script("[S1] Hello there.\n[S2] Hi, how are you?"), seed=0)
+    assert said.decoding == "posterior" and np.isfinite(said.audio).all() and np.abs(said.audio).max() > 0.01
+    assert feature_tune([*toy, "--items", "4", "--steps", "2", "--threads", "1"]) == 0
+    assert load_codec(out / "codec_tuned").reads_voice
 
 
 def _bundle_of(out, tmp_path):
@@ -286,3 +296,52 @@ def test_a_decoder_over_level_1_renders_its_distribution(tmp_path):
     _save(FeatureCodec(four), tmp_path / "four")
     with pytest.raises(CodecError, match="renders codes"):
         load_codec(tmp_path / "four").decode_posterior(one_hot, semantic=tokens)
+
+
+def test_a_decoder_that_reads_a_voice_takes_the_prompts(tmp_path):
+    """codec.voice: the decoder also reads a prompt's voice vector (the mean and deviation of its codes'
+    vectors): trained on another utterance's voice, it renders codes with their own voice by default, a
+    level-1 distribution only with a voice given, and a different voice differently."""
+    clips = [_stacked(_speechlike(4.0, seed)) for seed in (7, 8, 9)]
+    config = FeatureCodecConfig(
+        levels=2, codebook_size=32, semantic_vocab=8, decoder_levels=1, voice=True, decoder_width=16, decoder_depth=2
+    )
+    model, _ = fit(torch.cat(clips), config, feature_weights(3.0, 2.0), iterations=4, sample=10_000, seed=0)
+    semantic = [torch.arange(len(c)) % 8 for c in clips]
+    losses = train_decoder(model, clips, semantic, steps=20, seed=0, log_every=10, sources=[[1], [0], [2]])
+    assert len(losses) == 2 and all(np.isfinite(losses))
+    _save(model, tmp_path / "codec")
+    codec = load_codec(tmp_path / "codec")
+    assert codec.reads_voice and codec.renders_posterior
+    audio, tokens = _speechlike(1.0, seed=6), np.arange(25) % 8
+    codes = codec.encode(audio, semantic=tokens)
+    own = codec.voice(codes[:1])
+    assert own.shape == (2 * config.dim,) and torch.isfinite(own).all()
+    default = codec.decode(codes[:1], semantic=tokens).numpy()
+    assert np.array_equal(default, codec.decode(codes[:1], semantic=tokens, voice=own).numpy())
+    one_hot = torch.nn.functional.one_hot(codes[0], 32).float()
+    with pytest.raises(CodecError, match="reads a voice vector"):
+        codec.decode_posterior(one_hot, semantic=tokens)
+    mine = codec.decode_posterior(one_hot, semantic=tokens, voice=own).numpy()
+    assert np.allclose(mine, default, atol=1e-4)
+    other = codec.voice(codec.encode(_speechlike(1.0, seed=11), semantic=tokens)[:1])
+    theirs = codec.decode_posterior(one_hot, semantic=tokens, voice=other).numpy()
+    assert not np.allclose(theirs, mine, atol=1e-3)
+    with pytest.raises(CodecError, match="prompt codes"):
+        codec.voice(codes[:1, :0])
+
+
+def test_a_clip_draws_its_voice_from_its_speakers_other_utterances():
+    from pipelines.stages.feature_codec import voice_sources
+
+    rows = {
+        "a1": {"kind": "single", "speakers": ["A"]},
+        "a2": {"kind": "single", "speakers": ["A"]},
+        "b1": {"kind": "single", "speakers": ["B"]},
+        "d1": {"kind": "dialogue", "speakers": ["A", "B"]},
+        "a3": {"kind": "single", "speakers": ["A"]},
+        "r1": {"kind": "single", "speaker": "C"},  # a real corpus's row
+        "r2": {"kind": "single", "speaker": "C"},
+    }
+    ids = ["a1", "a2", "b1", "d1", "a3", "r1", "r2"]
+    assert voice_sources(ids, rows) == [[1, 4], [0, 4], [2], [3], [0, 1], [6], [5]]

@@ -17,7 +17,9 @@ With `codec.semantic: true` it also trains the codec's decoder (`codec.steps` st
 the sum of the first `codec.decoder_levels` (4) levels' vectors and the semantic stage's tokens to the
 features; decoding then reads the semantic tokens (`Codec.needs_semantic`), as the shipped frame codec does.
 With `codec.decoder_levels: 1` the decoder reads level 1 alone, so it also renders SoundStorm's level-1
-distribution (its expected vector) in one pass: posterior decoding, as the shipped codec.
+distribution (its expected vector) in one pass: posterior decoding, as the shipped codec. With `codec.voice:
+true` it also reads a voice vector (`FeatureCodec.voice_vector`), in training that of a 3 s crop of another
+utterance of the same speaker (`voice_sources`), at inference the prompt's.
 
 Fitted on 2.8 h (1.6 h natural) in 5 minutes of one core; its resynthesis of 50 held-out natural utterances
 (2026-12-06, 2-core Xeon, docs/history/2026-12-06.md): 8 levels CER 0.069 (originals 0.045), similarity to
@@ -59,8 +61,14 @@ def kmeans(x: torch.Tensor, k: int, iterations: int, generator: torch.Generator)
     return centroids
 
 
-def fit(frames: torch.Tensor, config: FeatureCodecConfig, weights: torch.Tensor, iterations: int,
-        sample: int, seed: int) -> tuple[FeatureCodec, list[float]]:
+def fit(
+    frames: torch.Tensor,
+    config: FeatureCodecConfig,
+    weights: torch.Tensor,
+    iterations: int,
+    sample: int,
+    seed: int,
+) -> tuple[FeatureCodec, list[float]]:
     """A FeatureCodec fitted on stacked frames [N, D] (FARGAN units): its normalisation, weights and
     codebooks; and the residual RMS after each level (in the weighted space)."""
     if len(frames) < config.codebook_size:
@@ -98,14 +106,41 @@ def training_frames(clips: list[np.ndarray]) -> list[torch.Tensor]:
 
 CROP = 200  # the decoder's training crops, codec frames (4 s)
 BATCH = 16
+VOICE_FRAMES = 150  # a voice prompt's crop, codec frames (3 s)
+VOICE_LEVELS = 4  # the levels a prompt's voice vector is read from (what SoundStorm renders)
 
 
-def train_decoder(model: FeatureCodec, clips: list[torch.Tensor], semantic: list[torch.Tensor], steps: int,
-                  seed: int, log_every: int = 200) -> list[float]:
+def voice_sources(ids: list[str], rows: dict[str, dict]) -> list[list[int]]:
+    """For each training clip, the other single utterances of its speaker (where its voice is drawn from in
+    training); a dialogue, or a speaker's only utterance, draws from itself."""
+
+    def speaker(item_id: str) -> str | None:
+        row = rows.get(item_id, {})
+        return (row.get("speakers") or [row.get("speaker")])[0] if row.get("kind") == "single" else None
+
+    by_speaker: dict[str, list[int]] = {}
+    for i, item_id in enumerate(ids):
+        if speaker(item_id) is not None:
+            by_speaker.setdefault(speaker(item_id), []).append(i)
+    return [
+        [j for j in by_speaker.get(speaker(item_id), []) if j != i] or [i] for i, item_id in enumerate(ids)
+    ]
+
+
+def train_decoder(
+    model: FeatureCodec,
+    clips: list[torch.Tensor],
+    semantic: list[torch.Tensor],
+    steps: int,
+    seed: int,
+    log_every: int = 200,
+    sources: list[list[int]] | None = None,
+) -> list[float]:
     """The codec's decoder, from the sum of the first `decoder_levels` levels' vectors and the codec-rate
     semantic tokens of random 4 s crops to their features: L1 on the features normalised by the set's mean
     and deviation (the pitch counting twice, as the feature decoder's), AdamW 1e-3 with 200 warm-up steps
-    and a linear fall to a tenth, bf16 where native. Returns the loss every `log_every` steps."""
+    and a linear fall to a tenth, bf16 where native. A decoder that reads a voice gets that of a 3 s crop of
+    one of the clip's `sources` (`voice_sources`). Returns the loss every `log_every` steps."""
     from pipelines.stages.feature_decoder import feature_loss
     from soundstorm.base.runtime import native_bf16
 
@@ -116,21 +151,28 @@ def train_decoder(model: FeatureCodec, clips: list[torch.Tensor], semantic: list
     decoder.std.copy_(every.std(0).clamp_min(1e-3))
     with torch.no_grad():
         latents = [model.embed(model.quantize(f, q)) for f in pairs]
+        prompt_codes = [model.quantize(f, VOICE_LEVELS) for f in pairs] if model.reads_voice else None
+    sources = sources or [[i] for i in range(len(clips))]
     opt = torch.optim.AdamW(decoder.parameters(), lr=1e-3, weight_decay=0.01)
     rng, bf16, losses, window = np.random.default_rng(seed), native_bf16(torch.device("cpu")), [], []
     decoder.train()
     for step in range(steps):
-        lat, sem, tgt = [], [], []
+        lat, sem, tgt, voi = [], [], [], []
         for _ in range(BATCH):
             k = int(rng.integers(len(clips)))
             T = min(len(latents[k]), len(semantic[k]))
             lo, n = int(rng.integers(max(1, T - CROP))), min(CROP, T)
+            if prompt_codes is not None:
+                src = prompt_codes[sources[k][int(rng.integers(len(sources[k])))]]
+                start = int(rng.integers(max(1, src.shape[1] - VOICE_FRAMES)))
+                with torch.no_grad():
+                    voi.append(model.voice_vector(src[None, :, start : start + VOICE_FRAMES])[0])
             lat.append(nn.functional.pad(latents[k][lo : lo + n], (0, 0, 0, CROP - n)))
             sem.append(nn.functional.pad(semantic[k][lo : lo + n], (0, CROP - n)))
             target = (pairs[k][2 * lo : 2 * (lo + n)] - decoder.mean) / decoder.std
             tgt.append(torch.cat([target, torch.full((2 * (CROP - n), NUM_FEATURES), float("nan"))]))
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            pred = decoder(torch.stack(lat), torch.stack(sem)).float()
+            pred = decoder(torch.stack(lat), torch.stack(sem), torch.stack(voi) if voi else None).float()
         loss = feature_loss(pred, torch.stack(tgt))
         for group in opt.param_groups:
             group["lr"] = 1e-3 * min(1.0, (step + 1) / 200) * (0.1 + 0.9 * (1 - step / steps))
@@ -161,6 +203,7 @@ def run(config: DataConfig, progress=None) -> dict:
         codebook_size=c.model.codebook_size,
         semantic_vocab=config.semantic.clusters if c.semantic else 0,
         decoder_levels=c.decoder_levels,
+        voice=bool(c.semantic and c.voice),
     )
     if config.sample_rate != 16000:
         raise SystemExit("error: the feature codec needs 16 kHz audio (FARGAN's rate)")
@@ -175,6 +218,8 @@ def run(config: DataConfig, progress=None) -> dict:
         "decoder_steps": c.steps if c.semantic else 0,
         "decoder_levels": c.decoder_levels if c.semantic else 0,
     }
+    if c.semantic and c.voice:  # (absent otherwise: codecs fitted before the key keep their settings)
+        settings["voice"] = True
     if done.exists() and json.loads(done.read_text()).get("settings") == settings:
         return json.loads(done.read_text())
     torch.set_num_threads(max(1, c.threads))
@@ -197,7 +242,11 @@ def run(config: DataConfig, progress=None) -> dict:
             semantic_to_codec(torch.from_numpy(tokens[i].astype(np.int64)), ratio, len(f))
             for i, f in zip(ids, clips, strict=True)
         ]
-        stats["decoder_loss"] = train_decoder(model, clips, semantic, c.steps, config.seed)
+        from pipelines.data.manifest import read_manifest
+
+        rows = {r["id"]: r for r in read_manifest(config.out_dir, "train")}
+        sources = voice_sources(ids, rows)
+        stats["decoder_loss"] = train_decoder(model, clips, semantic, c.steps, config.seed, sources=sources)
     (out / "config.json").write_text(json.dumps(model_config.to_dict(), indent=1))
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / "model.safetensors"))
     stats["wall_s"] = round(time.time() - started, 1)

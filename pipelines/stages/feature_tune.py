@@ -8,7 +8,7 @@ many codes it never saw. As `decoder_tune --soft` did for the frame codec, this 
 single utterances of the training split, gives each a 3 s prompt of another utterance of the same speaker,
 stores SoundStorm's first-pass expected level-1 vector given that prompt and the true semantic tokens, and
 fine-tunes the codec's decoder (from its weights, its normalisation kept) to render the utterance's FARGAN
-features from it; `--true-share` of the crops still read the true level 1, so resynthesis keeps working.
+features from it (and, for a decoder that reads a voice, `codec.voice`, from the prompt's voice vector); `--true-share` of the crops still read the true level 1, so resynthesis keeps working.
 Reads `D/codec`, `D/soundstorm`, `D/shards` and the corpus's audio; writes `D/codec_tuned`, a codec folder
 (`load_codec`) that can take the codec's place in a data set or a bundle.
 """
@@ -64,6 +64,7 @@ def posteriors(model, codec, shards, corpus: Path, items: int, seed: int) -> lis
         with torch.inference_mode():
             probs, _ = first_level_posterior(model, semantic, torch.ones_like(semantic), [prompt])
             expected = codec.model.expected(probs.float()[None])  # [T, D]
+            voice = codec.model.voice_vector(prompt.codes[None])[0] if codec.reads_voice else None
         audio, _ = sf.read(_wav(corpus, item["id"]), dtype="float32")
         features = fargan.analyze(audio)
         features = np.concatenate([features, fargan.silence_features(max(0, 2 * T - len(features)))])[: 2 * T]
@@ -72,6 +73,7 @@ def posteriors(model, codec, shards, corpus: Path, items: int, seed: int) -> lis
                 "expected": expected.float(),
                 "level1": codes[0],
                 "codec_semantic": semantic,
+                "voice": voice,
                 "features": torch.from_numpy(features.astype(np.float32)),
             }
         )
@@ -91,7 +93,7 @@ def tune(
     rng, bf16, losses, window = np.random.default_rng(seed), native_bf16(torch.device("cpu")), [], []
     decoder.train()
     for step in range(steps):
-        lat, sem, tgt = [], [], []
+        lat, sem, tgt, voi = [], [], [], []
         for _ in range(BATCH):
             r = rows[int(rng.integers(len(rows)))]
             T = len(r["level1"])
@@ -103,10 +105,12 @@ def tune(
                 latent = r["expected"][lo : lo + n]
             lat.append(nn.functional.pad(latent, (0, 0, 0, CROP - n)))
             sem.append(nn.functional.pad(r["codec_semantic"][lo : lo + n], (0, CROP - n)))
+            if r["voice"] is not None:  # the prompt's, as at inference
+                voi.append(r["voice"])
             target = (r["features"][2 * lo : 2 * (lo + n)] - decoder.mean) / decoder.std
             tgt.append(torch.cat([target, torch.full((2 * (CROP - n), NUM_FEATURES), float("nan"))]))
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            pred = decoder(torch.stack(lat), torch.stack(sem)).float()
+            pred = decoder(torch.stack(lat), torch.stack(sem), torch.stack(voi) if voi else None).float()
         loss = feature_loss(pred, torch.stack(tgt))
         for group in opt.param_groups:
             group["lr"] = lr * min(1.0, (step + 1) / 100) * (0.1 + 0.9 * (1 - step / steps))

@@ -113,8 +113,17 @@ class Codec(ABC):
         return codes[0] if single else codes
 
     def voice(self, codes):
-        """A prompt's voice vector [V] from its codes [Q, P], for a codec that `reads_voice`."""
-        raise CodecError("this codec's decoder reads no voice vector")
+        """A prompt's voice vector [V] from its codes [Q, P], for a codec that `reads_voice` (its model's
+        `voice_vector`)."""
+        import torch
+
+        if not self.reads_voice:
+            raise CodecError("this codec's decoder reads no voice vector")
+        codes = torch.as_tensor(codes, dtype=torch.long)
+        if codes.dim() != 2 or codes.shape[1] == 0 or codes.shape[0] > self.num_levels:
+            raise CodecError(f"prompt codes must be [Q, P] with P > 0, got {tuple(codes.shape)}")
+        with torch.inference_mode():
+            return self.model.voice_vector(codes[None].to(self.device))[0].float()
 
     def _voice(self, voice, batch: int, frames: int):
         """`voice` [V], [T, V] or [B, T, V] -> [B, V] or [B, T, V] on the device (None where not read)."""
@@ -264,17 +273,6 @@ class FrameCodecWrapper(Codec):
     def _decode_posterior(self, probs, semantic=None, voice=None):
         return self.model.decode_posterior(probs, semantic, voice)
 
-    def voice(self, codes):
-        import torch
-
-        if not self.reads_voice:
-            return super().voice(codes)
-        codes = torch.as_tensor(codes, dtype=torch.long)
-        if codes.dim() != 2 or codes.shape[1] == 0 or codes.shape[0] > self.num_levels:
-            raise CodecError(f"prompt codes must be [Q, P] with P > 0, got {tuple(codes.shape)}")
-        with torch.inference_mode():
-            return self.model.voice_vector(codes[None].to(self.device))[0].float()
-
     @classmethod
     def from_pretrained(cls, directory: str | Path, num_levels: int | None = None, device: str = "cpu"):
         from soundstorm.bundles.checkpoints import load_safetensors
@@ -300,6 +298,7 @@ class FeatureCodecWrapper(Codec):
         self._take(model, num_levels)
         self.needs_semantic = bool(model.config.semantic_vocab)  # its decoder reads them
         self.renders_posterior = model.renders_posterior  # a decoder over level 1 alone
+        self.reads_voice = model.reads_voice  # and the prompt's voice vector
 
     @property
     def device(self):
@@ -325,7 +324,7 @@ class FeatureCodecWrapper(Codec):
 
         from soundstorm.vocoder import fargan
 
-        features = self.model.decode(codes.to(self.device), semantic).cpu().numpy()  # under decode's inference mode
+        features = self.model.decode(codes.to(self.device), semantic, voice).cpu().numpy()  # under inference mode
         return torch.from_numpy(np.stack([fargan.synthesize(f) for f in features]))
 
     def _decode_posterior(self, probs, semantic=None, voice=None):
@@ -334,7 +333,7 @@ class FeatureCodecWrapper(Codec):
 
         from soundstorm.vocoder import fargan
 
-        features = self.model.decode_posterior(probs.to(self.device), semantic).cpu().numpy()
+        features = self.model.decode_posterior(probs.to(self.device), semantic, voice).cpu().numpy()
         return torch.from_numpy(np.stack([fargan.synthesize(f) for f in features]))
 
     @classmethod

@@ -40,6 +40,9 @@ class FeatureCodecConfig:
     # `decoder_levels` 1 it also renders level 1's distribution (its expected vector): posterior decoding
     semantic_vocab: int = 0
     decoder_levels: int = 4
+    # the decoder also reads a voice vector (`FeatureCodec.voice_vector` of a prompt's codes): the voice of
+    # what it renders can come from the prompt, where level 1 alone carries little of it
+    voice: bool = False
     decoder_width: int = 256
     decoder_depth: int = 8
     model_type: str = "soundstorm-feature-codec"
@@ -55,9 +58,13 @@ class FeatureCodecConfig:
 def nearest(x: torch.Tensor, book: torch.Tensor, chunk: int = 65536) -> torch.Tensor:
     """Index of the nearest row of `book` [K, D] for each row of `x` [N, D]."""
     norms = book.pow(2).sum(1)
-    return torch.cat(
-        [(norms[None] - 2 * x[i : i + chunk] @ book.t()).argmin(1) for i in range(0, len(x), chunk)]
-    ) if len(x) else torch.zeros(0, dtype=torch.long)
+    return (
+        torch.cat(
+            [(norms[None] - 2 * x[i : i + chunk] @ book.t()).argmin(1) for i in range(0, len(x), chunk)]
+        )
+        if len(x)
+        else torch.zeros(0, dtype=torch.long)
+    )
 
 
 class FeatureCodec(nn.Module):
@@ -73,7 +80,10 @@ class FeatureCodec(nn.Module):
         self.register_buffer("codebooks", torch.zeros(config.levels, config.codebook_size, d))
         self.decoder = None
         if config.semantic_vocab:
-            self.decoder = FeatureDecoder(d, 0, config.semantic_vocab, config.decoder_width, config.decoder_depth)
+            voice = 2 * d if config.voice else 0
+            self.decoder = FeatureDecoder(
+                d, voice, config.semantic_vocab, config.decoder_width, config.decoder_depth
+            )
 
     def to_space(self, features: torch.Tensor) -> torch.Tensor:
         """[2T, 20] -> the quantiser's space [T, D] (an odd last frame dropped)."""
@@ -111,23 +121,48 @@ class FeatureCodec(nn.Module):
         """Codes [..., Q, T] -> features [..., 2T, 20]."""
         return self.from_space(self.embed(codes))
 
-    def decode(self, codes: torch.Tensor, semantic: torch.Tensor | None = None) -> torch.Tensor:
-        """Codes [B, Q, T] (and codec-rate semantic tokens [B, T], for a codec with a decoder) -> features
-        [B, 2T, 20]: the decoder's where the codec has one, else the sum of the vectors."""
+    @property
+    def reads_voice(self) -> bool:
+        return self.decoder is not None and self.config.voice
+
+    def voice_vector(self, codes: torch.Tensor) -> torch.Tensor:
+        """A prompt's codes [B, Q, P] -> its voice [B, 2D]: the mean and deviation over its frames of the sum of
+        its levels' vectors (the quantiser's space)."""
+        x = self.embed(codes)
+        return torch.cat([x.mean(-2), x.std(-2, unbiased=False)], dim=-1)
+
+    def _voice(self, voice: torch.Tensor | None, codes: torch.Tensor | None = None) -> torch.Tensor | None:
+        if not self.reads_voice:
+            return None
+        if voice is None:
+            if codes is None:
+                raise ValueError("this feature codec's decoder reads a voice vector: pass voice=")
+            return self.voice_vector(codes)  # the codes' own
+        return voice
+
+    def decode(
+        self, codes: torch.Tensor, semantic: torch.Tensor | None = None, voice: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Codes [B, Q, T] (and codec-rate semantic tokens [B, T], for a codec with a decoder; a voice [B, V] or
+        [B, T, V] where it reads one, by default the codes' own) -> features [B, 2T, 20]: the decoder's where
+        the codec has one, else the sum of the vectors."""
         if self.decoder is None:
             return self.dequantize(codes)
         if semantic is None:
             raise ValueError("this feature codec's decoder reads the semantic tokens")
-        return self.decoder.render(self.embed(codes), semantic)
+        return self.decoder.render(self.embed(codes), semantic, self._voice(voice, codes))
 
     @property
     def renders_posterior(self) -> bool:
         """Whether level 1's distribution is all its decoder reads (`decoder_levels` 1)."""
         return self.decoder is not None and self.config.decoder_levels == 1
 
-    def decode_posterior(self, probs: torch.Tensor, semantic: torch.Tensor) -> torch.Tensor:
-        """Level 1's distributions [B, T, K] and codec-rate semantic tokens [B, T] -> features [B, 2T, 20]:
-        the decoder reading the expected level-1 vector."""
+    def decode_posterior(
+        self, probs: torch.Tensor, semantic: torch.Tensor, voice: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Level 1's distributions [B, T, K] and codec-rate semantic tokens [B, T] (and the prompt's voice
+        [B, V] or [B, T, V], where the decoder reads one) -> features [B, 2T, 20]: the decoder reading the
+        expected level-1 vector."""
         if not self.renders_posterior:
             raise ValueError("this feature codec's decoder reads more than level 1")
-        return self.decoder.render(self.expected(probs[..., None, :, :]), semantic)
+        return self.decoder.render(self.expected(probs[..., None, :, :]), semantic, self._voice(voice))
