@@ -61,14 +61,8 @@ def kmeans(x: torch.Tensor, k: int, iterations: int, generator: torch.Generator)
     return centroids
 
 
-def fit(
-    frames: torch.Tensor,
-    config: FeatureCodecConfig,
-    weights: torch.Tensor,
-    iterations: int,
-    sample: int,
-    seed: int,
-) -> tuple[FeatureCodec, list[float]]:
+def fit(frames: torch.Tensor, config: FeatureCodecConfig, weights: torch.Tensor, iterations: int,
+        sample: int, seed: int) -> tuple[FeatureCodec, list[float]]:
     """A FeatureCodec fitted on stacked frames [N, D] (FARGAN units): its normalisation, weights and
     codebooks; and the residual RMS after each level (in the weighted space)."""
     if len(frames) < config.codebook_size:
@@ -141,9 +135,6 @@ def train_decoder(
     and deviation (the pitch counting twice, as the feature decoder's), AdamW 1e-3 with 200 warm-up steps
     and a linear fall to a tenth, bf16 where native. A decoder that reads a voice gets that of a 3 s crop of
     one of the clip's `sources` (`voice_sources`). Returns the loss every `log_every` steps."""
-    from pipelines.stages.feature_decoder import feature_loss
-    from soundstorm.base.runtime import native_bf16
-
     decoder, q = model.decoder, model.config.decoder_levels
     pairs = [c.reshape(-1, NUM_FEATURES) for c in clips]
     every = torch.cat(pairs)
@@ -153,29 +144,50 @@ def train_decoder(
         latents = [model.embed(model.quantize(f, q)) for f in pairs]
         prompt_codes = [model.quantize(f, VOICE_LEVELS) for f in pairs] if model.reads_voice else None
     sources = sources or [[i] for i in range(len(clips))]
-    opt = torch.optim.AdamW(decoder.parameters(), lr=1e-3, weight_decay=0.01)
+
+    def crop(rng):
+        k = int(rng.integers(len(clips)))
+        T = min(len(latents[k]), len(semantic[k]))
+        lo, n = int(rng.integers(max(1, T - CROP))), min(CROP, T)
+        voice = None
+        if prompt_codes is not None:
+            src = prompt_codes[sources[k][int(rng.integers(len(sources[k])))]]
+            start = int(rng.integers(max(1, src.shape[1] - VOICE_FRAMES)))
+            voice = model.voice_vector(src[None, :, start : start + VOICE_FRAMES])[0]
+        return latents[k][lo : lo + n], semantic[k][lo : lo + n], pairs[k][2 * lo : 2 * (lo + n)], voice
+
+    return fit_decoder(decoder, crop, steps, seed, lr=1e-3, warmup=200, log_every=log_every)
+
+
+def fit_decoder(decoder, crop, steps: int, seed: int, lr: float, warmup: int, log_every: int) -> list[float]:
+    """The loop the feature codec's decoder trainings share (`train_decoder`, `feature_tune`): a step is BATCH
+    crops of `crop(rng)` -> (latent [n, D], codec-rate semantic tokens [n], features [2n, 20] in FARGAN's units,
+    voice [V] or None), padded to CROP frames (the targets NaN past a crop's end); L1 on the features normalised
+    by the decoder's mean and deviation (`feature_loss`), AdamW at `lr` with `warmup` steps and a linear fall to
+    a tenth, gradients clipped at 1, bf16 where native. Returns the mean loss every `log_every` steps."""
+    from pipelines.stages.feature_decoder import feature_loss
+    from soundstorm.base.runtime import native_bf16
+
+    opt = torch.optim.AdamW(decoder.parameters(), lr=lr, weight_decay=0.01)
     rng, bf16, losses, window = np.random.default_rng(seed), native_bf16(torch.device("cpu")), [], []
     decoder.train()
     for step in range(steps):
         lat, sem, tgt, voi = [], [], [], []
         for _ in range(BATCH):
-            k = int(rng.integers(len(clips)))
-            T = min(len(latents[k]), len(semantic[k]))
-            lo, n = int(rng.integers(max(1, T - CROP))), min(CROP, T)
-            if prompt_codes is not None:
-                src = prompt_codes[sources[k][int(rng.integers(len(sources[k])))]]
-                start = int(rng.integers(max(1, src.shape[1] - VOICE_FRAMES)))
-                with torch.no_grad():
-                    voi.append(model.voice_vector(src[None, :, start : start + VOICE_FRAMES])[0])
-            lat.append(nn.functional.pad(latents[k][lo : lo + n], (0, 0, 0, CROP - n)))
-            sem.append(nn.functional.pad(semantic[k][lo : lo + n], (0, CROP - n)))
-            target = (pairs[k][2 * lo : 2 * (lo + n)] - decoder.mean) / decoder.std
+            with torch.no_grad():
+                latent, tokens, features, voice = crop(rng)
+            n = len(latent)
+            lat.append(nn.functional.pad(latent, (0, 0, 0, CROP - n)))
+            sem.append(nn.functional.pad(tokens, (0, CROP - n)))
+            if voice is not None:
+                voi.append(voice)
+            target = (features - decoder.mean) / decoder.std
             tgt.append(torch.cat([target, torch.full((2 * (CROP - n), NUM_FEATURES), float("nan"))]))
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             pred = decoder(torch.stack(lat), torch.stack(sem), torch.stack(voi) if voi else None).float()
         loss = feature_loss(pred, torch.stack(tgt))
         for group in opt.param_groups:
-            group["lr"] = 1e-3 * min(1.0, (step + 1) / 200) * (0.1 + 0.9 * (1 - step / steps))
+            group["lr"] = lr * min(1.0, (step + 1) / warmup) * (0.1 + 0.9 * (1 - step / steps))
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(decoder.parameters(), 1.0)

@@ -18,26 +18,19 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 import torch
-from torch import nn
 
-from pipelines.stages.feature_codec import BATCH, CROP
-from soundstorm.vocoder.fargan import NUM_FEATURES
+from pipelines.stages.feature_codec import CROP, fit_decoder
 
 PROMPT_S = 3.0
 
 
-def _wav(corpus: Path, item_id: str) -> Path:
-    return corpus / "wavs" / f"{item_id}.wav"
-
-
-def posteriors(model, codec, shards, corpus: Path, items: int, seed: int) -> list[dict]:
+def posteriors(model, codec, shards, wavs: dict[str, str], items: int, seed: int) -> list[dict]:
     """Per training single: SoundStorm's expected level-1 vector [T, D], the true level 1 [T], the codec-rate
-    semantic tokens [T] and the utterance's FARGAN features [2T, 20]."""
+    semantic tokens [T] and the utterance's FARGAN features [2T, 20] (its audio: `wavs`, id -> path)."""
     from soundstorm.chain.decoding import PromptTokens, first_level_posterior
     from soundstorm.chain.semantic import semantic_to_codec
     from soundstorm.vocoder import fargan
@@ -65,7 +58,7 @@ def posteriors(model, codec, shards, corpus: Path, items: int, seed: int) -> lis
             probs, _ = first_level_posterior(model, semantic, torch.ones_like(semantic), [prompt])
             expected = codec.model.expected(probs.float()[None])  # [T, D]
             voice = codec.model.voice_vector(prompt.codes[None])[0] if codec.reads_voice else None
-        audio, _ = sf.read(_wav(corpus, item["id"]), dtype="float32")
+        audio, _ = sf.read(wavs[item["id"]], dtype="float32")
         features = fargan.analyze(audio)
         features = np.concatenate([features, fargan.silence_features(max(0, 2 * T - len(features)))])[: 2 * T]
         rows.append(
@@ -83,53 +76,28 @@ def posteriors(model, codec, shards, corpus: Path, items: int, seed: int) -> lis
 def tune(
     codec_model, rows: list[dict], steps: int, true_share: float, seed: int, lr: float = 3e-4
 ) -> list[float]:
-    """Fine-tune `codec_model.decoder` on `rows`: L1 on normalised features (the codec stage's loss), AdamW
-    at `lr` with 100 warm-up steps and a linear fall to a tenth. Returns the mean loss every 100 steps."""
-    from pipelines.stages.feature_decoder import feature_loss
-    from soundstorm.base.runtime import native_bf16
+    """Fine-tune `codec_model.decoder` on `rows` (`fit_decoder`: the codec stage's loss and loop) at `lr` with
+    100 warm-up steps: a crop reads SoundStorm's expected level-1 vector, or for `true_share` of them the true
+    level 1's, and the prompt's voice where the decoder reads one. Returns the mean loss every 100 steps."""
 
-    decoder = codec_model.decoder
-    opt = torch.optim.AdamW(decoder.parameters(), lr=lr, weight_decay=0.01)
-    rng, bf16, losses, window = np.random.default_rng(seed), native_bf16(torch.device("cpu")), [], []
-    decoder.train()
-    for step in range(steps):
-        lat, sem, tgt, voi = [], [], [], []
-        for _ in range(BATCH):
-            r = rows[int(rng.integers(len(rows)))]
-            T = len(r["level1"])
-            lo, n = int(rng.integers(max(1, T - CROP))), min(CROP, T)
-            if rng.random() < true_share:
-                with torch.no_grad():
-                    latent = codec_model.embed(r["level1"][None, lo : lo + n])
-            else:
-                latent = r["expected"][lo : lo + n]
-            lat.append(nn.functional.pad(latent, (0, 0, 0, CROP - n)))
-            sem.append(nn.functional.pad(r["codec_semantic"][lo : lo + n], (0, CROP - n)))
-            if r["voice"] is not None:  # the prompt's, as at inference
-                voi.append(r["voice"])
-            target = (r["features"][2 * lo : 2 * (lo + n)] - decoder.mean) / decoder.std
-            tgt.append(torch.cat([target, torch.full((2 * (CROP - n), NUM_FEATURES), float("nan"))]))
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            pred = decoder(torch.stack(lat), torch.stack(sem), torch.stack(voi) if voi else None).float()
-        loss = feature_loss(pred, torch.stack(tgt))
-        for group in opt.param_groups:
-            group["lr"] = lr * min(1.0, (step + 1) / 100) * (0.1 + 0.9 * (1 - step / steps))
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(decoder.parameters(), 1.0)
-        opt.step()
-        window.append(loss.item())
-        if (step + 1) % 100 == 0 or step + 1 == steps:
-            losses.append(round(float(np.mean(window)), 4))
-            window = []
-    decoder.eval()
-    return losses
+    def crop(rng):
+        r = rows[int(rng.integers(len(rows)))]
+        T = len(r["level1"])
+        lo, n = int(rng.integers(max(1, T - CROP))), min(CROP, T)
+        if rng.random() < true_share:
+            latent = codec_model.embed(r["level1"][None, lo : lo + n])
+        else:
+            latent = r["expected"][lo : lo + n]
+        return latent, r["codec_semantic"][lo : lo + n], r["features"][2 * lo : 2 * (lo + n)], r["voice"]
+
+    return fit_decoder(codec_model.decoder, crop, steps, seed, lr=lr, warmup=100, log_every=100)
 
 
 def main(argv: list[str] | None = None) -> int:
     from safetensors.torch import save_file
 
     from pipelines.config import config_of, config_parser
+    from pipelines.data.manifest import read_manifest
     from pipelines.stages.shards import TokenShards
     from soundstorm.chain.codec import load_codec
     from soundstorm.models.soundstorm import load_soundstorm
@@ -137,7 +105,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = config_parser(__doc__)
     parser.add_argument("--items", type=int, default=600)
     parser.add_argument("--steps", type=int, default=1500)
-    parser.add_argument("--true-share", type=float, default=0.5)  # 0.25 measured no better (history, 2026-12-06)
+    parser.add_argument(
+        "--true-share", type=float, default=0.5
+    )  # 0.25 measured no better (history, 2026-12-06)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
     config = config_of(args)
@@ -152,8 +122,9 @@ def main(argv: list[str] | None = None) -> int:
         )
     started = time.time()
     model = load_soundstorm(out / "soundstorm")
+    wavs = {row["id"]: row["path"] for row in read_manifest(out, "train")}
     rows = posteriors(
-        model, codec, TokenShards(out / "shards", "train"), out / "corpus", args.items, config.seed
+        model, codec, TokenShards(out / "shards", "train"), wavs, args.items, config.seed
     )
     generated_s = round(time.time() - started, 1)
     losses = tune(codec.model, rows, args.steps, args.true_share, config.seed)

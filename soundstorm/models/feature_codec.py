@@ -58,13 +58,9 @@ class FeatureCodecConfig:
 def nearest(x: torch.Tensor, book: torch.Tensor, chunk: int = 65536) -> torch.Tensor:
     """Index of the nearest row of `book` [K, D] for each row of `x` [N, D]."""
     norms = book.pow(2).sum(1)
-    return (
-        torch.cat(
-            [(norms[None] - 2 * x[i : i + chunk] @ book.t()).argmin(1) for i in range(0, len(x), chunk)]
-        )
-        if len(x)
-        else torch.zeros(0, dtype=torch.long)
-    )
+    return torch.cat(
+        [(norms[None] - 2 * x[i : i + chunk] @ book.t()).argmin(1) for i in range(0, len(x), chunk)]
+    ) if len(x) else torch.zeros(0, dtype=torch.long)
 
 
 class FeatureCodec(nn.Module):
