@@ -75,7 +75,8 @@ class CodecConfig:
     # the feature codec's decoder (`kind: feature`) reads the first levels and the semantic tokens, trained
     # by this stage for `steps` steps (a frame codec conditioned on them: experimental.semantic_frame_codec)
     semantic: bool = False
-    # feature: the levels its decoder reads; 1 renders SoundStorm's level-1 distribution in one pass
+    # feature: the levels its decoder reads; 1 renders SoundStorm's level-1 distribution in one pass; 0 reads
+    # none (the semantic tokens and voice only): the control for what SoundStorm's codes add
     decoder_levels: int = 4
     # feature: its decoder also reads the voice of a 3 s crop of another utterance of the same speaker
     # (a prompt's, at inference); 2026-12-06 evening, docs/history/2026-12-06.md

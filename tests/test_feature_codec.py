@@ -298,6 +298,38 @@ def test_a_decoder_over_level_1_renders_its_distribution(tmp_path):
         load_codec(tmp_path / "four").decode_posterior(one_hot, semantic=tokens)
 
 
+def test_the_control_decoder_reads_no_level(tmp_path):
+    """codec.decoder_levels 0 (the control for what SoundStorm's codes add): the decoder learns from the
+    semantic tokens alone, renders the same audio for any codes and any level-1 distribution, and other
+    audio for other semantic tokens; feature_tune, which teaches a decoder distributions, refuses it."""
+    clips = [_stacked(_speechlike(2.0, seed)) for seed in (4, 5)]
+    config = FeatureCodecConfig(
+        levels=2, codebook_size=32, semantic_vocab=8, decoder_levels=0, decoder_width=16, decoder_depth=2
+    )
+    model, _ = fit(torch.cat(clips), config, feature_weights(3.0, 2.0), iterations=4, sample=10_000, seed=0)
+    losses = train_decoder(
+        model, clips, [torch.arange(len(c)) % 8 for c in clips], steps=40, seed=0, log_every=20
+    )
+    assert len(losses) == 2 and losses[-1] < losses[0]
+    _save(model, tmp_path / "codec")
+    codec = load_codec(tmp_path / "codec")
+    assert codec.renders_posterior and codec.needs_semantic
+    audio, tokens = _speechlike(1.0, seed=6), np.arange(25) % 8
+    codes = codec.encode(audio, semantic=tokens)
+    from_codes = codec.decode(codes[:1], semantic=tokens).numpy()
+    assert np.isfinite(from_codes).all() and np.abs(from_codes).max() > 0
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(2):
+        spread = torch.softmax(3 * torch.randn(50, 32, generator=generator), -1)
+        assert np.array_equal(codec.decode_posterior(spread, semantic=tokens).numpy(), from_codes)
+    assert np.array_equal(codec.decode(torch.zeros_like(codes[:1]), semantic=tokens).numpy(), from_codes)
+    assert not np.allclose(codec.decode(codes[:1], semantic=(tokens + 3) % 8).numpy(), from_codes, atol=1e-3)
+    from pipelines.stages.feature_tune import main as feature_tune
+
+    with pytest.raises(SystemExit, match="reads level 1 alone"):
+        feature_tune(["--config", "pipelines/configs/toy.yaml", "--out-dir", str(tmp_path)])
+
+
 def test_a_decoder_that_reads_a_voice_takes_the_prompts(tmp_path):
     """codec.voice: the decoder also reads a prompt's voice vector (the mean and deviation of its codes'
     vectors): trained on another utterance's voice, it renders codes with their own voice by default, a

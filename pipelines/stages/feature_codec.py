@@ -19,7 +19,10 @@ features; decoding then reads the semantic tokens (`Codec.needs_semantic`), as t
 With `codec.decoder_levels: 1` the decoder reads level 1 alone, so it also renders SoundStorm's level-1
 distribution (its expected vector) in one pass: posterior decoding, as the shipped codec. With `codec.voice:
 true` it also reads a voice vector (`FeatureCodec.voice_vector`), in training that of a 3 s crop of another
-utterance of the same speaker (`voice_sources`), at inference the prompt's.
+utterance of the same speaker (`voice_sources`), at inference the prompt's. `codec.decoder_levels: 0` trains
+the control: a decoder that reads no level, only the semantic tokens (and the voice); a chain with it runs
+SoundStorm and renders the same audio whatever SoundStorm gives, so set against the same recipe with 1 it
+says what SoundStorm's codes add.
 
 Fitted on 2.8 h (1.6 h natural) in 5 minutes of one core; its resynthesis of 50 held-out natural utterances
 (2026-12-06, 2-core Xeon, docs/history/2026-12-06.md): 8 levels CER 0.069 (originals 0.045), similarity to
@@ -141,7 +144,11 @@ def train_decoder(
     decoder.mean.copy_(every.mean(0))
     decoder.std.copy_(every.std(0).clamp_min(1e-3))
     with torch.no_grad():
-        latents = [model.embed(model.quantize(f, q)) for f in pairs]
+        # decoder_levels 0 (the control): the decoder reads no level, the semantic tokens and voice only
+        latents = [
+            model.embed(model.quantize(f, q)) if q else torch.zeros(len(f) // STACK, model.config.dim)
+            for f in pairs
+        ]
         prompt_codes = [model.quantize(f, VOICE_LEVELS) for f in pairs] if model.reads_voice else None
     sources = sources or [[i] for i in range(len(clips))]
 

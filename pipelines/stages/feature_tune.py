@@ -115,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(config.seed)
     out = config.out_dir
     codec = load_codec(out / "codec")
-    if not getattr(codec, "renders_posterior", False) or not hasattr(codec.model, "expected"):
+    model_config = getattr(getattr(codec, "model", None), "config", None)
+    if not getattr(codec, "renders_posterior", False) or getattr(model_config, "decoder_levels", 0) != 1:
         raise SystemExit(
             "error: feature_tune needs a feature codec whose decoder reads level 1 alone "
             "(codec.kind: feature, codec.semantic: true, codec.decoder_levels: 1)"

@@ -37,7 +37,9 @@ class FeatureCodecConfig:
     codebook_size: int = 1024
     # > 0: a decoder over the levels' vectors and the semantic tokens (a vocabulary of this size) renders
     # the features, `decoder_width` x `decoder_depth`, trained on the first `decoder_levels` levels; with
-    # `decoder_levels` 1 it also renders level 1's distribution (its expected vector): posterior decoding
+    # `decoder_levels` 1 it also renders level 1's distribution (its expected vector): posterior decoding;
+    # with 0 it reads no level at all (the semantic tokens and the voice only): the control that says what
+    # SoundStorm's codes add (docs/history/2026-12-06.md, "Night of 2026-12-06")
     semantic_vocab: int = 0
     decoder_levels: int = 4
     # the decoder also reads a voice vector (`FeatureCodec.voice_vector` of a prompt's codes): the voice of
@@ -146,12 +148,17 @@ class FeatureCodec(nn.Module):
             return self.dequantize(codes)
         if semantic is None:
             raise ValueError("this feature codec's decoder reads the semantic tokens")
-        return self.decoder.render(self.embed(codes), semantic, self._voice(voice, codes))
+        return self.decoder.render(self._read(self.embed(codes)), semantic, self._voice(voice, codes))
+
+    def _read(self, latent: torch.Tensor) -> torch.Tensor:
+        """What the decoder reads of the levels' vectors [..., T, D]: nothing (zeros) with `decoder_levels` 0."""
+        return latent if self.config.decoder_levels else torch.zeros_like(latent)
 
     @property
     def renders_posterior(self) -> bool:
-        """Whether level 1's distribution is all its decoder reads (`decoder_levels` 1)."""
-        return self.decoder is not None and self.config.decoder_levels == 1
+        """Whether level 1's distribution is all its decoder reads (`decoder_levels` 1; with 0 it reads none, so
+        any distribution renders the same)."""
+        return self.decoder is not None and self.config.decoder_levels <= 1
 
     def decode_posterior(
         self, probs: torch.Tensor, semantic: torch.Tensor, voice: torch.Tensor | None = None
@@ -161,4 +168,6 @@ class FeatureCodec(nn.Module):
         expected level-1 vector."""
         if not self.renders_posterior:
             raise ValueError("this feature codec's decoder reads more than level 1")
-        return self.decoder.render(self.expected(probs[..., None, :, :]), semantic, self._voice(voice))
+        return self.decoder.render(
+            self._read(self.expected(probs[..., None, :, :])), semantic, self._voice(voice)
+        )
