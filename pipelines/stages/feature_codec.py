@@ -144,11 +144,7 @@ def train_decoder(
     decoder.mean.copy_(every.mean(0))
     decoder.std.copy_(every.std(0).clamp_min(1e-3))
     with torch.no_grad():
-        # decoder_levels 0 (the control): the decoder reads no level, the semantic tokens and voice only
-        latents = [
-            model.embed(model.quantize(f, q)) if q else torch.zeros(len(f) // STACK, model.config.dim)
-            for f in pairs
-        ]
+        latents = [model.decoder_input(model.embed(model.quantize(f, max(q, 1)))) for f in pairs]
         prompt_codes = [model.quantize(f, VOICE_LEVELS) for f in pairs] if model.reads_voice else None
     sources = sources or [[i] for i in range(len(clips))]
 

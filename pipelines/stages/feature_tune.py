@@ -105,9 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = config_parser(__doc__)
     parser.add_argument("--items", type=int, default=600)
     parser.add_argument("--steps", type=int, default=1500)
-    parser.add_argument(
-        "--true-share", type=float, default=0.5
-    )  # 0.25 measured no better (history, 2026-12-06)
+    parser.add_argument("--true-share", type=float, default=0.5)  # 0.25 measured no better (history, 2026-12-06)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
     config = config_of(args)
@@ -115,8 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(config.seed)
     out = config.out_dir
     codec = load_codec(out / "codec")
-    model_config = getattr(getattr(codec, "model", None), "config", None)
-    if not getattr(codec, "renders_posterior", False) or getattr(model_config, "decoder_levels", 0) != 1:
+    if not getattr(codec, "renders_posterior", False) or getattr(codec.model.config, "decoder_levels", 0) != 1:
         raise SystemExit(
             "error: feature_tune needs a feature codec whose decoder reads level 1 alone "
             "(codec.kind: feature, codec.semantic: true, codec.decoder_levels: 1)"
@@ -124,9 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
     model = load_soundstorm(out / "soundstorm")
     wavs = {row["id"]: row["path"] for row in read_manifest(out, "train")}
-    rows = posteriors(
-        model, codec, TokenShards(out / "shards", "train"), wavs, args.items, config.seed
-    )
+    rows = posteriors(model, codec, TokenShards(out / "shards", "train"), wavs, args.items, config.seed)
     generated_s = round(time.time() - started, 1)
     losses = tune(codec.model, rows, args.steps, args.true_share, config.seed)
     target = out / "codec_tuned"

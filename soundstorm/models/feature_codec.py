@@ -148,9 +148,9 @@ class FeatureCodec(nn.Module):
             return self.dequantize(codes)
         if semantic is None:
             raise ValueError("this feature codec's decoder reads the semantic tokens")
-        return self.decoder.render(self._read(self.embed(codes)), semantic, self._voice(voice, codes))
+        return self.decoder.render(self.decoder_input(self.embed(codes)), semantic, self._voice(voice, codes))
 
-    def _read(self, latent: torch.Tensor) -> torch.Tensor:
+    def decoder_input(self, latent: torch.Tensor) -> torch.Tensor:
         """What the decoder reads of the levels' vectors [..., T, D]: nothing (zeros) with `decoder_levels` 0."""
         return latent if self.config.decoder_levels else torch.zeros_like(latent)
 
@@ -169,5 +169,5 @@ class FeatureCodec(nn.Module):
         if not self.renders_posterior:
             raise ValueError("this feature codec's decoder reads more than level 1")
         return self.decoder.render(
-            self._read(self.expected(probs[..., None, :, :])), semantic, self._voice(voice)
+            self.decoder_input(self.expected(probs[..., None, :, :])), semantic, self._voice(voice)
         )
