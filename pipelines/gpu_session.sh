@@ -13,7 +13,12 @@
 # tokens): SoundStorm continued onto the feature codec's codes (.gpu/data/shards made by that config's stages on
 # a CPU first, cut to 4 levels as below), the AR baseline beside it on the same codes. Started from the shipped
 # weights it learnt the new codes far faster than from scratch (30 CPU minutes each: CER 0.40 against 0.87,
-# docs/history/2026-12-06.md); INIT= (empty) is the from-scratch control.
+# docs/history/2026-12-06.md); INIT= (empty) is the from-scratch control. fargan.yaml now learns its semantic
+# tokens (`semantic.kind: learnt`): make .gpu/soundstorm_init with `python -m pipelines.stages.soundstorm_init
+# --config pipelines/configs/fargan.yaml --from soundstorm/assets/tiny/soundstorm --old-semantic
+# soundstorm/assets/tiny/semantic/semantic.safetensors --out .gpu/soundstorm_init` (the shipped weights, their
+# semantic embedding carried onto the new tokens: valid loss 5.42 against 5.89 after 1100 CPU steps without it,
+# docs/history/2026-12-07.md), and train the T5 too (TRAIN_T2S=1): the shipped one writes k-means tokens.
 #
 # T2S_SET passes more overrides to the T5 stage, e.g. a T5 reading phonemes with guided attention and
 # absolute positions (the shards then made with experimental.phoneme_t5=true):

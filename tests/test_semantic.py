@@ -112,3 +112,131 @@ def test_tokens_carry_content_not_voice(tmp_path):
         [distance((s1, v), (s2, v)) for v in speakers for s1, s2 in itertools.combinations(range(3), 2)]
     )
     assert same + 0.15 < different, (same, different)
+
+
+def _two_latents(clips: int, frames: int, seed: int):
+    """Whisper-like features [T, 31] of two hidden streams held for 10 frames at a time: `loud`, of four values,
+    drives 30 dimensions (most of the geometry), `quiet`, of two, one; FARGAN-like targets [4T, 20] depend on
+    `quiet` alone."""
+    rng = np.random.default_rng(seed)
+    whisper, targets, quiets = [], [], []
+    for _ in range(clips):
+        loud = rng.integers(0, 4, frames // 10).repeat(10) * 2 - 3
+        quiet = rng.integers(0, 2, frames // 10).repeat(10) * 2 - 1
+        x = np.concatenate([np.repeat(3.0 * loud[:, None], 30, 1), quiet[:, None] * 0.5], 1)
+        whisper.append((x + 0.05 * rng.standard_normal(x.shape)).astype(np.float32))
+        y = np.repeat(quiet[:, None] * np.linspace(1, 2, 20)[None], 4, 0)  # 4 FARGAN frames per 25 Hz frame
+        targets.append((y + 0.05 * rng.standard_normal(y.shape)).astype(np.float32))
+        quiets.append(quiet)
+    return whisper, targets, quiets
+
+
+def _purity(tokens: np.ndarray, labels: np.ndarray) -> float:
+    """The share of frames whose token's majority label is their own: 1 when the tokens tell the labels."""
+    return sum(np.unique(labels[tokens == t], return_counts=True)[1].max() for t in set(tokens)) / len(tokens)
+
+
+def test_learnt_tokens_keep_what_the_decoder_needs_where_kmeans_keeps_the_geometry():
+    from pipelines.stages.semantic_learnt import fit_learnt
+
+    whisper, targets, quiets = _two_latents(12, 200, seed=0)
+    torch.manual_seed(0)
+    tokenizer, losses, usage = fit_learnt(
+        whisper, targets, [[i] for i in range(12)], codes=4, width=32, steps=300, seed=0, log_every=100
+    )
+    assert tokenizer.learnt and tokenizer.num_tokens == 4 and usage["codes_used"] >= 2
+    assert losses[-1] < 0.5 * losses[0]
+    test, _, labels = _two_latents(3, 200, seed=1)
+    learnt = np.concatenate([tokenizer.assign(w) for w in test])
+    kmeans = fit_kmeans(np.concatenate(whisper), 4, 10, seed=0)
+    geometric = np.concatenate([kmeans.assign(w) for w in test])
+    assert _purity(learnt, np.concatenate(labels)) > 0.95
+    assert _purity(geometric, np.concatenate(labels)) < 0.8  # k-means spends its 4 codes on the loud stream
+
+
+def test_a_learnt_tokenizer_saves_and_loads_its_projection(tmp_path):
+    from soundstorm.chain.semantic import SemanticTokenizer
+
+    rng = np.random.default_rng(0)
+    projection = {
+        "w1": rng.standard_normal((16, 6)).astype(np.float32),
+        "b1": rng.standard_normal(16).astype(np.float32),
+        "w2": rng.standard_normal((4, 16)).astype(np.float32),
+        "b2": rng.standard_normal(4).astype(np.float32),
+    }
+    tokenizer = SemanticTokenizer(
+        mean=np.zeros(6, np.float32), std=np.ones(6, np.float32),
+        centroids=rng.standard_normal((5, 4)).astype(np.float32), projection=projection,
+    )
+    features = rng.standard_normal((30, 6)).astype(np.float32)
+    z = torch.nn.functional.gelu(torch.from_numpy(features @ projection["w1"].T + projection["b1"]))
+    z = z.numpy() @ projection["w2"].T + projection["b2"]
+    nearest = ((z[:, None] - tokenizer.centroids[None]) ** 2).sum(-1).argmin(1)
+    assert tokenizer.assign(features).tolist() == nearest.tolist()
+    tokenizer.save(tmp_path / "semantic.safetensors")
+    loaded = SemanticTokenizer.load(tmp_path / "semantic.safetensors")
+    assert loaded.learnt and loaded.assign(features).tolist() == nearest.tolist()
+    # k-means tokenizers stay as they were: no projection, centroids in the features' space
+    plain = SemanticTokenizer(mean=tokenizer.mean, std=tokenizer.std, centroids=features[:3])
+    plain.save(tmp_path / "plain.safetensors")
+    assert not SemanticTokenizer.load(tmp_path / "plain.safetensors").learnt
+    # centroids of the wrong width for the projection: one clear error
+    tokenizer.centroids = tokenizer.centroids[:, :3]
+    tokenizer.save(tmp_path / "bad.safetensors")
+    with pytest.raises(CheckpointError, match="centroids of width 3"):
+        SemanticTokenizer.load(tmp_path / "bad.safetensors")
+
+
+def test_padding_takes_no_part_in_the_learnt_codebook():
+    from pipelines.stages.semantic_learnt import LearntQuantizer
+
+    quantizer = LearntQuantizer(features=3, codes=4, width=8, seed=0).train()
+    x = torch.randn(2, 10, 3)
+    x[1, 6:] = float("nan")
+    out = quantizer(x)
+    assert torch.isfinite(out).all() and torch.isfinite(quantizer.commitment_loss)
+    # every code starts on a real frame, none on padding
+    real = quantizer.mlp(x[~x.isnan().any(-1)]).detach()
+    assert all(torch.cdist(code[None], real).min() < 1e-4 for code in quantizer.book) or quantizer.steps == 1
+    out.sum().backward()
+    assert all(torch.isfinite(p.grad).all() for p in quantizer.mlp.parameters())
+
+
+def test_the_semantic_stage_learns_its_tokens_on_the_toy_corpus(tmp_path):
+    from pipelines.__main__ import main as pipelines_main
+    from pipelines.data.manifest import read_manifest
+    from pipelines.stages.shards import load_semantic
+    from soundstorm.chain.semantic import SemanticTokenizer
+
+    out = tmp_path / "toy"
+    base = ["--config", "pipelines/configs/toy.yaml", "--out-dir", str(out), "--quiet"]
+    assert pipelines_main(["corpus", *base]) == 0
+    learnt = ["--set", "semantic.kind=learnt", "--set", "semantic.learnt_steps=3", "--set", "semantic.learnt_width=16"]
+    assert pipelines_main(["semantic", *base, *learnt]) == 0
+    tokenizer = SemanticTokenizer.load(out / "semantic" / "semantic.safetensors")
+    assert tokenizer.learnt and tokenizer.num_tokens == 8 and tokenizer.centroids.shape == (8, 16)
+    tokens = load_semantic(out / "semantic")
+    assert set(tokens) == {r["id"] for r in read_manifest(out)}
+    assert all(0 <= t.min() and t.max() < 8 for t in tokens.values())
+    # the folder holds a learnt tokenizer: a rerun asking for k-means is refused, not silently mixed
+    with pytest.raises(SystemExit, match="holds a learnt tokenizer"):
+        pipelines_main(["semantic", *base])
+    with pytest.raises(SystemExit, match="semantic.kind: kmeans or learnt"):
+        pipelines_main(["semantic", *base, "--out-dir", str(tmp_path / "other"), "--set", "semantic.kind=vq"])
+
+
+def test_soundstorm_starts_on_new_tokens_with_the_old_tokens_embeddings():
+    from pipelines.stages.soundstorm_init import carried_embedding, cooccurrence
+
+    old = [np.array([3, 3, 1, 2, 1, 2, 0]), np.array([3, 0])]
+    new = [np.array([0, 0, 1, 1, 1, 1, 2]), np.array([0])]  # shorter: only the common frames count
+    counts = cooccurrence(old, new, old_vocab=4, new_vocab=4)
+    assert counts[0].tolist() == [0, 0, 0, 3] and counts[1].tolist() == [0, 2, 2, 0] and counts[3].sum() == 0
+    embedding = torch.arange(5 * 2, dtype=torch.float32).reshape(5, 2)  # 4 tokens and the padding row
+    carried = carried_embedding(embedding, counts)
+    assert carried.shape == (5, 2)
+    assert torch.equal(carried[0], embedding[3])  # always on old token 3
+    assert torch.allclose(carried[1], (embedding[1] + embedding[2]) / 2)  # half on 1, half on 2
+    assert torch.equal(carried[2], embedding[0])
+    assert torch.allclose(carried[3], embedding[:4].mean(0))  # never seen: the mean of them all
+    assert torch.equal(carried[4], embedding[4])  # the padding row kept

@@ -162,11 +162,18 @@ def train_decoder(
     return fit_decoder(decoder, crop, steps, seed, lr=1e-3, warmup=200, log_every=log_every)
 
 
+def pad_frames(x: torch.Tensor, frames: int) -> torch.Tensor:
+    """[n, ...] -> [frames, ...]: token ids padded with 0, features with NaN (padding a learnt tokenizer skips)."""
+    fill = float("nan") if x.is_floating_point() else 0
+    return torch.cat([x, x.new_full((frames - len(x), *x.shape[1:]), fill)])
+
+
 def fit_decoder(decoder, crop, steps: int, seed: int, lr: float, warmup: int, log_every: int) -> list[float]:
     """The loop the feature codec's decoder trainings share (`train_decoder`, `feature_tune`): a step is BATCH
-    crops of `crop(rng)` -> (latent [n, D], codec-rate semantic tokens [n], features [2n, 20] in FARGAN's units,
-    voice [V] or None), padded to CROP frames (the targets NaN past a crop's end); L1 on the features normalised
-    by the decoder's mean and deviation (`feature_loss`), AdamW at `lr` with `warmup` steps and a linear fall to
+    crops of `crop(rng)` -> (latent [n, D], codec-rate semantic tokens [n] (or features [n, F] for a decoder that
+    learns its tokens, `semantic_learnt.Probe`), features [2n, 20] in FARGAN's units, voice [V] or None), padded
+    to CROP frames (the targets NaN past a crop's end, so are semantic features); L1 on the features normalised
+    by the decoder's mean and deviation (`feature_loss`) plus the decoder's `auxiliary_loss` if it has one, AdamW at `lr` with `warmup` steps and a linear fall to
     a tenth, gradients clipped at 1, bf16 where native. Returns the mean loss every `log_every` steps."""
     from pipelines.stages.feature_decoder import feature_loss
     from soundstorm.base.runtime import native_bf16
@@ -181,14 +188,14 @@ def fit_decoder(decoder, crop, steps: int, seed: int, lr: float, warmup: int, lo
                 latent, tokens, features, voice = crop(rng)
             n = len(latent)
             lat.append(nn.functional.pad(latent, (0, 0, 0, CROP - n)))
-            sem.append(nn.functional.pad(tokens, (0, CROP - n)))
+            sem.append(pad_frames(tokens, CROP))
             if voice is not None:
                 voi.append(voice)
             target = (features - decoder.mean) / decoder.std
             tgt.append(torch.cat([target, torch.full((2 * (CROP - n), NUM_FEATURES), float("nan"))]))
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             pred = decoder(torch.stack(lat), torch.stack(sem), torch.stack(voi) if voi else None).float()
-        loss = feature_loss(pred, torch.stack(tgt))
+        loss = feature_loss(pred, torch.stack(tgt)) + getattr(decoder, "auxiliary_loss", 0.0)
         for group in opt.param_groups:
             group["lr"] = lr * min(1.0, (step + 1) / warmup) * (0.1 + 0.9 * (1 - step / steps))
         opt.zero_grad()

