@@ -173,8 +173,8 @@ def fit_decoder(decoder, crop, steps: int, seed: int, lr: float, warmup: int, lo
     crops of `crop(rng)` -> (latent [n, D], codec-rate semantic tokens [n] (or features [n, F] for a decoder that
     learns its tokens, `semantic_learnt.Probe`), features [2n, 20] in FARGAN's units, voice [V] or None), padded
     to CROP frames (the targets NaN past a crop's end, so are semantic features); L1 on the features normalised
-    by the decoder's mean and deviation (`feature_loss`) plus the decoder's `auxiliary_loss` if it has one, AdamW at `lr` with `warmup` steps and a linear fall to
-    a tenth, gradients clipped at 1, bf16 where native. Returns the mean loss every `log_every` steps."""
+    by the decoder's mean and deviation (`feature_loss`) plus the decoder's `auxiliary_loss` if it has one,
+    AdamW at `lr` with `warmup` steps and a linear fall to a tenth, gradients clipped at 1, bf16 where native. Returns the mean loss every `log_every` steps."""
     from pipelines.stages.feature_decoder import feature_loss
     from soundstorm.base.runtime import native_bf16
 

@@ -37,13 +37,13 @@ def _read(path: str) -> np.ndarray:
     return resample(data, rate, SAMPLE_RATE)
 
 
-def fit(config: DataConfig, encoder: WhisperEncoder) -> dict:
-    if config.semantic.kind not in ("kmeans", "learnt"):
-        raise SystemExit(f"error: semantic.kind: kmeans or learnt, got {config.semantic.kind!r}")
-    rows, clips, total = read_manifest(config.out_dir, "train"), [], 0.0
-    for row in rows:
-        if total >= config.semantic.train_hours * 3600:
+def training_features(config: DataConfig, encoder: WhisperEncoder, hours: float):
+    """The first `hours` of the training split: its rows, clips (16 kHz) and 25 Hz encoder features."""
+    rows, clips, total = [], [], 0.0
+    for row in read_manifest(config.out_dir, "train"):
+        if total >= hours * 3600:
             break
+        rows.append(row)
         clips.append(_read(row["path"]))
         total += row["duration_s"]
     features = []
@@ -51,10 +51,18 @@ def fit(config: DataConfig, encoder: WhisperEncoder) -> dict:
         batch = clips[i : i + 64]
         frames = encoder.encode(batch)
         features += [pool_to_semantic_rate(f, len(c)) for f, c in zip(frames, batch, strict=True)]
-    stats = {"kind": config.semantic.kind, "fit_hours": round(total / 3600, 3)}
+    return rows, clips, features
+
+
+def fit(config: DataConfig, encoder: WhisperEncoder) -> dict:
+    if config.semantic.kind not in ("kmeans", "learnt"):
+        raise SystemExit(f"error: semantic.kind: kmeans or learnt, got {config.semantic.kind!r}")
+    rows, clips, features = training_features(config, encoder, config.semantic.train_hours)
+    hours = sum(r["duration_s"] for r in rows) / 3600
+    stats = {"kind": config.semantic.kind, "fit_hours": round(hours, 3)}
     stats["fit_frames"] = int(sum(len(f) for f in features))
     if config.semantic.kind == "learnt":
-        return stats | _fit_learnt(config, rows[: len(clips)], clips, features)
+        return stats | _fit_learnt(config, rows, clips, features)
     stacked = np.concatenate(features).astype(np.float32)
     tokenizer = fit_kmeans(stacked, config.semantic.clusters, config.semantic.iterations, config.seed)
     return stats | {"tokenizer": tokenizer}

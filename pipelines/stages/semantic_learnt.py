@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from soundstorm.models.feature_codec import nearest
 from soundstorm.models.feature_decoder import FeatureDecoder
 from soundstorm.vocoder.fargan import NUM_FEATURES
 
@@ -44,18 +45,13 @@ class LearntQuantizer(nn.Module):
         self.commitment_loss = torch.zeros(())
         self.steps = 0
 
-    def nearest(self, z: torch.Tensor) -> torch.Tensor:
-        flat = z.reshape(-1, z.shape[-1])
-        index = torch.cdist(flat, self.book).argmin(1)
-        return index.reshape(z.shape[:-1])
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """NaN frames (padding) take part in no codebook update and no commitment term."""
         valid = ~x.isnan().any(-1)
         z = self.mlp(x.nan_to_num()).float()
         if self.training:
             self._update(z.detach(), valid)
-        q = self.book[self.nearest(z.detach())]
+        q = self.book[nearest(z.detach().reshape(-1, z.shape[-1]), self.book).reshape(z.shape[:-1])]
         if self.training:
             mask = valid.float()
             err = (z - q).pow(2).mean(-1)
@@ -70,7 +66,7 @@ class LearntQuantizer(nn.Module):
             pick = pick[torch.arange(len(self.book)) % len(pick)]
             self.book.copy_(flat[pick])
             self.sums.copy_(self.book)
-        index = torch.cdist(flat, self.book).argmin(1)
+        index = nearest(flat, self.book)
         counts = torch.bincount(index, minlength=len(self.book)).float()
         sums = torch.zeros_like(self.book).index_add_(0, index, flat)
         self.count.mul_(DECAY).add_((1 - DECAY) * counts)
@@ -141,7 +137,8 @@ def fit_learnt(
         k = int(rng.integers(len(inputs)))
         frames = min(len(fargan[k]) // 2, 2 * len(inputs[k]))  # codec-rate frames (20 ms)
         lo, n = int(rng.integers(max(1, frames - CROP))), min(CROP, frames)
-        sem = semantic_to_codec(inputs[k].T, 2, frames).T[lo : lo + n]
+        first = lo // 2  # the 25 Hz frames under the crop, repeated to the codec rate
+        sem = semantic_to_codec(inputs[k][first : (lo + n + 1) // 2].T, 2).T[lo - 2 * first :][:n]
         src = fargan[sources[k][int(rng.integers(len(sources[k])))]]
         start = int(rng.integers(max(1, len(src) - VOICE_FRAMES)))
         voice = voice_statistics(src[start : start + VOICE_FRAMES], probe.mean, probe.std)

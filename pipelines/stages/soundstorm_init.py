@@ -43,10 +43,9 @@ def carried_embedding(embedding: torch.Tensor, counts: np.ndarray) -> torch.Tens
 
 def main(argv: list[str] | None = None) -> int:
     from pipelines.config import config_of, config_parser
-    from pipelines.data.manifest import read_manifest
-    from pipelines.stages.semantic import _read
+    from pipelines.stages.semantic import training_features
     from soundstorm.bundles.checkpoints import save_model_folder
-    from soundstorm.chain.semantic import SemanticTokenizer, WhisperEncoder, pool_to_semantic_rate
+    from soundstorm.chain.semantic import SemanticTokenizer, WhisperEncoder
     from soundstorm.models.soundstorm import load_soundstorm
 
     parser = config_parser(__doc__)
@@ -70,13 +69,7 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    clips, total = [], 0.0
-    for row in read_manifest(config.out_dir, "train"):
-        if total >= args.hours * 3600:
-            break
-        clips.append(_read(row["path"]))
-        total += row["duration_s"]
-    features = [pool_to_semantic_rate(f, len(c)) for f, c in zip(encoder.encode(clips), clips, strict=True)]
+    _, _, features = training_features(config, encoder, args.hours)
     counts = cooccurrence(
         [old.assign(f) for f in features], [new.assign(f) for f in features], old.num_tokens, new.num_tokens
     )
