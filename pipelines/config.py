@@ -92,7 +92,9 @@ class CodecConfig:
     eval_utterances: int = 50
     # a codec folder to fine-tune (config.json + model.safetensors, e.g. the bundle's): its config replaces
     # `model`, its codebooks' EMA statistics start from its codes, fresh optimizer; a codec that reads
-    # semantic tokens gets them from the semantic stage
+    # semantic tokens gets them from the semantic stage. With `kind: feature`: its codebooks and normalisation
+    # are kept as they are (codes made with it, SoundStorm's among them, stay valid) and only the decoder is
+    # trained on this data, from its weights where the decoders have the same shapes
     init_from: str | None = None
     # which training audio the codec holds for its crops (TRAIN_HOURS of it): the manifest's first rows,
     # or rows drawn in a seeded shuffle ("shuffled": a corpus appended to another is then mixed in)
@@ -148,6 +150,9 @@ class T2STrainConfig:
     save_every: int = 250
     time_budget_s: float | None = None  # fit the schedule to this many seconds (training.StepBudget)
     valid_batches: int = 8  # fixed-seed batches of the valid split for the validation loss
+    # a trained T5 folder of the same sizes to start from (e.g. the bundle's, its semantic embedding carried
+    # onto new tokens by pipelines.stages.soundstorm_init --model t2s), fresh optimizer
+    init_from: str | None = None
     # the floor and cap on generated length (frames per text piece) fitted to the training singles
     # (`t2s_train.length_guards`) instead of the model config's values
     fit_length_guards: bool = True

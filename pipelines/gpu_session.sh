@@ -19,7 +19,9 @@
 # soundstorm/assets/tiny/semantic/semantic.safetensors --out .gpu/soundstorm_init` (the shipped weights, their
 # semantic embedding carried onto the new tokens: valid loss 5.07 against 5.55 after 30 CPU minutes without it;
 # the audio tied at that size, docs/history/2026-12-07.md), and train the T5 too (TRAIN_T2S=1): the shipped one
-# writes k-means tokens.
+# writes k-means tokens. The same tool carries the shipped T5 and AR baseline onto the learnt tokens (`--model
+# ar_baseline t2s --from soundstorm/assets/tiny/ar_baseline soundstorm/assets/tiny/t2s --out .gpu/ar_init
+# .gpu/t2s_init`); T2S_INIT=.gpu/t2s_init AR_INIT=.gpu/ar_init start them there.
 #
 # T2S_SET passes more overrides to the T5 stage, e.g. a T5 reading phonemes with guided attention and
 # absolute positions (the shards then made with experimental.phoneme_t5=true):
@@ -55,11 +57,12 @@ timeout $((BUDGET + 90)) $PY -m pipelines soundstorm $CFG $FROM \
 if [ "${TRAIN_T2S:-1}" = 1 ]; then  # TRAIN_T2S=0: SoundStorm alone (the shipped T5 is already the GPU's)
 timeout $((BUDGET + 90)) $PY -m pipelines t2s $CFG --set $T.steps=200000 --set $T.time_budget_s=$BUDGET \
   --set $T.batch_size=${T2S_BATCH:-64} --set $T.lr=0.001 --set $T.warmup=300 --set $T.dropout=0.1 \
-  --set $T.log_every=100 --set $T.save_every=1000 --set $T.threads=4 $T2S_SET > $RES/t2s.log 2>&1 &
+  --set $T.log_every=100 --set $T.save_every=1000 --set $T.threads=4 $T2S_SET \
+  $([ -n "$T2S_INIT" ] && echo "--set $T.init_from=$T2S_INIT") > $RES/t2s.log 2>&1 &
 fi
 if [ "${TRAIN_AR:-0}" = 1 ]; then  # the AR baseline on the same codes, the same budget
 timeout $((BUDGET + 90)) $PY -m pipelines ar $CFG --set $A.steps=200000 --set $A.time_budget_s=$BUDGET \
-  --set $A.threads=4 > $RES/ar.log 2>&1 &
+  --set $A.threads=4 $([ -n "$AR_INIT" ] && echo "--set $A.init_from=$AR_INIT") > $RES/ar.log 2>&1 &
 fi
 wait
 tail -n 3 $RES/soundstorm.log $RES/t2s.log $RES/ar.log 2>/dev/null

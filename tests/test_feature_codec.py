@@ -377,3 +377,31 @@ def test_a_clip_draws_its_voice_from_its_speakers_other_utterances():
     }
     ids = ["a1", "a2", "b1", "d1", "a3", "r1", "r2"]
     assert voice_sources(ids, rows) == [[1, 4], [0, 4], [2], [3], [0, 1], [6], [5]]
+
+
+def test_codec_init_from_keeps_its_codebooks_and_starts_the_decoder_from_its_weights(fitted, tmp_path):
+    """codec.init_from with the feature codec: codes made with the old codec stay valid (same normalisation and
+    codebooks); its decoder carries over where the shapes agree, else starts fresh; a folder of the wrong kind or
+    sizes is one clear error."""
+    from pipelines.stages.feature_codec import kept_codebooks
+
+    clips = [_stacked(_speechlike(4.0, seed)) for seed in (7, 8)]
+    sizes = dict(levels=2, codebook_size=32, semantic_vocab=8, decoder_levels=1, decoder_width=16, decoder_depth=2)
+    old, _ = fit(torch.cat(clips), FeatureCodecConfig(**sizes), feature_weights(3.0, 2.0), 4, 10_000, seed=0)
+    train_decoder(old, clips, [torch.arange(len(c)) % 8 for c in clips], steps=3, seed=0, log_every=3)
+    _save(old, tmp_path / "old")
+    kept = kept_codebooks(tmp_path / "old", FeatureCodecConfig(**sizes))
+    for name in ("mean", "std", "weights", "codebooks"):
+        assert torch.equal(getattr(kept, name), getattr(old, name))
+    mine, theirs = kept.decoder.state_dict(), old.decoder.state_dict()
+    assert mine.keys() == theirs.keys() and all(torch.equal(mine[k], theirs[k]) for k in mine)
+    features = clips[0].reshape(-1, 20)
+    assert torch.equal(kept.quantize(features, 2), old.quantize(features, 2))
+    # a decoder that also reads a voice has other shapes: the codebooks are kept, the decoder starts fresh
+    voiced = kept_codebooks(tmp_path / "old", FeatureCodecConfig(**sizes, voice=True))
+    assert torch.equal(voiced.codebooks, old.codebooks)
+    assert not torch.equal(voiced.decoder.state_dict()["mean"], old.decoder.state_dict()["mean"])
+    with pytest.raises(SystemExit, match="has 2 levels of 32, the config 3 of 32"):
+        kept_codebooks(tmp_path / "old", FeatureCodecConfig(**{**sizes, "levels": 3}))
+    with pytest.raises(SystemExit, match="cannot load a codec"):
+        kept_codebooks(tmp_path / "missing", FeatureCodecConfig(**sizes))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -240,3 +242,50 @@ def test_soundstorm_starts_on_new_tokens_with_the_old_tokens_embeddings():
     assert torch.equal(carried[2], embedding[0])
     assert torch.allclose(carried[3], embedding[:4].mean(0))  # never seen: the mean of them all
     assert torch.equal(carried[4], embedding[4])  # the padding row kept
+
+
+def test_the_ar_baseline_and_the_t5_are_carried_onto_new_tokens_too(tmp_path):
+    """soundstorm_init --model: the AR baseline's semantic embedding carried as SoundStorm's; the T5's rows of the
+    semantic tokens in its tied vocabulary carried (what it reads and what it predicts), its text rows and every
+    other weight unchanged; a T5 started from that folder (`t2s.init_from`) holds those weights; a model that
+    reads another number of tokens is refused."""
+    from conftest import tiny_t2s_config
+
+    from pipelines.stages.soundstorm_init import carry, cooccurrence
+    from pipelines.stages.t2s import save_shipped, start_from
+    from soundstorm.bundles.checkpoints import save_model_folder
+    from soundstorm.models.ar_baseline import ARBaseline, ARConfig, load_ar_baseline
+    from soundstorm.models.t2s import FIRST_SEMANTIC, T2S, load_t2s
+
+    rng = np.random.default_rng(0)
+    old = [rng.integers(0, 16, 200)]
+    new = [(old[0] * 5 + 3) % 16]  # a renaming: new token j always meets one old token
+    counts = cooccurrence(old, new, 16, 16)
+    partner = counts.argmax(1)
+
+    torch.manual_seed(0)
+    ar = ARBaseline(ARConfig(levels=2, codebook_size=16, semantic_vocab=16, dim=32, layers=2, heads=2))
+    save_model_folder(tmp_path / "ar", ar.state_dict(), dataclasses.asdict(ar.config))
+    carry("ar_baseline", tmp_path / "ar", tmp_path / "ar_new", counts, old_vocab=16)
+    moved = load_ar_baseline(tmp_path / "ar_new")
+    before, after = ar.semantic_embedding.weight, moved.semantic_embedding.weight
+    assert torch.equal(after[:16], before[torch.from_numpy(partner)]) and torch.equal(after[16], before[16])
+    assert torch.equal(moved.token_embedding.weight, ar.token_embedding.weight)
+
+    t2s = T2S.random_init(tiny_t2s_config(), seed=0)
+    (tmp_path / "t2s").mkdir()
+    save_shipped(t2s.model, t2s.config, tmp_path / "t2s")
+    carry("t2s", tmp_path / "t2s", tmp_path / "t2s_new", counts, old_vocab=16)
+    carried = load_t2s(tmp_path / "t2s_new")
+    was, now = t2s.model.get_input_embeddings().weight, carried.model.get_input_embeddings().weight
+    span = slice(FIRST_SEMANTIC, FIRST_SEMANTIC + 16)
+    assert torch.equal(now[span], was[span][torch.from_numpy(partner)])
+    assert torch.equal(now[: FIRST_SEMANTIC], was[: FIRST_SEMANTIC]) and torch.equal(now[16 + FIRST_SEMANTIC :], was[16 + FIRST_SEMANTIC :])
+    assert torch.equal(carried.model.get_output_embeddings().weight, now)  # tied: it predicts the new tokens too
+    fresh = T2S.random_init(tiny_t2s_config(), seed=1)
+    start_from(fresh.model, tmp_path / "t2s_new")
+    assert torch.equal(fresh.model.get_input_embeddings().weight, now)
+    with pytest.raises(SystemExit, match="t2s.init_from"):
+        start_from(T2S.random_init(dataclasses.replace(tiny_t2s_config(), d_model=16, d_ff=32), seed=0).model, tmp_path / "t2s_new")
+    with pytest.raises(ValueError, match="reads 16 semantic tokens, the old tokenizer makes 8"):
+        carry("ar_baseline", tmp_path / "ar", tmp_path / "x", counts[:8, :8], old_vocab=8)

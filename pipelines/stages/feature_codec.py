@@ -19,7 +19,10 @@ features; decoding then reads the semantic tokens (`Codec.needs_semantic`), as t
 With `codec.decoder_levels: 1` the decoder reads level 1 alone, so it also renders SoundStorm's level-1
 distribution (its expected vector) in one pass: posterior decoding, as the shipped codec. With `codec.voice:
 true` it also reads a voice vector (`FeatureCodec.voice_vector`), in training that of a 3 s crop of another
-utterance of the same speaker (`voice_sources`), at inference the prompt's. `codec.decoder_levels: 0` trains
+utterance of the same speaker (`voice_sources`), at inference the prompt's. With `codec.init_from` (a feature
+codec folder) nothing is fitted: its normalisation and codebooks are kept, so codes made with it stay valid
+(a SoundStorm trained on them, say), and the decoder trains on this data from that codec's decoder
+(`kept_codebooks`): the way to add a corpus, natural voices for instance, without making SoundStorm's codes anew. `codec.decoder_levels: 0` trains
 the control: a decoder that reads no level, only the semantic tokens (and the voice); a chain with it runs
 SoundStorm and renders the same audio whatever SoundStorm gives, so set against the same recipe with 1 it
 says what SoundStorm's codes add.
@@ -34,6 +37,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -87,6 +91,35 @@ def fit(frames: torch.Tensor, config: FeatureCodecConfig, weights: torch.Tensor,
         model.codebooks[level].copy_(book)
         rms.append(round(residual.pow(2).mean().sqrt().item(), 4))
     return model, rms
+
+
+def kept_codebooks(folder: Path, config: FeatureCodecConfig) -> FeatureCodec:
+    """`codec.init_from` for the feature codec: a FeatureCodec of `config` holding the normalisation, weights
+    and codebooks of the feature codec in `folder`, and its decoder's weights where the two decoders have the
+    same shapes (else the decoder starts fresh)."""
+    from soundstorm.base.errors import SoundstormError
+    from soundstorm.chain.codec import load_codec
+
+    try:
+        source = load_codec(folder).model
+    except SoundstormError as exc:
+        raise SystemExit(f"error: codec.init_from: cannot load a codec from {folder}: {exc}") from exc
+    if not isinstance(source, FeatureCodec):
+        raise SystemExit(f"error: codec.init_from: {folder} is not a feature codec (codec.kind: feature)")
+    theirs = source.config
+    if (theirs.levels, theirs.codebook_size) != (config.levels, config.codebook_size):
+        raise SystemExit(
+            f"error: codec.init_from: {folder} has {theirs.levels} levels of {theirs.codebook_size}, the config"
+            f" {config.levels} of {config.codebook_size}"
+        )
+    model = FeatureCodec(config)
+    for name in ("mean", "std", "weights", "codebooks"):
+        getattr(model, name).copy_(getattr(source, name))
+    if model.decoder is not None and source.decoder is not None:
+        state, mine = source.decoder.state_dict(), model.decoder.state_dict()
+        if state.keys() == mine.keys() and all(state[k].shape == mine[k].shape for k in state):
+            model.decoder.load_state_dict(state)
+    return model
 
 
 def training_frames(clips: list[np.ndarray]) -> list[torch.Tensor]:
@@ -242,6 +275,8 @@ def run(config: DataConfig, progress=None) -> dict:
     }
     if c.semantic and c.voice:  # (absent otherwise: codecs fitted before the key keep their settings)
         settings["voice"] = True
+    if c.init_from:
+        settings["init_from"] = str(c.init_from)
     if done.exists() and json.loads(done.read_text()).get("settings") == settings:
         return json.loads(done.read_text())
     torch.set_num_threads(max(1, c.threads))
@@ -250,8 +285,11 @@ def run(config: DataConfig, progress=None) -> dict:
     audio, ids = load_training_audio(config, TRAIN_HOURS, with_ids=True)
     clips = training_frames(audio)
     frames = torch.cat(clips)
-    weights = feature_weights(c.pitch_weight, c.correlation_weight)
-    model, rms = fit(frames, model_config, weights, c.kmeans_iterations, c.kmeans_frames, config.seed)
+    if c.init_from:  # its codebooks kept (so codes made with it stay valid), only the decoder trained here
+        model, rms = kept_codebooks(Path(c.init_from), model_config), None
+    else:
+        weights = feature_weights(c.pitch_weight, c.correlation_weight)
+        model, rms = fit(frames, model_config, weights, c.kmeans_iterations, c.kmeans_frames, config.seed)
     stats = {"settings": settings, "frames": len(frames), "hours": round(len(frames) / 50 / 3600, 2)}
     stats["residual_rms"] = rms
     if model.decoder is not None:  # the decoder over the first levels and the semantic stage's tokens

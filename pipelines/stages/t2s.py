@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -183,6 +184,18 @@ def save_shipped(model, t2s_config: T2SConfig, out) -> None:
     (out / "t2s.json").write_text(json.dumps(t2s_config.to_dict(), indent=1))
 
 
+def start_from(model, folder: Path) -> None:
+    """`t2s.init_from`: the weights of the T2S folder `folder` into `model`, which must have its sizes."""
+    from soundstorm.base.errors import SoundstormError
+    from soundstorm.models.t2s import load_t2s
+
+    try:
+        state = load_t2s(folder).model.state_dict()
+        model.load_state_dict(state)
+    except (SoundstormError, RuntimeError) as exc:
+        raise SystemExit(f"error: t2s.init_from: {folder}: {str(exc).splitlines()[0]}") from exc
+
+
 def run(config: DataConfig, progress=None) -> dict:
     c, x = config.t2s, config.experimental
     if c.model.absolute_positions:
@@ -200,6 +213,8 @@ def run(config: DataConfig, progress=None) -> dict:
         **(length_guards(train_shards) if c.fit_length_guards else {}),
     )
     t2s = T2S.random_init(t2s_config, seed=config.seed)
+    if c.init_from:  # a trained T5 of the same sizes (a resumed run's own state replaces it below)
+        start_from(t2s.model, Path(c.init_from))
     if x.t5_guided_attention:  # the penalty reads the cross-attention's weights: the eager kernel returns them
         t2s.model.set_attn_implementation("eager")
     device = training.train_device()
