@@ -22,10 +22,10 @@ true` it also reads a voice vector (`FeatureCodec.voice_vector`), in training th
 utterance of the same speaker (`voice_sources`), at inference the prompt's. With `codec.init_from` (a feature
 codec folder) nothing is fitted: its normalisation and codebooks are kept, so codes made with it stay valid
 (a SoundStorm trained on them, say), and the decoder trains on this data from that codec's decoder
-(`kept_codebooks`): the way to add a corpus, natural voices for instance, without making SoundStorm's codes anew. `codec.decoder_levels: 0` trains
-the control: a decoder that reads no level, only the semantic tokens (and the voice); a chain with it runs
-SoundStorm and renders the same audio whatever SoundStorm gives, so set against the same recipe with 1 it
-says what SoundStorm's codes add.
+(`kept_codebooks`): the way to add a corpus, natural voices for instance, without making SoundStorm's codes
+anew. `codec.decoder_levels: 0` trains the control: a decoder that reads no level, only the semantic tokens
+(and the voice); a chain with it runs SoundStorm and renders the same audio whatever SoundStorm gives, so set
+against the same recipe with 1 it says what SoundStorm's codes add.
 
 Fitted on 2.8 h (1.6 h natural) in 5 minutes of one core; its resynthesis of 50 held-out natural utterances
 (2026-12-06, 2-core Xeon, docs/history/2026-12-06.md): 8 levels CER 0.069 (originals 0.045), similarity to
@@ -207,7 +207,8 @@ def fit_decoder(decoder, crop, steps: int, seed: int, lr: float, warmup: int, lo
     learns its tokens, `semantic_learnt.Probe`), features [2n, 20] in FARGAN's units, voice [V] or None), padded
     to CROP frames (the targets NaN past a crop's end, so are semantic features); L1 on the features normalised
     by the decoder's mean and deviation (`feature_loss`) plus the decoder's `auxiliary_loss` if it has one,
-    AdamW at `lr` with `warmup` steps and a linear fall to a tenth, gradients clipped at 1, bf16 where native. Returns the mean loss every `log_every` steps."""
+    AdamW at `lr` with `warmup` steps and a linear fall to a tenth, gradients clipped at 1, bf16 where native.
+    Returns the mean loss every `log_every` steps."""
     from pipelines.stages.feature_decoder import feature_loss
     from soundstorm.base.runtime import native_bf16
 

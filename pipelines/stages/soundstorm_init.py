@@ -73,30 +73,22 @@ MODELS = ("soundstorm", "ar_baseline", "t2s")
 
 def carry(kind: str, source: Path, out: Path, counts: np.ndarray, old_vocab: int) -> None:
     """Load the `kind` folder `source` (trained on `old_vocab` tokens), carry its semantic rows, write `out`."""
+    from pipelines.stages.t2s import save_shipped
     from soundstorm.bundles.checkpoints import save_model_folder
+    from soundstorm.models.ar_baseline import load_ar_baseline
+    from soundstorm.models.soundstorm import load_soundstorm
+    from soundstorm.models.t2s import load_t2s
 
-    if kind == "t2s":
-        from pipelines.stages.t2s import save_shipped
-        from soundstorm.models.t2s import load_t2s
-
-        t2s = load_t2s(source)
-        if t2s.config.semantic_vocab != old_vocab:
-            raise ValueError(
-                f"{source} reads {t2s.config.semantic_vocab} semantic tokens, the old tokenizer makes {old_vocab}"
-            )
-        carried_t2s(t2s, counts)
-        out.mkdir(parents=True, exist_ok=True)
-        save_shipped(t2s.model, t2s.config, out)
-        return
-    if kind == "soundstorm":
-        from soundstorm.models.soundstorm import load_soundstorm as load
-    else:
-        from soundstorm.models.ar_baseline import load_ar_baseline as load
+    load = {"soundstorm": load_soundstorm, "ar_baseline": load_ar_baseline, "t2s": load_t2s}[kind]
     model = load(source)
     if model.config.semantic_vocab != old_vocab:
         raise ValueError(
             f"{source} reads {model.config.semantic_vocab} semantic tokens, the old tokenizer makes {old_vocab}"
         )
+    if kind == "t2s":
+        carried_t2s(model, counts)
+        save_shipped(model.model, model.config, out)
+        return
     state = model.state_dict()
     state["semantic_embedding.weight"] = carried_embedding(state["semantic_embedding.weight"], counts)
     settings = dataclasses.asdict(model.config)
