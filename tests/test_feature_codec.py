@@ -405,3 +405,21 @@ def test_codec_init_from_keeps_its_codebooks_and_starts_the_decoder_from_its_wei
         kept_codebooks(tmp_path / "old", FeatureCodecConfig(**{**sizes, "levels": 3}))
     with pytest.raises(SystemExit, match="cannot load a codec"):
         kept_codebooks(tmp_path / "missing", FeatureCodecConfig(**sizes))
+
+
+def test_the_bundle_takes_the_tuned_codec_where_feature_tune_wrote_a_whole_one(tmp_path):
+    from pipelines.stages.bundle import SOURCES, source_folder
+
+    files = SOURCES["codec"][1]
+    for folder in ("codec", "soundstorm"):
+        (tmp_path / folder).mkdir()
+        for name in SOURCES[folder][1]:
+            (tmp_path / folder / name).write_text("x")
+    assert source_folder(tmp_path, "codec") == tmp_path / "codec"
+    (tmp_path / "codec_tuned").mkdir()
+    (tmp_path / "codec_tuned" / files[0]).write_text("x")  # a tuning that stopped half-way: not taken
+    assert source_folder(tmp_path, "codec") == tmp_path / "codec"
+    for name in files:
+        (tmp_path / "codec_tuned" / name).write_text("x")
+    assert source_folder(tmp_path, "codec") == tmp_path / "codec_tuned"
+    assert source_folder(tmp_path, "soundstorm") == tmp_path / "soundstorm"  # only the codec has a tuned form

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import shutil
 
 import numpy as np
 import pytest
@@ -225,6 +227,11 @@ def test_the_semantic_stage_learns_its_tokens_on_the_toy_corpus(tmp_path):
         pipelines_main(["semantic", *base])
     with pytest.raises(SystemExit, match="semantic.kind: kmeans or learnt"):
         pipelines_main(["semantic", *base, "--out-dir", str(tmp_path / "other"), "--set", "semantic.kind=vq"])
+    # fitted on voice-perturbed copies of the clips: a tokenizer of the same shape, and the stage says so
+    shutil.rmtree(out / "semantic")
+    assert pipelines_main(["semantic", *base, *learnt, "--set", "semantic.perturb_voice=true"]) == 0
+    assert SemanticTokenizer.load(out / "semantic" / "semantic.safetensors").centroids.shape == (8, 16)
+    assert json.loads((out / "stages.json").read_text())["semantic"]["perturb_voice"] is True
 
 
 def test_soundstorm_starts_on_new_tokens_with_the_old_tokens_embeddings():
@@ -289,3 +296,40 @@ def test_the_ar_baseline_and_the_t5_are_carried_onto_new_tokens_too(tmp_path):
         start_from(T2S.random_init(dataclasses.replace(tiny_t2s_config(), d_model=16, d_ff=32), seed=0).model, tmp_path / "t2s_new")
     with pytest.raises(ValueError, match="reads 16 semantic tokens, the old tokenizer makes 8"):
         carry("ar_baseline", tmp_path / "ar", tmp_path / "x", counts[:8, :8], old_vocab=8)
+
+
+def test_a_perturbed_voice_moves_the_pitch_and_the_formants_and_nothing_else():
+    from pipelines.stages.semantic_learnt import BANDS, _dct, perturb_voice
+    from soundstorm.vocoder.fargan import CORRELATION, PITCH
+
+    rng = np.random.default_rng(0)
+    bands = np.exp(-0.5 * ((np.arange(BANDS) - 6.0) / 1.5) ** 2)[None].repeat(40, 0) * 8  # a formant at band 6
+    features = np.zeros((40, 20), np.float32)
+    features[:, :BANDS] = bands @ _dct()
+    features[:, PITCH] = rng.uniform(-0.5, 0.5, 40)
+    features[:, CORRELATION] = rng.uniform(-0.3, 0.4, 40)
+    same = perturb_voice(features, 0.0, 1.0)
+    np.testing.assert_allclose(same, features, atol=1e-4)
+    up = perturb_voice(features, 12.0, 1.2)
+    np.testing.assert_allclose(up[:, PITCH], features[:, PITCH] + 1.0, atol=1e-5)  # an octave
+    np.testing.assert_array_equal(up[:, CORRELATION], features[:, CORRELATION])
+    assert (up[:, :BANDS] @ _dct().T).argmax(1).min() > 6  # the formant moved up
+    down = perturb_voice(features, -3.0, 0.85)
+    assert (down[:, :BANDS] @ _dct().T).argmax(1).max() < 6
+    assert np.all(down[:, PITCH] < features[:, PITCH])
+    assert perturb_voice(np.full((3, 20), 1.9, np.float32), 12.0, 1.0)[:, PITCH].max() <= 2.0  # FARGAN's limit
+
+
+def test_voice_perturbed_copies_keep_each_clips_length_and_follow_the_seed():
+    from pipelines.stages.semantic_learnt import voice_perturbed
+    from soundstorm.vocoder import fargan
+
+    t = np.arange(8000) / 16000
+    clips = [0.3 * np.sin(2 * np.pi * 150 * t * (1 + 0.1 * t)), 0.2 * np.sin(2 * np.pi * 220 * t[:5000])]
+    features = [fargan.analyze(c.astype(np.float32)) for c in clips]
+    lengths = [len(c) for c in clips]
+    a, b = voice_perturbed(features, lengths, 1), voice_perturbed(features, lengths, 1)
+    assert [len(x) for x in a] == lengths and all(np.isfinite(x).all() and x.dtype == np.float32 for x in a)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+    other = voice_perturbed(features, lengths, 2)
+    assert not np.allclose(a[0], other[0])

@@ -105,13 +105,23 @@ def _t2s_to_bf16(folder: Path) -> None:
     save_file(state, str(weights), metadata={"format": "pt"})
 
 
+def source_folder(out_dir: Path, component: str) -> Path:
+    """Where a component's files come from: its SOURCES folder, for the codec `codec_tuned` where
+    `pipelines.stages.feature_tune` wrote one whole (the decoder taught SoundStorm's distributions)."""
+    folder, files = SOURCES[component]
+    tuned = out_dir / "codec_tuned"
+    if component == "codec" and all((tuned / f).is_file() for f in files):
+        return tuned
+    return out_dir / folder
+
+
 def assemble(out_dir: Path, name: str, only: list[str] | None = None) -> dict:
     target = ASSETS / name
     components = {}
-    for component, (folder, files) in SOURCES.items():
+    for component, (_, files) in SOURCES.items():
         if only and component not in only:
             continue
-        src = out_dir / folder
+        src = source_folder(out_dir, component)
         if component == "text" and (src / "phonemes.json").is_file():  # a phoneme front end's vocabulary
             files = ("phonemes.json",)
         if not all((src / f).is_file() for f in files):

@@ -46,12 +46,17 @@ def training_features(config: DataConfig, encoder: WhisperEncoder, hours: float)
         rows.append(row)
         clips.append(_read(row["path"]))
         total += row["duration_s"]
+    return rows, clips, encoded(encoder, clips)
+
+
+def encoded(encoder: WhisperEncoder, clips: list[np.ndarray]) -> list[np.ndarray]:
+    """16 kHz clips -> their 25 Hz encoder features [T, D]."""
     features = []
     for i in range(0, len(clips), 64):
         batch = clips[i : i + 64]
         frames = encoder.encode(batch)
         features += [pool_to_semantic_rate(f, len(c)) for f, c in zip(frames, batch, strict=True)]
-    return rows, clips, features
+    return features
 
 
 def fit(config: DataConfig, encoder: WhisperEncoder) -> dict:
@@ -62,28 +67,32 @@ def fit(config: DataConfig, encoder: WhisperEncoder) -> dict:
     stats = {"kind": config.semantic.kind, "fit_hours": round(hours, 3)}
     stats["fit_frames"] = int(sum(len(f) for f in features))
     if config.semantic.kind == "learnt":
-        return stats | _fit_learnt(config, rows, clips, features)
+        return stats | _fit_learnt(config, rows, clips, features, encoder)
     stacked = np.concatenate(features).astype(np.float32)
     tokenizer = fit_kmeans(stacked, config.semantic.clusters, config.semantic.iterations, config.seed)
     return stats | {"tokenizer": tokenizer}
 
 
-def _fit_learnt(config: DataConfig, rows: list[dict], clips: list[np.ndarray], features: list[np.ndarray]) -> dict:
+def _fit_learnt(
+    config: DataConfig, rows: list[dict], clips: list[np.ndarray], features: list[np.ndarray], encoder
+) -> dict:
     import torch
 
     from pipelines.stages.feature_codec import voice_sources
-    from pipelines.stages.semantic_learnt import fit_learnt
+    from pipelines.stages.semantic_learnt import fit_learnt, voice_perturbed
     from soundstorm.vocoder import fargan
 
     s = config.semantic
     torch.set_num_threads(max(1, s.threads))
     ids = [r["id"] for r in rows]
     sources = voice_sources(ids, {r["id"]: r for r in rows})
+    targets = [fargan.analyze(c) for c in clips]
+    if s.perturb_voice:  # what the tokenizer reads: the same words in a changed voice
+        features = encoded(encoder, voice_perturbed(targets, [len(c) for c in clips], config.seed))
     tokenizer, losses, usage = fit_learnt(
-        features, [fargan.analyze(c) for c in clips], sources, s.clusters, s.learnt_width, s.learnt_steps,
-        config.seed,
+        features, targets, sources, s.clusters, s.learnt_width, s.learnt_steps, config.seed
     )
-    return {"tokenizer": tokenizer, "probe_loss": losses} | usage
+    return {"tokenizer": tokenizer, "probe_loss": losses, "perturb_voice": s.perturb_voice} | usage
 
 
 def run(config: DataConfig, progress=None) -> dict:
