@@ -91,6 +91,9 @@ class CodecConfig:
     # feature: its decoder also reads the voice of a 3 s crop of another utterance of the same speaker
     # (a prompt's, at inference); 2026-12-06 evening, docs/history/2026-12-06.md
     voice: bool = False
+    # feature: how much the gap between each crop's and its target's spread over time counts beside the L1
+    # (`feature_decoder.variance_loss`; in feature_tune too): 0 is L1 alone, whose renders are flatter than speech
+    variance_weight: float = 0.0
     log_every: int = 50
     save_every: int = 500
     eval_utterances: int = 50

@@ -106,3 +106,18 @@ def test_the_prompt_test_gives_the_margin_without_the_default_voices_own_identit
     assert summary["default_voice"] == default
     assert summary["margin"] == pytest.approx((0.05 + 0.3) / 2, abs=1e-4)
     assert summary["margin_other_identities"] == pytest.approx(0.3, abs=1e-4)
+
+
+def test_the_voices_flag_picks_bundled_voices_in_its_order_and_refuses_what_it_cannot_pair():
+    from types import SimpleNamespace
+
+    from pipelines.evaluations.chain import chosen_voices
+
+    voices = [SimpleNamespace(name=n, path=f"/v/{n}.wav") for n in ("kokoro-a", "kokoro-b", "flite-c", "espeak-d")]
+    assert chosen_voices(voices, None) == [v.path for v in voices]
+    assert chosen_voices(voices, "kokoro-b, kokoro-a") == ["/v/kokoro-b.wav", "/v/kokoro-a.wav"]
+    with pytest.raises(SystemExit, match="no bundled voice kokoro-z .*there are: kokoro-a, kokoro-b"):
+        chosen_voices(voices, "kokoro-a,kokoro-z")
+    for odd in ("kokoro-a", "kokoro-a,kokoro-b,flite-c", "kokoro-a,kokoro-a"):
+        with pytest.raises(SystemExit, match="even number"):
+            chosen_voices(voices, odd)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -223,8 +224,6 @@ def test_the_codec_stage_fits_it_on_the_toy_corpus(tmp_path):
 
 def _bundle_of(out, tmp_path):
     """A bundle folder of the toy recipe's codec, semantic tokenizer, SoundStorm and AR baseline, one voice."""
-    import shutil
-
     import soundfile as sf
     from conftest import voice_like
 
@@ -423,3 +422,97 @@ def test_the_bundle_takes_the_tuned_codec_where_feature_tune_wrote_a_whole_one(t
         (tmp_path / "codec_tuned" / name).write_text("x")
     assert source_folder(tmp_path, "codec") == tmp_path / "codec_tuned"
     assert source_folder(tmp_path, "soundstorm") == tmp_path / "soundstorm"  # only the codec has a tuned form
+
+
+def test_the_variance_loss_measures_how_much_flatter_the_prediction_is_than_its_target():
+    from pipelines.stages.feature_decoder import variance_loss
+
+    g = torch.Generator().manual_seed(0)
+    target = torch.randn(3, 40, 20, generator=g) * torch.linspace(0.5, 2.0, 20)
+    mean = target.mean(1, keepdim=True)
+    assert variance_loss(target.clone(), target).item() == pytest.approx(0.0, abs=1e-3)
+    flat = variance_loss(mean.expand_as(target).clone(), target).item()
+    half = variance_loss(mean + 0.5 * (target - mean), target).item()
+    assert flat > 0.5 and half == pytest.approx(flat / 2, rel=1e-3)
+    # padding (NaN in the target) is left out, whatever the prediction holds there
+    padded = torch.cat([target, torch.full((3, 10, 20), float("nan"))], 1)
+    noisy = torch.cat([mean + 0.5 * (target - mean), 100 * torch.randn(3, 10, 20, generator=g)], 1)
+    assert variance_loss(noisy, padded).item() == pytest.approx(half, rel=1e-4)
+    # its gradient spreads a flat prediction out
+    pred = (mean + 0.1 * (target - mean)).requires_grad_()
+    variance_loss(pred, target).backward()
+    with torch.no_grad():
+        moved = pred - 0.5 * pred.grad * pred.numel()
+    assert (moved - mean).std() > (pred - mean).std()
+
+
+def test_a_decoder_trained_with_the_variance_loss_moves_more_than_one_without(tmp_path):
+    """codec.variance_weight: the same decoder, data and seed, with and without the variance loss; with it, its
+    renders of the training clips spread over time nearer as much as their targets do."""
+    from pipelines.stages.feature_decoder import variance_loss
+
+    clips = [_stacked(_speechlike(2.0, seed)) for seed in (4, 5)]
+    config = FeatureCodecConfig(
+        levels=2, codebook_size=16, semantic_vocab=8, decoder_levels=1, decoder_width=16, decoder_depth=2
+    )
+    semantic = [torch.arange(len(c)) % 8 for c in clips]
+    gaps = {}
+    for weight in (0.0, 3.0):
+        model, _ = fit(torch.cat(clips), config, feature_weights(3.0, 2.0), iterations=4, sample=10_000, seed=0)
+        losses = train_decoder(model, clips, semantic, steps=80, seed=0, log_every=40, variance_weight=weight)
+        assert all(np.isfinite(losses))
+        with torch.no_grad():
+            pairs = [c.reshape(-1, 20) for c in clips]
+            latents = [model.decoder_input(model.embed(model.quantize(f, 1))) for f in pairs]
+            pred = model.decoder(torch.stack(latents), torch.stack(semantic), None).float()
+            target = (torch.stack(pairs) - model.decoder.mean) / model.decoder.std
+        gaps[weight] = variance_loss(pred, target).item()
+    assert gaps[3.0] < gaps[0.0]
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs espeak-ng (.ci/setup)")
+def test_the_guide_test_voices_espeak_ngs_rendering_with_another_utterance_of_the_speaker(tmp_path):
+    """`pipelines.evaluations.codec --guide`: each held-out utterance's text through espeak-ng, its tokens rendered
+    by a decoder reading no level with the voice of the same identity's next utterance; an identity with one
+    utterance is left out; a decoder that reads levels is refused (it would need SoundStorm's codes)."""
+    import soundfile as sf
+    from conftest import voice_like
+
+    from pipelines.evaluations.codec import evaluate_guide, pitch_spread
+
+    clips = [_stacked(_speechlike(2.0, seed)) for seed in (4, 5)]
+    sizes = dict(levels=2, codebook_size=16, semantic_vocab=8, decoder_width=16, decoder_depth=2)
+    config = FeatureCodecConfig(**sizes, decoder_levels=0, voice=True)
+    model, _ = fit(torch.cat(clips), config, feature_weights(3.0, 2.0), iterations=4, sample=10_000, seed=0)
+    train_decoder(model, clips, [torch.arange(len(c)) % 8 for c in clips], steps=5, seed=0, log_every=5)
+    _save(model, tmp_path / "codec")
+    rows = []
+    for n, (speaker, pitch) in enumerate([("kokoro-a", 120.0), ("kokoro-a", 130.0), ("kokoro-b", 200.0)]):
+        path = tmp_path / f"sk{n:06d}.wav"
+        sf.write(path, voice_like(3.5, 16000, pitch, n), 16000)
+        rows.append({"id": path.stem, "speaker": speaker, "text": "Turn left at the church.", "path": str(path)})
+    heard = []
+
+    def asr(audio):
+        heard.append(len(audio))
+        return "turn left at the church"
+
+    def sim(a, b):  # nearer the prompt (3 s) than the guide (shorter)
+        return 0.8 if max(len(a), len(b)) >= 3 * 16000 else 0.6
+
+    tokens = lambda clip: np.arange(max(1, len(clip) // 640)) % 8  # noqa: E731
+    report = evaluate_guide(tmp_path / "codec", rows, rows, tokens, asr, sim)
+    per = report["per_utterance"]["guide"]
+    assert [(p["id"], p["voice_from"]) for p in per] == [("sk000000", "sk000001"), ("sk000001", "sk000000")]
+    assert all(p["cer"] == 0.0 and p["nearer_prompt"] and p["pitch_spread"] >= 0 for p in per)
+    assert report["summary"]["guide"]["similarity_to_prompt"] == 0.8 and len(heard) == 2
+    assert 1.0 < heard[0] / 16000 < 3.0  # the render is as long as espeak-ng's guide, not the utterance
+    levels = FeatureCodecConfig(**sizes, decoder_levels=1, voice=True)
+    fitted_levels, _ = fit(torch.cat(clips), levels, feature_weights(3.0, 2.0), iterations=4, sample=10_000, seed=0)
+    _save(fitted_levels, tmp_path / "l1")
+    with pytest.raises(SystemExit, match="no level"):
+        evaluate_guide(tmp_path / "l1", rows, rows, tokens, asr, sim)
+    features = np.zeros((100, 20), np.float32)
+    features[:50, 0], features[50:, 0] = -5.0, 5.0  # half silence, half speech
+    features[50:, 18] = np.tile([0.0, 0.5], 25)
+    assert pitch_spread(features) == pytest.approx(0.25)

@@ -192,3 +192,39 @@ def test_bundled_voices_put_natural_ones_first_and_at_least_half(tmp_path):
     assert names == ["kokoro-gong-high", "kokoro-tebu-deep", "flite-rms-300", "flite-slt-300"]
     assert json.loads((tmp_path / "voices" / "voices.json").read_text()) == entries
     assert all((tmp_path / "voices" / e["file"]).exists() for e in entries)
+
+
+@pytest.mark.parametrize("natural_hours", [0.0, 0.05])
+def test_the_corpus_assembles_kokoro_once_before_its_workers_start(monkeypatch, tmp_path, natural_hours):
+    """Kokoro's package assembles its model through one fixed temporary file: two workers doing it at once on a
+    fresh machine crashed the corpus. The parent assembles it before the pool, and only when a natural voice
+    is in the plan."""
+    from pipelines.stages import corpus
+
+    calls = []
+
+    class Started(Exception):
+        pass
+
+    class FakePool:
+        def __init__(self, workers):
+            calls.append("pool")
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def imap_unordered(self, *args, **kwargs):
+            raise Started
+
+    monkeypatch.setattr(corpus, "kokoro_model", lambda: calls.append("kokoro"))
+    monkeypatch.setattr(corpus, "Pool", FakePool)
+    config = load_config(
+        "pipelines/configs/tiny.yaml",
+        {"corpus.natural_hours": natural_hours, "corpus.hours": 0.05, "out_dir": str(tmp_path)},
+    )
+    with pytest.raises(Started):
+        corpus.run(config)
+    assert calls == (["kokoro", "pool"] if natural_hours else ["pool"])

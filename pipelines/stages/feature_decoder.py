@@ -54,6 +54,23 @@ def feature_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return weighted.sum() / (mask.sum() / LOSS_WEIGHTS.numel() * LOSS_WEIGHTS.sum())
 
 
+def variance_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """How far each crop's spread over time of every normalised feature [B, 2T, 20] falls from the target's
+    (its deviation over the frames the target holds), |difference| weighted by LOSS_WEIGHTS: an L1 decoder
+    renders what it cannot tell as its middle, flatter than speech (the learnt-token bundle's pitch moved half
+    as much as its prompts', docs/history/2026-12-07.md); this asks for the target's movement back."""
+    mask = ~target.isnan()
+    frames = mask.sum(1).clamp_min(1)  # [B, 20]
+
+    def deviation(x):
+        mean = (x * mask).sum(1, keepdim=True) / frames[:, None]
+        return ((((x - mean) ** 2) * mask).sum(1) / frames + 1e-6).sqrt()
+
+    held = (mask.sum(1) > 1).float()  # a crop with a frame or none has no spread to match
+    gap = (deviation(pred) - deviation(target.nan_to_num())).abs() * LOSS_WEIGHTS * held
+    return gap.sum() / (held * LOSS_WEIGHTS).sum().clamp_min(1e-6)
+
+
 def _items(wavs: Path, split: str, limit: int | None) -> list[dict]:
     rows = []
     for meta in sorted(wavs.glob("*.json")):

@@ -74,11 +74,18 @@ def posteriors(model, codec, shards, wavs: dict[str, str], items: int, seed: int
 
 
 def tune(
-    codec_model, rows: list[dict], steps: int, true_share: float, seed: int, lr: float = 3e-4
+    codec_model,
+    rows: list[dict],
+    steps: int,
+    true_share: float,
+    seed: int,
+    lr: float = 3e-4,
+    variance_weight: float = 0.0,
 ) -> list[float]:
     """Fine-tune `codec_model.decoder` on `rows` (`fit_decoder`: the codec stage's loss and loop) at `lr` with
     100 warm-up steps: a crop reads SoundStorm's expected level-1 vector, or for `true_share` of them the true
-    level 1's, and the prompt's voice where the decoder reads one. Returns the mean loss every 100 steps."""
+    level 1's, and the prompt's voice where the decoder reads one; `variance_weight` as the codec stage's
+    (`codec.variance_weight`). Returns the mean loss every 100 steps."""
 
     def crop(rng):
         r = rows[int(rng.integers(len(rows)))]
@@ -90,7 +97,7 @@ def tune(
             latent = r["expected"][lo : lo + n]
         return latent, r["codec_semantic"][lo : lo + n], r["features"][2 * lo : 2 * (lo + n)], r["voice"]
 
-    return fit_decoder(codec_model.decoder, crop, steps, seed, lr=lr, warmup=100, log_every=100)
+    return fit_decoder(codec_model.decoder, crop, steps, seed, lr, 100, 100, variance_weight)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -123,7 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     wavs = {row["id"]: row["path"] for row in read_manifest(out, "train")}
     rows = posteriors(model, codec, TokenShards(out / "shards", "train"), wavs, args.items, config.seed)
     generated_s = round(time.time() - started, 1)
-    losses = tune(codec.model, rows, args.steps, args.true_share, config.seed)
+    weight = config.codec.variance_weight
+    losses = tune(codec.model, rows, args.steps, args.true_share, config.seed, variance_weight=weight)
     target = out / "codec_tuned"
     target.mkdir(parents=True, exist_ok=True)
     shutil.copy(out / "codec" / "config.json", target / "config.json")
@@ -133,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         "items": len(rows),
         "steps": args.steps,
         "true_share": args.true_share,
+        "variance_weight": weight,
         "loss": losses,
         "generate_s": generated_s,
         "wall_s": round(time.time() - started, 1),
