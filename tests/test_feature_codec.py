@@ -516,3 +516,35 @@ def test_the_guide_test_voices_espeak_ngs_rendering_with_another_utterance_of_th
     features[:50, 0], features[50:, 0] = -5.0, 5.0  # half silence, half speech
     features[50:, 18] = np.tile([0.0, 0.5], 25)
     assert pitch_spread(features) == pytest.approx(0.25)
+
+
+def test_a_trial_folder_holds_the_data_sets_trained_parts_and_the_base_bundles_others(tmp_path):
+    """`python -m pipelines.stages.bundle --folder DIR`: the data set's codec (its tuned form), semantic tokenizer
+    and SoundStorm, their files alone; the T5, text tokenizer, AR baseline and voices from `tiny`; every file
+    verifies; the package's registry is left alone."""
+    from pipelines.stages.bundle import REGISTRY, SOURCES
+    from pipelines.stages.bundle import main as bundle_main
+    from soundstorm.bundles.checkpoints import load_registry, verify_bundle
+
+    data = tmp_path / "data"
+    for folder, kind in (("codec_tuned", "codec"), ("semantic", "semantic"), ("soundstorm", "soundstorm")):
+        (data / folder).mkdir(parents=True)
+        for name in SOURCES[kind][1]:
+            (data / folder / name).write_text(f"{folder}/{name}")
+    (data / "codec_tuned" / "config.json").write_text(json.dumps({"levels": 6, "codebook_size": 512}))
+    (data / "soundstorm" / "checkpoint-500.pt").write_text("a stage's checkpoint")
+    registry = REGISTRY.read_bytes()
+    config = tmp_path / "c.yaml"
+    config.write_text(f"out_dir: {data}\n")
+    assert bundle_main(["--config", str(config), "--folder", str(tmp_path / "trial")]) == 0
+    trial = load_registry().get(str(tmp_path / "trial"))
+    tiny = load_registry().get("tiny")
+    assert sorted(trial.components) == sorted(tiny.components.keys() - {"testset"})
+    assert (tmp_path / "trial" / "codec" / "config.json").read_text() == (data / "codec_tuned" / "config.json").read_text()
+    assert sorted(trial.components["soundstorm"].files) == ["config.json", "model.safetensors"]
+    for kind in ("t2s", "text", "ar_baseline", "voices"):
+        assert trial.components[kind].files == tiny.components[kind].files
+    assert trial.facts["levels"] == 6 and trial.facts["codebook_size"] == 512
+    assert trial.facts["frontend"] == tiny.facts["frontend"]
+    assert all(not check.failed for check in verify_bundle(trial))
+    assert REGISTRY.read_bytes() == registry

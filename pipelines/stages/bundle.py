@@ -3,6 +3,11 @@
 Copies the shipped form of each trained component into
 `soundstorm/assets/NAME/<component>/` (large weights in int8 rows, `pipelines/int8.py`), and records
 every file's sha256 in `checkpoints.yaml`.
+
+`--folder DIR` instead writes a bundle folder to try (`--checkpoint DIR`) and changes nothing in the package:
+the data set's trained components as they are, the others and the voices from a registered bundle
+(`--base`, default `tiny`), e.g. a data set's codec, semantic tokenizer and SoundStorm measured through the
+chain with the shipped T5, AR baseline and voices.
 """
 
 from __future__ import annotations
@@ -190,13 +195,49 @@ def update_registry(name: str, components: dict, card: str | None, merge: bool =
     REGISTRY.write_text(header + "\n" + yaml.safe_dump(registry, sort_keys=False, width=100))
 
 
+def trial_folder(out_dir: Path, folder: Path, base: str = "tiny") -> dict[str, str]:
+    """A bundle folder of `out_dir`'s trained components (the codec from `codec_tuned` where whole) and `base`'s
+    others; `base`'s facts, with the levels and codebook size of the data set's codec. Returns where each
+    component came from."""
+    from soundstorm.bundles.checkpoints import component_path, load_registry
+
+    bundle = load_registry().get(base)
+    folder.mkdir(parents=True, exist_ok=True)
+    components, origin, facts = {}, {}, dict(bundle.facts)
+    for component, (_, files) in SOURCES.items():
+        src = source_folder(out_dir, component)
+        if component == "text" and (src / "phonemes.json").is_file():
+            files = ("phonemes.json",)
+        if all((src / f).is_file() for f in files):
+            (folder / component).mkdir(exist_ok=True)
+            for f in files:  # the files alone, not a stage's checkpoints and logs
+                shutil.copyfile(src / f, folder / component / f)
+            components[component], origin[component] = folder / component, str(src)
+        elif component in bundle.components:
+            components[component] = component_path(bundle, component)
+            origin[component] = f"{base}/{component}"
+    if "voices" in bundle.components:
+        components["voices"], origin["voices"] = component_path(bundle, "voices"), f"{base}/voices"
+    if str(components.get("codec", "")).startswith(str(folder)):
+        config = json.loads((folder / "codec" / "config.json").read_text())
+        facts |= {k: config[k] for k in ("levels", "codebook_size") if k in config}
+    write_bundle_folder(folder, folder.name, facts, components)
+    return origin
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", required=True, type=Path)
     parser.add_argument("--name", default="tiny")
     parser.add_argument("--components", nargs="*", help="ship only these (default: every trained one)")
+    parser.add_argument("--out-dir", type=Path, help="override the config's out_dir")
+    parser.add_argument("--folder", type=Path, help="write a bundle folder to try instead of shipping")
+    parser.add_argument("--base", default="tiny", help="with --folder: the bundle the other components come from")
     args = parser.parse_args(argv)
-    config = load_config(args.config)
+    config = load_config(args.config, {"out_dir": str(args.out_dir)} if args.out_dir else None)
+    if args.folder:
+        print(json.dumps(trial_folder(config.out_dir, args.folder, args.base), indent=1))
+        return 0
     components = assemble(config.out_dir, args.name, args.components)
     # What the stages recorded goes beside the data; it becomes the bundle's card only where the bundle has
     # none yet (a shipped bundle's card is kept short and written by hand: what it is, its figures, how to
