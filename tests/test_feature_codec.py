@@ -447,7 +447,7 @@ def test_the_variance_loss_measures_how_much_flatter_the_prediction_is_than_its_
 
 
 def test_a_decoder_trained_with_the_variance_loss_moves_more_than_one_without(tmp_path):
-    """codec.variance_weight: the same decoder, data and seed, with and without the variance loss; with it, its
+    """experimental.feature_variance_weight: the same decoder, data and seed, with and without the variance loss; with it, its
     renders of the training clips spread over time nearer as much as their targets do."""
     from pipelines.stages.feature_decoder import variance_loss
 

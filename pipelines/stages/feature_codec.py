@@ -285,8 +285,9 @@ def run(config: DataConfig, progress=None) -> dict:
         settings["voice"] = True
     if c.init_from:
         settings["init_from"] = str(c.init_from)
-    if c.semantic and c.variance_weight:
-        settings["variance_weight"] = c.variance_weight
+    variance_weight = config.experimental.feature_variance_weight
+    if c.semantic and variance_weight:
+        settings["variance_weight"] = variance_weight
     if done.exists() and json.loads(done.read_text()).get("settings") == settings:
         return json.loads(done.read_text())
     torch.set_num_threads(max(1, c.threads))
@@ -317,7 +318,7 @@ def run(config: DataConfig, progress=None) -> dict:
         rows = {r["id"]: r for r in read_manifest(config.out_dir, "train")}
         sources = voice_sources(ids, rows)
         stats["decoder_loss"] = train_decoder(
-            model, clips, semantic, c.steps, config.seed, sources=sources, variance_weight=c.variance_weight
+            model, clips, semantic, c.steps, config.seed, sources=sources, variance_weight=variance_weight
         )
     (out / "config.json").write_text(json.dumps(model_config.to_dict(), indent=1))
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / "model.safetensors"))

@@ -85,7 +85,7 @@ def tune(
     """Fine-tune `codec_model.decoder` on `rows` (`fit_decoder`: the codec stage's loss and loop) at `lr` with
     100 warm-up steps: a crop reads SoundStorm's expected level-1 vector, or for `true_share` of them the true
     level 1's, and the prompt's voice where the decoder reads one; `variance_weight` as the codec stage's
-    (`codec.variance_weight`). Returns the mean loss every 100 steps."""
+    (`experimental.feature_variance_weight`). Returns the mean loss every 100 steps."""
 
     def crop(rng):
         r = rows[int(rng.integers(len(rows)))]
@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     wavs = {row["id"]: row["path"] for row in read_manifest(out, "train")}
     rows = posteriors(model, codec, TokenShards(out / "shards", "train"), wavs, args.items, config.seed)
     generated_s = round(time.time() - started, 1)
-    weight = config.codec.variance_weight
+    weight = config.experimental.feature_variance_weight
     losses = tune(codec.model, rows, args.steps, args.true_share, config.seed, variance_weight=weight)
     target = out / "codec_tuned"
     target.mkdir(parents=True, exist_ok=True)
