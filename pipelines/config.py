@@ -210,7 +210,8 @@ class ExperimentalConfig:
     # every feature (`feature_decoder.variance_loss`, this weight beside the L1; feature_tune too): an L1 decoder
     # renders flatter than speech. 2026-12-07, a decoder reading no level rendering espeak-ng's guide in held-out
     # natural voices: the pitch moved more (0.83 of the utterances' against 0.75) but the voice went toward the
-    # guide's (similarity to the prompt -0.022, standard error 0.007; to the guide +0.056), CER level: not shipped.
+    # guide's (similarity to the prompt -0.022, standard error 0.007; to the guide +0.056; at weight 0.3 -0.015 and
+    # +0.054), CER level: not shipped.
     feature_variance_weight: float = 0.0
 
 
