@@ -218,7 +218,7 @@ def trial_folder(out_dir: Path, folder: Path, base: str = "tiny") -> dict[str, s
             origin[component] = f"{base}/{component}"
     if "voices" in bundle.components:
         components["voices"], origin["voices"] = component_path(bundle, "voices"), f"{base}/voices"
-    if str(components.get("codec", "")).startswith(str(folder)):
+    if components.get("codec") == folder / "codec":  # the data set's codec: its sizes
         config = json.loads((folder / "codec" / "config.json").read_text())
         facts |= {k: config[k] for k in ("levels", "codebook_size") if k in config}
     write_bundle_folder(folder, folder.name, facts, components)

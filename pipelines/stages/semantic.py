@@ -37,8 +37,8 @@ def _read(path: str) -> np.ndarray:
     return resample(data, rate, SAMPLE_RATE)
 
 
-def training_features(config: DataConfig, encoder: WhisperEncoder, hours: float):
-    """The first `hours` of the training split: its rows, clips (16 kHz) and 25 Hz encoder features."""
+def training_clips(config: DataConfig, hours: float) -> tuple[list[dict], list[np.ndarray]]:
+    """The first `hours` of the training split: its rows and clips (16 kHz)."""
     rows, clips, total = [], [], 0.0
     for row in read_manifest(config.out_dir, "train"):
         if total >= hours * 3600:
@@ -46,6 +46,12 @@ def training_features(config: DataConfig, encoder: WhisperEncoder, hours: float)
         rows.append(row)
         clips.append(_read(row["path"]))
         total += row["duration_s"]
+    return rows, clips
+
+
+def training_features(config: DataConfig, encoder: WhisperEncoder, hours: float):
+    """The first `hours` of the training split: its rows, clips (16 kHz) and 25 Hz encoder features."""
+    rows, clips = training_clips(config, hours)
     return rows, clips, encoded(encoder, clips)
 
 
@@ -62,20 +68,19 @@ def encoded(encoder: WhisperEncoder, clips: list[np.ndarray]) -> list[np.ndarray
 def fit(config: DataConfig, encoder: WhisperEncoder) -> dict:
     if config.semantic.kind not in ("kmeans", "learnt"):
         raise SystemExit(f"error: semantic.kind: kmeans or learnt, got {config.semantic.kind!r}")
-    rows, clips, features = training_features(config, encoder, config.semantic.train_hours)
+    rows, clips = training_clips(config, config.semantic.train_hours)
     hours = sum(r["duration_s"] for r in rows) / 3600
     stats = {"kind": config.semantic.kind, "fit_hours": round(hours, 3)}
+    if config.semantic.kind == "learnt":  # it chooses what the encoder reads
+        return stats | _fit_learnt(config, rows, clips, encoder)
+    features = encoded(encoder, clips)
     stats["fit_frames"] = int(sum(len(f) for f in features))
-    if config.semantic.kind == "learnt":
-        return stats | _fit_learnt(config, rows, clips, features, encoder)
     stacked = np.concatenate(features).astype(np.float32)
     tokenizer = fit_kmeans(stacked, config.semantic.clusters, config.semantic.iterations, config.seed)
     return stats | {"tokenizer": tokenizer}
 
 
-def _fit_learnt(
-    config: DataConfig, rows: list[dict], clips: list[np.ndarray], features: list[np.ndarray], encoder
-) -> dict:
+def _fit_learnt(config: DataConfig, rows: list[dict], clips: list[np.ndarray], encoder: WhisperEncoder) -> dict:
     import torch
 
     from pipelines.stages.feature_codec import voice_sources
@@ -87,12 +92,15 @@ def _fit_learnt(
     ids = [r["id"] for r in rows]
     sources = voice_sources(ids, {r["id"]: r for r in rows})
     targets = [fargan.analyze(c) for c in clips]
-    if s.perturb_voice:  # what the tokenizer reads: the same words in a changed voice
-        features = encoded(encoder, voice_perturbed(targets, [len(c) for c in clips], config.seed))
+    # what the tokenizer reads: the clips, or with perturb_voice the same words in a changed voice
+    read = voice_perturbed(targets, [len(c) for c in clips], config.seed) if s.perturb_voice else clips
+    features = encoded(encoder, read)
     tokenizer, losses, usage = fit_learnt(
         features, targets, sources, s.clusters, s.learnt_width, s.learnt_steps, config.seed
     )
-    return {"tokenizer": tokenizer, "probe_loss": losses, "perturb_voice": s.perturb_voice} | usage
+    fit_frames = int(sum(len(f) for f in features))
+    stats = {"fit_frames": fit_frames, "tokenizer": tokenizer, "probe_loss": losses}
+    return stats | {"perturb_voice": s.perturb_voice} | usage
 
 
 def run(config: DataConfig, progress=None) -> dict:
