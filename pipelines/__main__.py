@@ -3,7 +3,8 @@
 Stages, in order: corpus, text-tokenizer, semantic, codec, shards; `all` runs
 them in turn. Each is deterministic under the config's seed, skips what is
 already done and resumes after an interruption. Stage timings and sizes are
-collected in OUT_DIR/stages.json for the model card.
+collected in OUT_DIR/stages.json for the model card. A stage run before the one that writes what it
+reads stops with one `error:` line naming that stage (exit code 2).
 """
 
 from __future__ import annotations
@@ -41,6 +42,33 @@ MODULES = {  # pipelines/stages/
 }
 
 
+# what each stage reads from out_dir, and the stage that writes it
+NEEDS = {
+    "text-tokenizer": (("corpus/manifest.jsonl", "corpus"),),
+    "semantic": (("corpus/manifest.jsonl", "corpus"),),
+    "codec": (("corpus/manifest.jsonl", "corpus"),),
+    "shards": (("corpus/manifest.jsonl", "corpus"), ("text_tokenizer", "text-tokenizer"), ("semantic", "semantic")),
+    "soundstorm": (("shards/index.jsonl", "shards"),),
+    "ar": (("shards/index.jsonl", "shards"),),
+    "t2s": (("shards/index.jsonl", "shards"), ("text_tokenizer", "text-tokenizer")),
+}
+
+
+class MissingInput(Exception):
+    """A stage run before the stage that writes what it reads."""
+
+
+def missing_input(stage: str, config) -> str | None:
+    """One line naming the first thing `stage` reads that is not under out_dir yet, and the stage that makes
+    it (None when all is there). The shards stage also reads the codec folder (`codec_folder`)."""
+    for relative, maker in NEEDS.get(stage, ()):
+        if not (config.out_dir / relative).exists():
+            return f"the {stage} stage needs {config.out_dir / relative}: run the {maker} stage first"
+    if stage == "shards" and not config.codec.pretrained and not (config.out_dir / "codec").is_dir():
+        return f"the shards stage needs {config.out_dir / 'codec'}: run the codec stage first"
+    return None
+
+
 def _progress_bar():
     return Progress(
         TextColumn("{task.description}"),
@@ -63,6 +91,9 @@ def _record(out_dir: Path, stage: str, stats: dict) -> None:
 def run_stage(stage: str, config, quiet: bool = False) -> dict:
     import importlib
 
+    problem = missing_input(stage, config)
+    if problem:
+        raise MissingInput(problem)
     module = importlib.import_module(f"pipelines.stages.{MODULES[stage]}")
     started = time.time()
     with _progress_bar() as bar:
@@ -116,7 +147,11 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError, TypeError, yaml.YAMLError) as error:
         parser.error(f"{args.config}: {error}")
     for stage in STAGES if args.stage == "all" else (args.stage,):
-        stats = run_stage(stage, config, quiet=args.quiet)
+        try:
+            stats = run_stage(stage, config, quiet=args.quiet)
+        except MissingInput as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
         summary = {k: v for k, v in stats.items() if not isinstance(v, (dict, list))}
         print(f"{stage}: {json.dumps(summary)}", file=sys.stderr)
     return 0

@@ -548,3 +548,62 @@ def test_a_trial_folder_holds_the_data_sets_trained_parts_and_the_base_bundles_o
     assert trial.facts["frontend"] == tiny.facts["frontend"]
     assert all(not check.failed for check in verify_bundle(trial))
     assert REGISTRY.read_bytes() == registry
+
+
+def test_feature_tune_gives_a_share_of_its_items_the_prompts_of_a_dialogue(tmp_path, monkeypatch):
+    """--dialogue-share: SoundStorm reads the speaker's prompt beside another speaker's, the target on the
+    label of its own speaker's prompt, and the decoder's voice is the speaker's; without it one prompt, label 1."""
+    import soundfile as sf
+
+    import soundstorm.chain.decoding as decoding
+    from pipelines.stages.feature_tune import posteriors
+
+    calls = []
+
+    def recorded(model, semantic, speakers, prompts, context=100):
+        calls.append((speakers.clone(), prompts))
+        return torch.full((len(semantic), 4), 0.25), 1
+
+    monkeypatch.setattr(decoding, "first_level_posterior", recorded)
+
+    class Model:
+        config = type("C", (), {"semantic_ratio": 1, "levels": 2})()
+
+    class Inner:
+        def expected(self, probs):
+            return probs[0]
+
+        def voice_vector(self, codes):
+            return codes.float().mean(-1)  # [B, Q]: tells the prompts apart
+
+    class Codec:
+        frame_rate, reads_voice, model = 25, True, Inner()
+
+    wav = tmp_path / "a.wav"
+    sf.write(wav, _speechlike(0.4), 16000)
+    items = [
+        {"id": f"u{n}", "kind": "single", "speakers": [n // 3], "codes": np.full((2, 10), n), "semantic_tokens": np.arange(10)}
+        for n in range(9)
+    ]
+
+    class Shards:
+        def __init__(self):
+            self.items = items
+            self.singles_by_speaker = {s: [3 * s, 3 * s + 1, 3 * s + 2] for s in range(3)}
+
+        def __getitem__(self, i):
+            return items[i]
+
+    wavs = {row["id"]: str(wav) for row in items}
+    plain = posteriors(Model(), Codec(), Shards(), wavs, items=9, seed=0)
+    assert len(plain) == 9 and all(len(p) == 1 and p[0].label == 1 and (s == 1).all() for s, p in calls)
+    calls.clear()
+    rows = posteriors(Model(), Codec(), Shards(), wavs, items=9, seed=0, dialogue_share=1.0)
+    assert len(calls) == 9 and {int(s[0]) for s, _ in calls} == {1, 2}  # both labels drawn
+    for (speakers, prompts), row in zip(calls, rows, strict=True):
+        assert len(prompts) == 2 and {p.label for p in prompts} == {1, 2} and (speakers == speakers[0]).all()
+        own = next(p for p in prompts if p.label == int(speakers[0]))
+        stranger = next(p for p in prompts if p.label != int(speakers[0]))
+        assert int(own.codes[0, 0]) // 3 != int(stranger.codes[0, 0]) // 3  # another speaker's prompt
+        assert torch.equal(row["voice"], own.codes.float().mean(-1))  # the decoder hears its own speaker
+        assert int(own.codes[0, 0]) // 3 == int(row["level1"][0]) // 3

@@ -624,3 +624,24 @@ def test_soundstorm_eval_soft_reports_the_decoders_ceiling_and_the_level1_distan
         nll = float(F.nll_loss(probs.log(), truth))
         assert row["level1_nll"] == pytest.approx(nll, rel=1e-5) and nll > 0
         assert row["level1_top1"] == pytest.approx(float((probs.argmax(1) == truth).float().mean()))
+
+
+@pytest.mark.parametrize(
+    ("stage", "needs"),
+    [("shards", "run the corpus stage first"), ("soundstorm", "run the shards stage first"), ("t2s", "shards")],
+)
+def test_a_stage_run_before_what_it_reads_is_one_error_line(tmp_path, capsys, stage, needs):
+    """Each stage names the first input it lacks and the stage that makes it (no traceback, exit code 2)."""
+    args = [stage, "--config", "pipelines/configs/toy.yaml", "--out-dir", str(tmp_path / "data")]
+    assert pipelines_main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: the ") and needs in err[0]
+
+
+def test_the_shards_stage_names_a_missing_text_tokenizer(tmp_path, capsys):
+    """A data set with its corpus but not its text tokenizer: the shards stage says so instead of failing inside."""
+    corpus = tmp_path / "data" / "corpus"
+    corpus.mkdir(parents=True)
+    (corpus / "manifest.jsonl").write_text("")
+    assert pipelines_main(["shards", "--config", "pipelines/configs/toy.yaml", "--out-dir", str(tmp_path / "data")]) == 2
+    assert "run the text-tokenizer stage first" in capsys.readouterr().err

@@ -9,6 +9,8 @@ single utterances of the training split, gives each a 3 s prompt of another utte
 stores SoundStorm's first-pass expected level-1 vector given that prompt and the true semantic tokens, and
 fine-tunes the codec's decoder (from its weights, its normalisation kept) to render the utterance's FARGAN
 features from it (and, for a decoder that reads a voice, `codec.voice`, from the prompt's voice vector); `--true-share` of the crops still read the true level 1, so resynthesis keeps working.
+`--dialogue-share` of the items are read beside another speaker's prompt, as a dialogue's turns are (measured
+level on 2026-12-07: turns' own-voice margin +0.005, standard error 0.004; docs/history/2026-12-07.md).
 Reads `D/codec`, `D/soundstorm`, `D/shards` and the corpus's audio; writes `D/codec_tuned`, a codec folder
 (`load_codec`) that can take the codec's place in a data set or a bundle.
 """
@@ -28,9 +30,14 @@ from pipelines.stages.feature_codec import CROP, fit_decoder
 PROMPT_S = 3.0
 
 
-def posteriors(model, codec, shards, wavs: dict[str, str], items: int, seed: int) -> list[dict]:
+def posteriors(
+    model, codec, shards, wavs: dict[str, str], items: int, seed: int, dialogue_share: float = 0.0
+) -> list[dict]:
     """Per training single: SoundStorm's expected level-1 vector [T, D], the true level 1 [T], the codec-rate
-    semantic tokens [T] and the utterance's FARGAN features [2T, 20] (its audio: `wavs`, id -> path)."""
+    semantic tokens [T] and the utterance's FARGAN features [2T, 20] (its audio: `wavs`, id -> path).
+
+    For `dialogue_share` of them SoundStorm reads the prompts as a dialogue gives them: the speaker's and
+    another speaker's, in a random order and with random labels, the target on its speaker's label."""
     from soundstorm.chain.decoding import PromptTokens, first_level_posterior
     from soundstorm.chain.semantic import semantic_to_codec
     from soundstorm.vocoder import fargan
@@ -39,10 +46,12 @@ def posteriors(model, codec, shards, wavs: dict[str, str], items: int, seed: int
     ratio, levels = model.config.semantic_ratio, model.config.levels
     frames = int(PROMPT_S * codec.frame_rate)
     singles = [i for i, r in enumerate(shards.items) if r["kind"] == "single"]
+    by_speaker = shards.singles_by_speaker
     rows = []
     for i in sorted(rng.choice(singles, size=min(items, len(singles)), replace=False)):
         item = shards[int(i)]
-        others = [j for j in shards.singles_by_speaker[item["speakers"][0]] if j != int(i)]
+        speaker = item["speakers"][0]
+        others = [j for j in by_speaker[speaker] if j != int(i)]
         if not others:
             continue
         source = shards[int(rng.choice(others))]
@@ -53,9 +62,20 @@ def posteriors(model, codec, shards, wavs: dict[str, str], items: int, seed: int
         src_sem = semantic_to_codec(
             torch.from_numpy(source["semantic_tokens"].astype(np.int64)), ratio, src.shape[1]
         )
-        prompt = PromptTokens(src[:levels, :frames], src_sem[:frames], 1)
+        label, prompts = 1, [PromptTokens(src[:levels, :frames], src_sem[:frames], 1)]
+        if dialogue_share > 0 and rng.random() < dialogue_share and len(by_speaker) > 1:
+            stranger = shards[int(rng.choice([j for s, js in by_speaker.items() if s != speaker for j in js]))]
+            s_codes = torch.from_numpy(stranger["codes"].astype(np.int64))
+            s_sem = semantic_to_codec(
+                torch.from_numpy(stranger["semantic_tokens"].astype(np.int64)), ratio, s_codes.shape[1]
+            )
+            label = int(rng.integers(1, 3))
+            other = PromptTokens(s_codes[:levels, :frames], s_sem[:frames], 3 - label)
+            prompts = [PromptTokens(prompts[0].codes, prompts[0].semantic, label), other]
+            prompts = prompts if rng.random() < 0.5 else prompts[::-1]
+        prompt = next(p for p in prompts if p.label == label)
         with torch.inference_mode():
-            probs, _ = first_level_posterior(model, semantic, torch.ones_like(semantic), [prompt])
+            probs, _ = first_level_posterior(model, semantic, torch.full_like(semantic, label), prompts)
             expected = codec.model.expected(probs.float()[None])  # [T, D]
             voice = codec.model.voice_vector(prompt.codes[None])[0] if codec.reads_voice else None
         audio, _ = sf.read(wavs[item["id"]], dtype="float32")
@@ -113,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--items", type=int, default=600)
     parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--true-share", type=float, default=0.5)  # 0.25 measured no better (history, 2026-12-06)
+    parser.add_argument("--dialogue-share", type=float, default=0.0)  # 0.5 measured level (history, 2026-12-07)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
     config = config_of(args)
@@ -128,7 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
     model = load_soundstorm(out / "soundstorm")
     wavs = {row["id"]: row["path"] for row in read_manifest(out, "train")}
-    rows = posteriors(model, codec, TokenShards(out / "shards", "train"), wavs, args.items, config.seed)
+    shards = TokenShards(out / "shards", "train")
+    rows = posteriors(model, codec, shards, wavs, args.items, config.seed, args.dialogue_share)
     generated_s = round(time.time() - started, 1)
     weight = config.experimental.feature_variance_weight
     losses = tune(codec.model, rows, args.steps, args.true_share, config.seed, variance_weight=weight)
@@ -141,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         "items": len(rows),
         "steps": args.steps,
         "true_share": args.true_share,
+        "dialogue_share": args.dialogue_share,
         "variance_weight": weight,
         "loss": losses,
         "generate_s": generated_s,
