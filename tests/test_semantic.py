@@ -225,6 +225,7 @@ def test_the_semantic_stage_learns_its_tokens_on_the_toy_corpus(tmp_path):
     # the folder holds a learnt tokenizer: a rerun asking for k-means is refused, not silently mixed
     with pytest.raises(SystemExit, match="holds a learnt tokenizer"):
         pipelines_main(["semantic", *base])
+    shutil.copytree(out / "corpus", tmp_path / "other" / "corpus")  # a data set with its corpus, no tokenizer yet
     with pytest.raises(SystemExit, match="semantic.kind: kmeans or learnt"):
         pipelines_main(["semantic", *base, "--out-dir", str(tmp_path / "other"), "--set", "semantic.kind=vq"])
     # fitted on voice-perturbed copies of the clips: a tokenizer of the same shape, and the stage says so
