@@ -62,18 +62,19 @@ def posteriors(
         src_sem = semantic_to_codec(
             torch.from_numpy(source["semantic_tokens"].astype(np.int64)), ratio, src.shape[1]
         )
-        label, prompts = 1, [PromptTokens(src[:levels, :frames], src_sem[:frames], 1)]
+        label, stranger = 1, None
         if dialogue_share > 0 and rng.random() < dialogue_share and len(by_speaker) > 1:
             stranger = shards[int(rng.choice([j for s, js in by_speaker.items() if s != speaker for j in js]))]
+            label = int(rng.integers(1, 3))
+        prompt = PromptTokens(src[:levels, :frames], src_sem[:frames], label)
+        prompts = [prompt]
+        if stranger is not None:
             s_codes = torch.from_numpy(stranger["codes"].astype(np.int64))
             s_sem = semantic_to_codec(
                 torch.from_numpy(stranger["semantic_tokens"].astype(np.int64)), ratio, s_codes.shape[1]
             )
-            label = int(rng.integers(1, 3))
             other = PromptTokens(s_codes[:levels, :frames], s_sem[:frames], 3 - label)
-            prompts = [PromptTokens(prompts[0].codes, prompts[0].semantic, label), other]
-            prompts = prompts if rng.random() < 0.5 else prompts[::-1]
-        prompt = next(p for p in prompts if p.label == label)
+            prompts = [prompt, other] if rng.random() < 0.5 else [other, prompt]
         with torch.inference_mode():
             probs, _ = first_level_posterior(model, semantic, torch.full_like(semantic, label), prompts)
             expected = codec.model.expected(probs.float()[None])  # [T, D]
