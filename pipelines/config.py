@@ -91,6 +91,15 @@ class CodecConfig:
     # feature: its decoder also reads the voice of a 3 s crop of another utterance of the same speaker
     # (a prompt's, at inference); 2026-12-06 evening, docs/history/2026-12-06.md
     voice: bool = False
+    # feature: the voice vector's kind (`FeatureCodecConfig.voice_stats`): moments, or voiced (the voiced frames'
+    # mean and deviation and the other frames' mean)
+    voice_stats: str = "moments"
+    # feature: its decoder reads the semantic tokens of a voice-perturbed copy of each training clip (FARGAN
+    # re-rendering it with the pitch moved and the band envelope stretched, `semantic_learnt.perturb_voice`) and
+    # still renders the clean clip: tokens then cannot tell it the voice, the voice input and the level must.
+    # Measured 2026-12-07 on learnt5 (docs/history/2026-12-07.md): `--guide` similarity +0.006 (SE 0.003);
+    # through the chain natural similarity level (+0.004, SE 0.005), `say` recall -0.11 (SE 0.06): off
+    perturb_voice: bool = False
     log_every: int = 50
     save_every: int = 500
     eval_utterances: int = 50

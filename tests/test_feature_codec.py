@@ -220,6 +220,19 @@ def test_the_codec_stage_fits_it_on_the_toy_corpus(tmp_path):
     assert said.decoding == "posterior" and np.isfinite(said.audio).all() and np.abs(said.audio).max() > 0.01
     assert feature_tune([*toy, "--items", "4", "--steps", "2", "--threads", "1"]) == 0
     assert load_codec(out / "codec_tuned").reads_voice
+    # codec.perturb_voice: the decoder reads the tokens of voice-perturbed copies of its clips, cached by id
+    assert pipelines_main(["codec", *base, *voiced_sets, "--set", "codec.perturb_voice=true"]) == 0
+    assert json.loads((out / "codec" / "train_stats.json").read_text())["settings"]["perturb_voice"] is True
+    from safetensors.numpy import load_file
+
+    from pipelines.stages.shards import load_semantic
+
+    perturbed, clean = load_file(str(out / "perturbed_semantic.safetensors")), load_semantic(out / "semantic")
+    assert perturbed and all(len(perturbed[i]) == len(clean[i]) for i in perturbed)
+    assert any(not np.array_equal(perturbed[i], clean[i]) for i in perturbed)  # other voices, other tokens
+    assert torch.equal(load_codec(out / "codec").model.codebooks, synth.codec.model.codebooks)
+    assert feature_tune([*toy, "--items", "4", "--steps", "2", "--threads", "1"]) == 0  # tuned on such tokens too
+    assert json.loads((out / "codec_tuned" / "train_stats.json").read_text())["perturb_voice"] is True
 
 
 def _bundle_of(out, tmp_path):
@@ -607,3 +620,31 @@ def test_feature_tune_gives_a_share_of_its_items_the_prompts_of_a_dialogue(tmp_p
         assert int(own.codes[0, 0]) // 3 != int(stranger.codes[0, 0]) // 3  # another speaker's prompt
         assert torch.equal(row["voice"], own.codes.float().mean(-1))  # the decoder hears its own speaker
         assert int(own.codes[0, 0]) // 3 == int(row["level1"][0]) // 3
+
+
+def test_a_voiced_voice_vector_keeps_the_vowels_apart_from_the_pauses():
+    """voice_stats "voiced": the voiced frames' mean and deviation and the others' mean, where "moments" mixes
+    them; a prompt without a voiced frame takes the whole prompt's statistics."""
+    from soundstorm.vocoder.fargan import CORRELATION
+
+    config = FeatureCodecConfig(levels=1, codebook_size=2, semantic_vocab=4, voice=True, voice_stats="voiced",
+                                decoder_width=8, decoder_depth=1)
+    codec = FeatureCodec(config)
+    vowel, pause = torch.full((2, 20), 1.0), torch.full((2, 20), -1.0)
+    vowel[:, CORRELATION], pause[:, CORRELATION] = 0.6, -0.3
+    codec.codebooks[0] = torch.stack([vowel.reshape(-1), pause.reshape(-1)])
+    codes = torch.tensor([[[0, 1, 1, 0, 1, 1, 1]]])  # [B, Q, P]: 2 voiced frames of 7
+    voice = codec.voice_vector(codes)[0]
+    d = config.dim
+    assert voice.shape == (3 * d,) and codec.decoder.blocks[0] is not None
+    assert torch.allclose(voice[:d], vowel.reshape(-1)) and torch.allclose(voice[d : 2 * d], torch.zeros(d))
+    assert torch.allclose(voice[2 * d :], pause.reshape(-1))
+    moments = FeatureCodec(FeatureCodecConfig(levels=1, codebook_size=2, semantic_vocab=4, voice=True,
+                                              decoder_width=8, decoder_depth=1))
+    moments.codebooks.copy_(codec.codebooks)
+    mixed = moments.voice_vector(codes)[0]
+    assert mixed.shape == (2 * d,) and not torch.allclose(mixed[:d], vowel.reshape(-1))
+    silent = codec.voice_vector(torch.tensor([[[1, 1, 1]]]))[0]
+    assert torch.allclose(silent[:d], pause.reshape(-1)) and torch.allclose(silent[2 * d :], pause.reshape(-1))
+    with pytest.raises(ValueError, match="voice_stats"):
+        FeatureCodec(FeatureCodecConfig(semantic_vocab=4, voice=True, voice_stats="median"))

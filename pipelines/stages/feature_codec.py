@@ -19,7 +19,9 @@ features; decoding then reads the semantic tokens (`Codec.needs_semantic`), as t
 With `codec.decoder_levels: 1` the decoder reads level 1 alone, so it also renders SoundStorm's level-1
 distribution (its expected vector) in one pass: posterior decoding, as the shipped codec. With `codec.voice:
 true` it also reads a voice vector (`FeatureCodec.voice_vector`), in training that of a 3 s crop of another
-utterance of the same speaker (`voice_sources`), at inference the prompt's. With `codec.init_from` (a feature
+utterance of the same speaker (`voice_sources`), at inference the prompt's (`codec.voice_stats`: what that vector
+holds). With `codec.perturb_voice` it reads the tokens of a voice-perturbed copy of each clip
+(`perturbed_semantic`) and still renders the clip itself. With `codec.init_from` (a feature
 codec folder) nothing is fitted: its normalisation and codebooks are kept, so codes made with it stay valid
 (a SoundStorm trained on them, say), and the decoder trains on this data from that codec's decoder
 (`kept_codebooks`): the way to add a corpus, natural voices for instance, without making SoundStorm's codes
@@ -196,6 +198,46 @@ def train_decoder(
     return fit_decoder(decoder, crop, steps, seed, 1e-3, 200, log_every, variance_weight)
 
 
+PERTURBED_BATCH = 32  # clips a batch of `perturbed_semantic` (one perturbation seed each)
+
+
+def perturbed_semantic(
+    config: DataConfig, ids: list[str], audio: list[np.ndarray], clips: list[torch.Tensor]
+) -> dict[str, np.ndarray]:
+    """`codec.perturb_voice`: the 25 Hz semantic tokens of a voice-perturbed copy of each training clip (its
+    FARGAN features `clips` re-rendered with the pitch and band envelope moved at random, `voice_perturbed`, cut
+    to the clip's length and tokenized by the semantic stage's tokenizer), by id. Cached in
+    `perturbed_semantic.safetensors` of the data set (about 7 minutes of 2 cores for 4 h); a cache missing an id
+    or made with another seed is made anew."""
+    from safetensors import safe_open
+    from safetensors.numpy import load_file, save_file
+
+    from pipelines.stages.semantic_learnt import voice_perturbed
+    from soundstorm.chain.semantic import SemanticTokenizer, WhisperEncoder
+
+    cache = config.out_dir / "perturbed_semantic.safetensors"
+    if cache.exists():
+        with safe_open(str(cache), "np") as f:
+            seed = (f.metadata() or {}).get("seed")
+        tokens = load_file(str(cache))
+        if seed == str(config.seed) and all(i in tokens for i in ids):
+            return tokens
+    tokenizer = SemanticTokenizer.load(
+        config.out_dir / "semantic" / "semantic.safetensors", WhisperEncoder(config.semantic.whisper_model, threads=2)
+    )
+    tokens = {}
+    for n, start in enumerate(range(0, len(ids), PERTURBED_BATCH)):
+        part = slice(start, start + PERTURBED_BATCH)
+        features = [c.reshape(-1, NUM_FEATURES).numpy() for c in clips[part]]
+        copies = voice_perturbed(features, [len(a) for a in audio[part]], [config.seed, n])
+        for item_id, t in zip(ids[part], tokenizer.tokenize(copies), strict=True):
+            tokens[item_id] = t.astype(np.int16)
+    tmp = cache.with_suffix(".tmp")
+    save_file(tokens, str(tmp), metadata={"seed": str(config.seed)})
+    tmp.rename(cache)
+    return tokens
+
+
 def pad_frames(x: torch.Tensor, frames: int) -> torch.Tensor:
     """[n, ...] -> [frames, ...]: token ids padded with 0, features with NaN (padding a learnt tokenizer skips)."""
     fill = float("nan") if x.is_floating_point() else 0
@@ -267,6 +309,7 @@ def run(config: DataConfig, progress=None) -> dict:
         semantic_vocab=config.semantic.clusters if c.semantic else 0,
         decoder_levels=c.decoder_levels,
         voice=bool(c.semantic and c.voice),
+        voice_stats=c.voice_stats,
     )
     if config.sample_rate != 16000:
         raise SystemExit("error: the feature codec needs 16 kHz audio (FARGAN's rate)")
@@ -283,8 +326,12 @@ def run(config: DataConfig, progress=None) -> dict:
     }
     if c.semantic and c.voice:  # (absent otherwise: codecs fitted before the key keep their settings)
         settings["voice"] = True
+        if c.voice_stats != "moments":
+            settings["voice_stats"] = c.voice_stats
     if c.init_from:
         settings["init_from"] = str(c.init_from)
+    if c.semantic and c.perturb_voice:
+        settings["perturb_voice"] = True
     variance_weight = config.experimental.feature_variance_weight
     if c.semantic and variance_weight:
         settings["variance_weight"] = variance_weight
@@ -308,6 +355,8 @@ def run(config: DataConfig, progress=None) -> dict:
         from soundstorm.chain.semantic import frame_ratio, semantic_to_codec
 
         tokens = load_semantic(config.out_dir / "semantic")
+        if c.perturb_voice:  # the decoder reads the tokens of the clips in other voices
+            tokens = tokens | perturbed_semantic(config, ids, audio, clips)
         ratio = frame_ratio(model_config.sample_rate // model_config.hop_length)
         semantic = [
             semantic_to_codec(torch.from_numpy(tokens[i].astype(np.int64)), ratio, len(f))

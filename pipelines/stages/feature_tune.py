@@ -9,7 +9,8 @@ single utterances of the training split, gives each a 3 s prompt of another utte
 stores SoundStorm's first-pass expected level-1 vector given that prompt and the true semantic tokens, and
 fine-tunes the codec's decoder (from its weights, its normalisation kept) to render the utterance's FARGAN
 features from it (and, for a decoder that reads a voice, `codec.voice`, from the prompt's voice vector); `--true-share` of the crops still read the true level 1, so resynthesis keeps working.
-`--dialogue-share` of the items are read beside another speaker's prompt, as a dialogue's turns are (measured
+A codec whose decoder was trained on the tokens of voice-perturbed copies (`codec.perturb_voice`) is tuned on
+such tokens too (`perturb_tokens`). `--dialogue-share` of the items are read beside another speaker's prompt, as a dialogue's turns are (measured
 level on 2026-12-07: turns' own-voice margin +0.005, standard error 0.004; docs/history/2026-12-07.md).
 Reads `D/codec`, `D/soundstorm`, `D/shards` and the corpus's audio; writes `D/codec_tuned`, a codec folder
 (`load_codec`) that can take the codec's place in a data set or a bundle.
@@ -94,6 +95,23 @@ def posteriors(
     return rows
 
 
+def perturb_tokens(rows: list[dict], tokenizer, ratio: int, seed: int, batch: int = 32) -> None:
+    """A codec trained with `codec.perturb_voice`: each row's decoder tokens (`codec_semantic`) become those of a
+    voice-perturbed copy of its utterance (`voice_perturbed` of its FARGAN features, tokenized by `tokenizer`),
+    as the codec stage's were; SoundStorm's posterior, already made from the true tokens, is kept."""
+    from pipelines.stages.semantic_learnt import voice_perturbed
+    from soundstorm.chain.semantic import semantic_to_codec
+    from soundstorm.vocoder.fargan import FRAME
+
+    for n, start in enumerate(range(0, len(rows), batch)):
+        part = rows[start : start + batch]
+        features = [r["features"].numpy() for r in part]
+        copies = voice_perturbed(features, [len(f) * FRAME for f in features], [seed, n])
+        for row, tokens in zip(part, tokenizer.tokenize(copies), strict=True):
+            T = len(row["level1"])
+            row["codec_semantic"] = semantic_to_codec(torch.from_numpy(tokens.astype(np.int64)), ratio, T)
+
+
 def tune(
     codec_model,
     rows: list[dict],
@@ -152,6 +170,14 @@ def main(argv: list[str] | None = None) -> int:
     wavs = {row["id"]: row["path"] for row in read_manifest(out, "train")}
     shards = TokenShards(out / "shards", "train")
     rows = posteriors(model, codec, shards, wavs, args.items, config.seed, args.dialogue_share)
+    # a decoder taught on voice-perturbed copies' tokens (codec.perturb_voice) is tuned on them too
+    trained = out / "codec" / "train_stats.json"
+    perturbed = trained.exists() and bool(json.loads(trained.read_text()).get("settings", {}).get("perturb_voice"))
+    if perturbed:
+        from soundstorm.chain.semantic import SemanticTokenizer, WhisperEncoder
+
+        tokenizer = SemanticTokenizer.load(out / "semantic" / "semantic.safetensors", WhisperEncoder(threads=2))
+        perturb_tokens(rows, tokenizer, model.config.semantic_ratio, config.seed)
     generated_s = round(time.time() - started, 1)
     weight = config.experimental.feature_variance_weight
     losses = tune(codec.model, rows, args.steps, args.true_share, config.seed, variance_weight=weight)
@@ -165,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         "steps": args.steps,
         "true_share": args.true_share,
         "dialogue_share": args.dialogue_share,
+        "perturb_voice": perturbed,
         "variance_weight": weight,
         "loss": losses,
         "generate_s": generated_s,

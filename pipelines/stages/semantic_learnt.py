@@ -134,7 +134,7 @@ def perturb_voice(features: np.ndarray, semitones: float, warp: float) -> np.nda
     return out
 
 
-def voice_perturbed(features: list[np.ndarray], lengths: list[int], seed: int) -> list[np.ndarray]:
+def voice_perturbed(features: list[np.ndarray], lengths: list[int], seed: int | list[int]) -> list[np.ndarray]:
     """Clips' FARGAN features -> FARGAN's rendering of each with its voice changed at random (`perturb_voice`,
     pitch uniform in +-SEMITONES, warp log-uniform in WARP), cut or padded to each clip's `lengths` samples."""
     from soundstorm.vocoder import fargan

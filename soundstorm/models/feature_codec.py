@@ -24,9 +24,11 @@ import torch
 from torch import nn
 
 from soundstorm.models.feature_decoder import FeatureDecoder, clamp_features
-from soundstorm.vocoder.fargan import NUM_FEATURES
+from soundstorm.vocoder.fargan import CORRELATION, NUM_FEATURES
 
 STACK = 2  # FARGAN frames per codec frame
+VOICE_STATS = {"moments": 2, "voiced": 3}  # the voice vector's kinds and their sizes, in frame dimensions D
+VOICED = 0.2  # a codec frame whose mean pitch correlation is above this counts as voiced
 
 
 @dataclass
@@ -45,6 +47,10 @@ class FeatureCodecConfig:
     # the decoder also reads a voice vector (`FeatureCodec.voice_vector` of a prompt's codes): the voice of
     # what it renders can come from the prompt, where level 1 alone carries little of it
     voice: bool = False
+    # what the voice vector holds: "moments", the mean and deviation of the prompt's frames (2D numbers); or
+    # "voiced", the mean and deviation of its voiced frames and the mean of the others (3D): a pause or a
+    # fricative then does not blur the vowels' spectrum, where most of a voice is
+    voice_stats: str = "moments"
     decoder_width: int = 256
     decoder_depth: int = 8
     model_type: str = "soundstorm-feature-codec"
@@ -78,7 +84,9 @@ class FeatureCodec(nn.Module):
         self.register_buffer("codebooks", torch.zeros(config.levels, config.codebook_size, d))
         self.decoder = None
         if config.semantic_vocab:
-            voice = 2 * d if config.voice else 0
+            if config.voice_stats not in VOICE_STATS:
+                raise ValueError(f"voice_stats: one of {', '.join(VOICE_STATS)}, got {config.voice_stats!r}")
+            voice = VOICE_STATS[config.voice_stats] * d if config.voice else 0
             self.decoder = FeatureDecoder(
                 d, voice, config.semantic_vocab, config.decoder_width, config.decoder_depth
             )
@@ -127,7 +135,25 @@ class FeatureCodec(nn.Module):
         """A prompt's codes [B, Q, P] -> its voice [B, 2D]: the mean and deviation over its frames of the sum of
         its levels' vectors (the quantiser's space)."""
         x = self.embed(codes)
-        return torch.cat([x.mean(-2), x.std(-2, unbiased=False)], dim=-1)
+        if self.config.voice_stats == "moments":
+            return torch.cat([x.mean(-2), x.std(-2, unbiased=False)], dim=-1)
+        # "voiced": [B, 3D], the voiced frames' mean and deviation and the other frames' mean (a set without a
+        # frame takes the whole prompt's mean, and deviation)
+        correlation = self.from_space(x)[..., CORRELATION].reshape(*x.shape[:-1], STACK).mean(-1)
+        voiced = (correlation > VOICED).float()[..., None]  # [B, P, 1]
+
+        def moments(weight):
+            count = weight.sum(-2)
+            mean = (x * weight).sum(-2) / count.clamp_min(1)
+            std = (((x - mean[..., None, :]) ** 2 * weight).sum(-2) / count.clamp_min(1)).sqrt()
+            empty = count < 1
+            return (
+                torch.where(empty, x.mean(-2), mean),
+                torch.where(empty, x.std(-2, unbiased=False), std),
+            )
+
+        mean_v, std_v = moments(voiced)
+        return torch.cat([mean_v, std_v, moments(1 - voiced)[0]], dim=-1)
 
     def _voice(self, voice: torch.Tensor | None, codes: torch.Tensor | None = None) -> torch.Tensor | None:
         if not self.reads_voice:
