@@ -484,17 +484,20 @@ def test_a_decoder_trained_with_the_variance_loss_moves_more_than_one_without(tm
 
 
 @pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs espeak-ng (.ci/setup)")
-def test_the_guide_test_voices_espeak_ngs_rendering_with_another_utterance_of_the_speaker(tmp_path):
+def test_the_guide_test_voices_espeak_ngs_rendering_with_another_utterance_of_the_speaker(tmp_path, monkeypatch):
     """`pipelines.evaluations.codec --guide`: each held-out utterance's text through espeak-ng, its tokens rendered
     by a decoder reading no level with the voice of the same identity's next utterance; an identity with one
-    utterance is left out; a decoder that reads levels is refused (it would need SoundStorm's codes)."""
+    utterance is left out; a decoder that reads levels is refused (it would need SoundStorm's codes). The prompt's
+    voice is read from the levels a chain's prompt holds (VOICE_LEVELS), as in training."""
     import soundfile as sf
     from conftest import voice_like
 
+    import pipelines.evaluations.codec as evaluation
     from pipelines.evaluations.codec import evaluate_guide, pitch_spread
+    from pipelines.stages.feature_codec import VOICE_LEVELS
 
     clips = [_stacked(_speechlike(2.0, seed)) for seed in (4, 5)]
-    sizes = dict(levels=2, codebook_size=16, semantic_vocab=8, decoder_width=16, decoder_depth=2)
+    sizes = dict(levels=VOICE_LEVELS + 2, codebook_size=16, semantic_vocab=8, decoder_width=16, decoder_depth=2)
     config = FeatureCodecConfig(**sizes, decoder_levels=0, voice=True)
     model, _ = fit(torch.cat(clips), config, feature_weights(3.0, 2.0), iterations=4, sample=10_000, seed=0)
     train_decoder(model, clips, [torch.arange(len(c)) % 8 for c in clips], steps=5, seed=0, log_every=5)
@@ -514,7 +517,17 @@ def test_the_guide_test_voices_espeak_ngs_rendering_with_another_utterance_of_th
         return 0.8 if max(len(a), len(b)) >= 3 * 16000 else 0.6
 
     tokens = lambda clip: np.arange(max(1, len(clip) // 640)) % 8  # noqa: E731
+    voiced_levels = []
+
+    def spying_load(folder):
+        codec = load_codec(folder)
+        voice = codec.voice
+        codec.voice = lambda codes: voiced_levels.append(codes.shape[0]) or voice(codes)
+        return codec
+
+    monkeypatch.setattr(evaluation, "load_codec", spying_load)
     report = evaluate_guide(tmp_path / "codec", rows, rows, tokens, asr, sim)
+    assert voiced_levels == [VOICE_LEVELS, VOICE_LEVELS]
     per = report["per_utterance"]["guide"]
     assert [(p["id"], p["voice_from"]) for p in per] == [("sk000000", "sk000001"), ("sk000001", "sk000000")]
     assert all(p["cer"] == 0.0 and p["nearer_prompt"] and p["pitch_spread"] >= 0 for p in per)

@@ -106,6 +106,7 @@ def pitch_spread(features: np.ndarray) -> float:
 def evaluate_guide(codec_dir: Path, rows: list[dict], sources: list[dict], tokenize_clip, asr, sim) -> dict:
     """The `--guide` test of `rows`, each voiced by another of `sources` (same speaker, the next in order);
     `tokenize_clip(audio)` -> 25 Hz tokens, `asr(audio)` -> text, `sim(a, b)` -> similarity."""
+    from pipelines.stages.feature_codec import VOICE_LEVELS
     from soundstorm.chain.frontends import espeak_render
     from soundstorm.chain.prompts import trim_silence
     from soundstorm.chain.semantic import SAMPLE_RATE
@@ -131,7 +132,9 @@ def evaluate_guide(codec_dir: Path, rows: list[dict], sources: list[dict], token
         guide = trim_silence(espeak_render(normalize(row["text"])), SAMPLE_RATE)
         tokens = torch.from_numpy(np.asarray(tokenize_clip(guide), dtype=np.int64))
         prompt = prompt[: 3 * SAMPLE_RATE]
-        voice = codec.voice(codec.encode(torch.from_numpy(prompt), semantic=tokenize_clip(prompt)))
+        # the voice of the levels SoundStorm renders (a chain's prompt codes), as the decoder was taught
+        prompt_codes = codec.encode(torch.from_numpy(prompt), semantic=tokenize_clip(prompt))
+        voice = codec.voice(prompt_codes[:VOICE_LEVELS])
         codes = codec.encode(torch.from_numpy(guide), semantic=tokens)  # their length; the decoder reads none
         render = codec.decode(codes[:1], length=len(guide), semantic=tokens, voice=voice).numpy()
         to_prompt, to_guide = sim(prompt, render), sim(guide, render)
