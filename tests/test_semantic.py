@@ -300,7 +300,7 @@ def test_the_ar_baseline_and_the_t5_are_carried_onto_new_tokens_too(tmp_path):
 
 
 def test_a_perturbed_voice_moves_the_pitch_and_the_formants_and_nothing_else():
-    from pipelines.stages.semantic_learnt import BANDS, _dct, perturb_voice
+    from pipelines.data.perturbed_voices import BANDS, _dct, perturb_voice
     from soundstorm.vocoder.fargan import CORRELATION, PITCH
 
     rng = np.random.default_rng(0)
@@ -322,7 +322,7 @@ def test_a_perturbed_voice_moves_the_pitch_and_the_formants_and_nothing_else():
 
 
 def test_voice_perturbed_copies_keep_each_clips_length_and_follow_the_seed():
-    from pipelines.stages.semantic_learnt import voice_perturbed
+    from pipelines.data.perturbed_voices import voice_perturbed
     from soundstorm.vocoder import fargan
 
     t = np.arange(8000) / 16000

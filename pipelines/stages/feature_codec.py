@@ -212,7 +212,7 @@ def perturbed_semantic(
     from safetensors import safe_open
     from safetensors.numpy import load_file, save_file
 
-    from pipelines.stages.semantic_learnt import voice_perturbed
+    from pipelines.data.perturbed_voices import voice_perturbed
     from soundstorm.chain.semantic import SemanticTokenizer, WhisperEncoder
 
     cache = config.out_dir / "perturbed_semantic.safetensors"

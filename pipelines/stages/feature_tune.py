@@ -99,7 +99,7 @@ def perturb_tokens(rows: list[dict], tokenizer, ratio: int, seed: int, batch: in
     """A codec trained with `codec.perturb_voice`: each row's decoder tokens (`codec_semantic`) become those of a
     voice-perturbed copy of its utterance (`voice_perturbed` of its FARGAN features, tokenized by `tokenizer`),
     as the codec stage's were; SoundStorm's posterior, already made from the true tokens, is kept."""
-    from pipelines.stages.semantic_learnt import voice_perturbed
+    from pipelines.data.perturbed_voices import voice_perturbed
     from soundstorm.chain.semantic import semantic_to_codec
     from soundstorm.vocoder.fargan import FRAME
 

@@ -83,8 +83,9 @@ def fit(config: DataConfig, encoder: WhisperEncoder) -> dict:
 def _fit_learnt(config: DataConfig, rows: list[dict], clips: list[np.ndarray], encoder: WhisperEncoder) -> dict:
     import torch
 
+    from pipelines.data.perturbed_voices import voice_perturbed
     from pipelines.stages.feature_codec import voice_sources
-    from pipelines.stages.semantic_learnt import fit_learnt, voice_perturbed
+    from pipelines.stages.semantic_learnt import fit_learnt
     from soundstorm.vocoder import fargan
 
     s = config.semantic
