@@ -57,7 +57,7 @@ class SemanticConfig:
     learnt_steps: int = 3000  # learnt: steps of the tokenizer and its probe decoder (16 crops of 4 s a step)
     learnt_width: int = 256  # learnt: the MLP's and the probe's width
     # learnt: the tokenizer reads Whisper's features of a copy of each clip whose voice FARGAN re-renders changed
-    # (`semantic_learnt.perturb_voice`), the probe still predicts the clean clip: the tokens cannot carry the
+    # (`perturbed_voices.perturb_voice`), the probe still predicts the clean clip: the tokens cannot carry the
     # voice, so the guide's (espeak-ng's, in the chain) does not leak through them
     perturb_voice: bool = False
     threads: int = 2  # learnt: torch threads
@@ -95,7 +95,7 @@ class CodecConfig:
     # mean and deviation and the other frames' mean)
     voice_stats: str = "moments"
     # feature: its decoder reads the semantic tokens of a voice-perturbed copy of each training clip (FARGAN
-    # re-rendering it with the pitch moved and the band envelope stretched, `semantic_learnt.perturb_voice`) and
+    # re-rendering it with the pitch moved and the band envelope stretched, `perturbed_voices.perturb_voice`) and
     # still renders the clean clip: tokens then cannot tell it the voice, the voice input and the level must.
     # Measured 2026-12-07 on learnt5 (docs/history/2026-12-07.md): `--guide` similarity +0.006 (SE 0.003);
     # through the chain natural similarity level (+0.004, SE 0.005), `say` recall -0.11 (SE 0.06): off

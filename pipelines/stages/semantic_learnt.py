@@ -15,7 +15,8 @@ decoder's loop (`feature_codec.fit_decoder`); the MLP and the codebook then beco
 decoder on the frozen tokens.
 
 With `semantic.perturb_voice` the MLP reads the encoder's features of a copy of each clip in another voice
-(FARGAN re-rendering its features with the pitch moved and the band envelope stretched, `perturb_voice`) while
+(FARGAN re-rendering its features with the pitch moved and the band envelope stretched,
+`pipelines/data/perturbed_voices.py`) while
 the probe still predicts the clean clip in its own speaker's voice: a token that carried the voice it heard would
 mislead the probe, so the tokens keep the words and the voice comes from the voice input, at synthesis the
 prompt's, not espeak-ng's guide.
