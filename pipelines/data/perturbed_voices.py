@@ -48,3 +48,13 @@ def voice_perturbed(features: list[np.ndarray], lengths: list[int], seed: int | 
         audio = fargan.synthesize(perturb_voice(f, shift, warp))
         out.append(np.pad(audio, (0, max(0, n - len(audio))))[:n].astype(np.float32))
     return out
+
+
+def perturbed_tokens(tokenizer, features: list[np.ndarray], lengths: list[int], seed: int, batch: int = 32) -> list:
+    """The semantic tokens (`tokenizer.tokenize`) of a voice-perturbed copy of each clip (`voice_perturbed` of its
+    FARGAN features, `lengths` samples), `batch` clips at a time, batch n perturbed with the seed [seed, n]."""
+    out = []
+    for n, start in enumerate(range(0, len(features), batch)):
+        part = slice(start, start + batch)
+        out += tokenizer.tokenize(voice_perturbed(features[part], lengths[part], [seed, n]))
+    return out

@@ -198,9 +198,6 @@ def train_decoder(
     return fit_decoder(decoder, crop, steps, seed, 1e-3, 200, log_every, variance_weight)
 
 
-PERTURBED_BATCH = 32  # clips a batch of `perturbed_semantic` (one perturbation seed each)
-
-
 def perturbed_semantic(
     config: DataConfig, ids: list[str], audio: list[np.ndarray], clips: list[torch.Tensor]
 ) -> dict[str, np.ndarray]:
@@ -212,7 +209,7 @@ def perturbed_semantic(
     from safetensors import safe_open
     from safetensors.numpy import load_file, save_file
 
-    from pipelines.data.perturbed_voices import voice_perturbed
+    from pipelines.data.perturbed_voices import perturbed_tokens
     from soundstorm.chain.semantic import SemanticTokenizer, WhisperEncoder
 
     cache = config.out_dir / "perturbed_semantic.safetensors"
@@ -225,13 +222,9 @@ def perturbed_semantic(
     tokenizer = SemanticTokenizer.load(
         config.out_dir / "semantic" / "semantic.safetensors", WhisperEncoder(config.semantic.whisper_model, threads=2)
     )
-    tokens = {}
-    for n, start in enumerate(range(0, len(ids), PERTURBED_BATCH)):
-        part = slice(start, start + PERTURBED_BATCH)
-        features = [c.reshape(-1, NUM_FEATURES).numpy() for c in clips[part]]
-        copies = voice_perturbed(features, [len(a) for a in audio[part]], [config.seed, n])
-        for item_id, t in zip(ids[part], tokenizer.tokenize(copies), strict=True):
-            tokens[item_id] = t.astype(np.int16)
+    features = [c.reshape(-1, NUM_FEATURES).numpy() for c in clips]
+    copies = perturbed_tokens(tokenizer, features, [len(a) for a in audio], config.seed)
+    tokens = {item_id: t.astype(np.int16) for item_id, t in zip(ids, copies, strict=True)}
     tmp = cache.with_suffix(".tmp")
     save_file(tokens, str(tmp), metadata={"seed": str(config.seed)})
     tmp.rename(cache)

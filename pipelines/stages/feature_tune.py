@@ -95,21 +95,18 @@ def posteriors(
     return rows
 
 
-def perturb_tokens(rows: list[dict], tokenizer, ratio: int, seed: int, batch: int = 32) -> None:
+def perturb_tokens(rows: list[dict], tokenizer, ratio: int, seed: int) -> None:
     """A codec trained with `codec.perturb_voice`: each row's decoder tokens (`codec_semantic`) become those of a
-    voice-perturbed copy of its utterance (`voice_perturbed` of its FARGAN features, tokenized by `tokenizer`),
-    as the codec stage's were; SoundStorm's posterior, already made from the true tokens, is kept."""
-    from pipelines.data.perturbed_voices import voice_perturbed
+    voice-perturbed copy of its utterance (`perturbed_tokens` of its FARGAN features), as the codec stage's
+    were; SoundStorm's posterior, already made from the true tokens, is kept."""
+    from pipelines.data.perturbed_voices import perturbed_tokens
     from soundstorm.chain.semantic import semantic_to_codec
     from soundstorm.vocoder.fargan import FRAME
 
-    for n, start in enumerate(range(0, len(rows), batch)):
-        part = rows[start : start + batch]
-        features = [r["features"].numpy() for r in part]
-        copies = voice_perturbed(features, [len(f) * FRAME for f in features], [seed, n])
-        for row, tokens in zip(part, tokenizer.tokenize(copies), strict=True):
-            T = len(row["level1"])
-            row["codec_semantic"] = semantic_to_codec(torch.from_numpy(tokens.astype(np.int64)), ratio, T)
+    features = [r["features"].numpy() for r in rows]
+    for row, tokens in zip(rows, perturbed_tokens(tokenizer, features, [len(f) * FRAME for f in features], seed),
+                           strict=True):
+        row["codec_semantic"] = semantic_to_codec(torch.from_numpy(tokens.astype(np.int64)), ratio, len(row["level1"]))
 
 
 def tune(

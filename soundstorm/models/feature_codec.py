@@ -133,7 +133,7 @@ class FeatureCodec(nn.Module):
 
     def voice_vector(self, codes: torch.Tensor) -> torch.Tensor:
         """A prompt's codes [B, Q, P] -> its voice [B, 2D]: the mean and deviation over its frames of the sum of
-        its levels' vectors (the quantiser's space)."""
+        its levels' vectors (the quantiser's space); with `voice_stats` "voiced", [B, 3D] (below)."""
         x = self.embed(codes)
         if self.config.voice_stats == "moments":
             return torch.cat([x.mean(-2), x.std(-2, unbiased=False)], dim=-1)
