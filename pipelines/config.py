@@ -95,6 +95,10 @@ class CodecConfig:
     # mean and deviation and the other frames' mean). Measured 2026-12-07 on learnt5 through the chain
     # (docs/history/2026-12-07.md): voiced against moments, natural similarity +0.027 (SE 0.006), CER -0.036
     voice_stats: str = "moments"
+    # feature, with voice_stats voiced: after the decoder, the rendered vowels' mean moves this share of the way
+    # to the prompt's (`FeatureCodecConfig.voice_match`). A rendering setting: the bundle stage writes it into the
+    # codec it ships, so a trained codec can be tried with another (`bundle --folder D --set codec.voice_match=X`)
+    voice_match: float = 0.0
     # feature: its decoder reads the semantic tokens of a voice-perturbed copy of each training clip (FARGAN
     # re-rendering it with the pitch moved and the band envelope stretched, `perturbed_voices.perturb_voice`) and
     # still renders the clean clip: tokens then cannot tell it the voice, the voice input and the level must.

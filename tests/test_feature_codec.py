@@ -576,6 +576,43 @@ def test_a_trial_folder_holds_the_data_sets_trained_parts_and_the_base_bundles_o
     assert REGISTRY.read_bytes() == registry
 
 
+def _save_codec(model: FeatureCodec, folder) -> None:
+    """A codec folder as the codec stage writes one."""
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps(model.config.to_dict(), indent=1))
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "model.safetensors"))
+
+
+def test_the_bundle_stage_writes_the_voice_match_into_the_codec_it_copies(tmp_path):
+    """`bundle --folder D --set codec.voice_match=X`: a rendering setting, written into the copied feature
+    codec's config.json (which then loads with it, every file verifying); the data set's own file is left
+    alone, and a codec that cannot use it is copied unchanged."""
+    from pipelines.stages.bundle import main as bundle_main
+    from soundstorm.bundles.checkpoints import load_registry, verify_bundle
+
+    data = tmp_path / "data"
+    sizes = dict(levels=2, codebook_size=4, semantic_vocab=4, voice=True, voice_stats="voiced",
+                 decoder_levels=1, decoder_width=8, decoder_depth=1)
+    _save_codec(FeatureCodec(FeatureCodecConfig(**sizes)), data / "codec")
+    stored = (data / "codec" / "config.json").read_text()
+    config = tmp_path / "c.yaml"
+    config.write_text(f"out_dir: {data}\n")
+    args = ["--config", str(config), "--folder", str(tmp_path / "trial"), "--set", "codec.voice_match=0.5"]
+    assert bundle_main(args) == 0
+    trial = load_registry().get(str(tmp_path / "trial"))
+    assert all(not check.failed for check in verify_bundle(trial))
+    assert load_codec(str(tmp_path / "trial" / "codec")).model.config.voice_match == 0.5
+    assert (data / "codec" / "config.json").read_text() == stored
+    moments = tmp_path / "moments"
+    _save_codec(FeatureCodec(FeatureCodecConfig(**{**sizes, "voice_stats": "moments"})), moments / "codec")
+    config.write_text(f"out_dir: {moments}\n")
+    args[3] = str(tmp_path / "trial2")
+    assert bundle_main(args) == 0
+    assert load_codec(str(tmp_path / "trial2" / "codec")).model.config.voice_match == 0.0
+
+
 def test_feature_tune_gives_a_share_of_its_items_the_prompts_of_a_dialogue(tmp_path, monkeypatch):
     """--dialogue-share: SoundStorm reads the speaker's prompt beside another speaker's, the target on the
     label of its own speaker's prompt, and the decoder's voice is the speaker's; without it one prompt, label 1."""
@@ -661,3 +698,44 @@ def test_a_voiced_voice_vector_keeps_the_vowels_apart_from_the_pauses():
     assert torch.allclose(silent[:d], pause.reshape(-1)) and torch.allclose(silent[2 * d :], pause.reshape(-1))
     with pytest.raises(ValueError, match="voice_stats"):
         FeatureCodec(FeatureCodecConfig(semantic_vocab=4, voice=True, voice_stats="median"))
+
+
+def test_voice_match_moves_each_speakers_vowels_toward_its_prompt_and_leaves_the_rest():
+    """`voice_match`: the rendered voiced frames of each voice shift by that share of the gap between their mean
+    and the voice vector's voiced mean; the frame-to-frame movement, the unvoiced frames and a render matched
+    at 0 stay as they are; a decoder without the voiced vector refuses it."""
+    from soundstorm.vocoder.fargan import CORRELATION, PITCH
+
+    sizes = dict(levels=1, codebook_size=2, semantic_vocab=4, voice=True, voice_stats="voiced",
+                 decoder_levels=1, decoder_width=8, decoder_depth=1)
+    codec = FeatureCodec(FeatureCodecConfig(**sizes, voice_match=0.5))
+    d = codec.config.dim
+    torch.manual_seed(0)
+    features = torch.randn(1, 12, 20) * 0.3  # 6 codec frames
+    features[..., CORRELATION] = torch.tensor([0.6, 0.6, -0.3, -0.3] * 3)  # frames 0, 2, 4 voiced
+    features[..., PITCH] = 0.1
+    first, second = torch.full((3 * d,), 0.4), torch.full((3 * d,), -0.2)  # inside what FARGAN accepts
+    # a dialogue: frames 0-2 in the first voice, 3-5 in the second (each frame's own vector)
+    voice = torch.stack([first] * 3 + [second] * 3)[None]
+    out = codec.match_voice(features, voice)
+    z = lambda f: codec.to_space(f[0])  # noqa: E731
+    before, after = z(features), z(out)
+    for frames, target in (([0, 2], first[:d]), ([4], second[:d])):
+        gap = target - before[frames].mean(0)
+        assert torch.allclose(after[frames].mean(0) - before[frames].mean(0), 0.5 * gap, atol=1e-4)
+        if len(frames) > 1:  # the movement between them is kept
+            assert torch.allclose(after[0] - after[2], before[0] - before[2], atol=1e-4)
+    assert torch.equal(out[0, 2:4], features[0, 2:4]) and torch.equal(out[0, 6:8], features[0, 6:8])
+    assert torch.equal(FeatureCodec(FeatureCodecConfig(**sizes)).match_voice(features, voice), features)
+    # decoding with a prompt's voice matches the decoder's render to it; decoding codes in their own voice does not
+    codes, semantic = torch.tensor([[[0, 1, 1, 0, 1, 0]]]), torch.tensor([[1, 2, 3, 0, 1, 2]])
+    rendered = codec.decoder.render(codec.embed(codes), semantic, voice)
+    assert torch.equal(codec.decode(codes, semantic, voice), codec.match_voice(rendered, voice))
+    own = codec.decoder.render(codec.embed(codes), semantic, codec.voice_vector(codes))
+    assert torch.equal(codec.decode(codes, semantic), own)
+    probs = torch.nn.functional.one_hot(codes[:, 0], 2).float()
+    assert torch.allclose(codec.decode_posterior(probs, semantic, voice), codec.match_voice(rendered, voice))
+    with pytest.raises(ValueError, match="voice_match"):
+        FeatureCodec(FeatureCodecConfig(**{**sizes, "voice_stats": "moments"}, voice_match=0.5))
+    with pytest.raises(ValueError, match="voice_match"):
+        FeatureCodec(FeatureCodecConfig(**sizes, voice_match=1.5))

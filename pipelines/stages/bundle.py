@@ -19,7 +19,7 @@ from pathlib import Path
 
 import yaml
 
-from pipelines.config import load_config
+from pipelines.config import load_config, set_overrides
 from pipelines.evaluations.model_card import model_card
 from pipelines.int8 import store_int8
 from soundstorm.bundles.checkpoints import ASSETS, PACKAGE_ROOT, sha256_file
@@ -110,6 +110,17 @@ def _t2s_to_bf16(folder: Path) -> None:
     save_file(state, str(weights), metadata={"format": "pt"})
 
 
+def render_settings(codec_folder: Path, config) -> None:
+    """Write the data set config's rendering settings into a copied codec's config.json: a feature codec whose
+    decoder reads the voiced voice vector takes `codec.voice_match` (no retraining: it acts after the decoder)."""
+    path = codec_folder / "config.json"
+    stored = json.loads(path.read_text())
+    if stored.get("model_type") != "soundstorm-feature-codec" or stored.get("voice_stats") != "voiced":
+        return
+    if stored.get("voice_match", 0.0) != config.codec.voice_match:
+        path.write_text(json.dumps({**stored, "voice_match": config.codec.voice_match}, indent=1))
+
+
 def source_folder(out_dir: Path, component: str) -> Path:
     """Where a component's files come from: its SOURCES folder, for the codec `codec_tuned` where
     `pipelines.stages.feature_tune` wrote one whole (the decoder taught SoundStorm's distributions)."""
@@ -120,7 +131,7 @@ def source_folder(out_dir: Path, component: str) -> Path:
     return out_dir / folder
 
 
-def assemble(out_dir: Path, name: str, only: list[str] | None = None) -> dict:
+def assemble(out_dir: Path, name: str, only: list[str] | None = None, config=None) -> dict:
     target = ASSETS / name
     components = {}
     for component, (_, files) in SOURCES.items():
@@ -135,6 +146,8 @@ def assemble(out_dir: Path, name: str, only: list[str] | None = None) -> dict:
         dst.mkdir(parents=True, exist_ok=True)
         for f in files:
             shutil.copyfile(src / f, dst / f)
+        if component == "codec" and config is not None:
+            render_settings(dst, config)
         if component == "t2s":  # shipped in bf16 (half the size); loaded back in fp32
             _t2s_to_bf16(dst)
         if "model.safetensors" in files:  # and their large weights in int8 rows (`pipelines/int8.py`)
@@ -195,7 +208,7 @@ def update_registry(name: str, components: dict, card: str | None, merge: bool =
     REGISTRY.write_text(header + "\n" + yaml.safe_dump(registry, sort_keys=False, width=100))
 
 
-def trial_folder(out_dir: Path, folder: Path, base: str = "tiny") -> dict[str, str]:
+def trial_folder(out_dir: Path, folder: Path, base: str = "tiny", config=None) -> dict[str, str]:
     """A bundle folder of `out_dir`'s trained components (the codec from `codec_tuned` where whole) and `base`'s
     others; `base`'s facts, with the levels and codebook size of the data set's codec. Returns where each
     component came from."""
@@ -212,6 +225,8 @@ def trial_folder(out_dir: Path, folder: Path, base: str = "tiny") -> dict[str, s
             (folder / component).mkdir(exist_ok=True)
             for f in files:  # the files alone, not a stage's checkpoints and logs
                 shutil.copyfile(src / f, folder / component / f)
+            if component == "codec" and config is not None:
+                render_settings(folder / component, config)
             components[component], origin[component] = folder / component, str(src)
         elif component in bundle.components:
             components[component] = component_path(bundle, component)
@@ -233,12 +248,18 @@ def main(argv=None) -> int:
     parser.add_argument("--out-dir", type=Path, help="override the config's out_dir")
     parser.add_argument("--folder", type=Path, help="write a bundle folder to try instead of shipping")
     parser.add_argument("--base", default="tiny", help="with --folder: the bundle the other components come from")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key (YAML value)"
+    )
     args = parser.parse_args(argv)
-    config = load_config(args.config, {"out_dir": str(args.out_dir)} if args.out_dir else None)
+    overrides = set_overrides(args.set)
+    if args.out_dir:
+        overrides["out_dir"] = str(args.out_dir)
+    config = load_config(args.config, overrides)
     if args.folder:
-        print(json.dumps(trial_folder(config.out_dir, args.folder, args.base), indent=1))
+        print(json.dumps(trial_folder(config.out_dir, args.folder, args.base, config), indent=1))
         return 0
-    components = assemble(config.out_dir, args.name, args.components)
+    components = assemble(config.out_dir, args.name, args.components, config)
     # What the stages recorded goes beside the data; it becomes the bundle's card only where the bundle has
     # none yet (a shipped bundle's card is kept short and written by hand: what it is, its figures, how to
     # remake it; its run history lives in docs/history/, outside the package).

@@ -303,6 +303,7 @@ def run(config: DataConfig, progress=None) -> dict:
         decoder_levels=c.decoder_levels,
         voice=bool(c.semantic and c.voice),
         voice_stats=c.voice_stats,
+        voice_match=c.voice_match if c.semantic and c.voice else 0.0,
     )
     if config.sample_rate != 16000:
         raise SystemExit("error: the feature codec needs 16 kHz audio (FARGAN's rate)")

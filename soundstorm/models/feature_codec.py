@@ -51,6 +51,9 @@ class FeatureCodecConfig:
     # "voiced", the mean and deviation of its voiced frames and the mean of the others (3D): a pause or a
     # fricative then does not blur the vowels' spectrum, where most of a voice is
     voice_stats: str = "moments"
+    # with voice_stats "voiced": after the decoder, move the mean of the rendered voiced frames this share of the
+    # way to the prompt's (`match_voice`); 0 leaves the decoder's output as it is
+    voice_match: float = 0.0
     decoder_width: int = 256
     decoder_depth: int = 8
     model_type: str = "soundstorm-feature-codec"
@@ -86,6 +89,10 @@ class FeatureCodec(nn.Module):
         if config.semantic_vocab:
             if config.voice_stats not in VOICE_STATS:
                 raise ValueError(f"voice_stats: one of {', '.join(VOICE_STATS)}, got {config.voice_stats!r}")
+            if not 0.0 <= config.voice_match <= 1.0:
+                raise ValueError(f"voice_match: a share in [0, 1], got {config.voice_match!r}")
+            if config.voice_match and not (config.voice and config.voice_stats == "voiced"):
+                raise ValueError("voice_match needs a decoder reading the voiced voice vector (voice_stats: voiced)")
             voice = VOICE_STATS[config.voice_stats] * d if config.voice else 0
             self.decoder = FeatureDecoder(
                 d, voice, config.semantic_vocab, config.decoder_width, config.decoder_depth
@@ -139,8 +146,7 @@ class FeatureCodec(nn.Module):
             return torch.cat([x.mean(-2), x.std(-2, unbiased=False)], dim=-1)
         # "voiced": [B, 3D], the voiced frames' mean and deviation and the other frames' mean (a set without a
         # frame takes the whole prompt's mean, and deviation)
-        correlation = self.from_space(x)[..., CORRELATION].reshape(*x.shape[:-1], STACK).mean(-1)
-        voiced = (correlation > VOICED).float()[..., None]  # [B, P, 1]
+        voiced = self._voiced(x).float()[..., None]  # [B, P, 1]
 
         def moments(weight):
             count = weight.sum(-2)
@@ -154,6 +160,43 @@ class FeatureCodec(nn.Module):
 
         mean_v, std_v = moments(voiced)
         return torch.cat([mean_v, std_v, moments(1 - voiced)[0]], dim=-1)
+
+    def _voiced(self, z: torch.Tensor) -> torch.Tensor:
+        """Frames [..., T, D] in the quantiser's space -> whether each is voiced [..., T] (bool)."""
+        correlation = self.from_space(z)[..., CORRELATION].reshape(*z.shape[:-1], STACK).mean(-1)
+        return correlation > VOICED
+
+    def match_voice(self, features: torch.Tensor, voice: torch.Tensor) -> torch.Tensor:
+        """Rendered features [B, 2T, 20] and the voice the decoder read ([B, V], or [B, T, V] for a frame's own,
+        as in a dialogue) -> features whose voiced frames of each voice moved `voice_match` of the way from their
+        mean to the voice vector's voiced mean (`voice_stats` "voiced"). Where the decoder leans to the voices it
+        was trained on, this takes the average spectrum and pitch of the render's vowels to the prompt's; what
+        changes from frame to frame, and the pauses and unvoiced sounds, are left as they are."""
+        share = self.config.voice_match
+        frames = features.shape[-2] // STACK
+        if not share or frames == 0:
+            return features
+        d = self.config.dim
+        x = features[..., : frames * STACK, :].reshape(features.shape[0], frames, d).float()
+        z = (x - self.mean) / self.std * self.weights
+        if voice.dim() == 2:
+            voice = voice[:, None].expand(-1, frames, -1)
+        voice = voice[:, :frames].float()
+        voiced = self._voiced(z)
+        out = z.clone()
+        for b in range(z.shape[0]):
+            _, group = torch.unique(voice[b], dim=0, return_inverse=True)
+            for g in group.unique():
+                rows = (group == g) & voiced[b]
+                if rows.any():
+                    out[b, rows] += share * (voice[b][group == g][0][:d] - z[b, rows].mean(0))
+        matched = self.from_space(out)
+        return torch.cat([matched, features[..., frames * STACK :, :]], dim=-2)
+
+    def _render(self, latent: torch.Tensor, semantic: torch.Tensor, voice: torch.Tensor | None) -> torch.Tensor:
+        """The decoder's features, matched to `voice` where one was given (`match_voice`)."""
+        features = self.decoder.render(self.decoder_input(latent), semantic, self._voice(voice, None))
+        return features if voice is None or not self.reads_voice else self.match_voice(features, voice)
 
     def _voice(self, voice: torch.Tensor | None, codes: torch.Tensor | None = None) -> torch.Tensor | None:
         if not self.reads_voice:
@@ -174,7 +217,10 @@ class FeatureCodec(nn.Module):
             return self.dequantize(codes)
         if semantic is None:
             raise ValueError("this feature codec's decoder reads the semantic tokens")
-        return self.decoder.render(self.decoder_input(self.embed(codes)), semantic, self._voice(voice, codes))
+        if voice is None and self.reads_voice:
+            voice_read = self._voice(None, codes)  # the codes' own: nothing to match
+            return self.decoder.render(self.decoder_input(self.embed(codes)), semantic, voice_read)
+        return self._render(self.embed(codes), semantic, voice)
 
     def decoder_input(self, latent: torch.Tensor) -> torch.Tensor:
         """What the decoder reads of the levels' vectors [..., T, D]: nothing (zeros) with `decoder_levels` 0."""
@@ -194,6 +240,4 @@ class FeatureCodec(nn.Module):
         expected level-1 vector."""
         if not self.renders_posterior:
             raise ValueError("this feature codec's decoder reads more than level 1")
-        return self.decoder.render(
-            self.decoder_input(self.expected(probs[..., None, :, :])), semantic, self._voice(voice)
-        )
+        return self._render(self.expected(probs[..., None, :, :]), semantic, voice)
