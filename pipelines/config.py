@@ -97,7 +97,9 @@ class CodecConfig:
     voice_stats: str = "moments"
     # feature, with voice_stats voiced: after the decoder, the rendered vowels' mean moves this share of the way
     # to the prompt's (`FeatureCodecConfig.voice_match`). A rendering setting: the bundle stage writes it into the
-    # codec it ships, so a trained codec can be tried with another (`bundle --folder D --set codec.voice_match=X`)
+    # codec it ships, so a trained codec can be tried with another (`bundle --folder D --set codec.voice_match=X`).
+    # Measured 2026-12-07 on fargan-cpu through the chain at 0.5: natural similarity +0.001 (SE 0.003), CER -0.004
+    # (0.020): level, off (docs/history/2026-12-07.md)
     voice_match: float = 0.0
     # feature: its decoder reads the semantic tokens of a voice-perturbed copy of each training clip (FARGAN
     # re-rendering it with the pitch moved and the band envelope stretched, `perturbed_voices.perturb_voice`) and
