@@ -193,9 +193,10 @@ class FeatureCodec(nn.Module):
         matched = self.from_space(out)
         return torch.cat([matched, features[..., frames * STACK :, :]], dim=-2)
 
-    def _render(self, latent: torch.Tensor, semantic: torch.Tensor, voice: torch.Tensor | None) -> torch.Tensor:
-        """The decoder's features, matched to `voice` where one was given (`match_voice`)."""
-        features = self.decoder.render(self.decoder_input(latent), semantic, self._voice(voice, None))
+    def _render(self, latent, semantic, voice, codes=None) -> torch.Tensor:
+        """The decoder's features, matched to `voice` where one was given (`match_voice`; the codes' own voice,
+        read where none was, has nothing to match)."""
+        features = self.decoder.render(self.decoder_input(latent), semantic, self._voice(voice, codes))
         return features if voice is None or not self.reads_voice else self.match_voice(features, voice)
 
     def _voice(self, voice: torch.Tensor | None, codes: torch.Tensor | None = None) -> torch.Tensor | None:
@@ -217,10 +218,7 @@ class FeatureCodec(nn.Module):
             return self.dequantize(codes)
         if semantic is None:
             raise ValueError("this feature codec's decoder reads the semantic tokens")
-        if voice is None and self.reads_voice:
-            voice_read = self._voice(None, codes)  # the codes' own: nothing to match
-            return self.decoder.render(self.decoder_input(self.embed(codes)), semantic, voice_read)
-        return self._render(self.embed(codes), semantic, voice)
+        return self._render(self.embed(codes), semantic, voice, codes)
 
     def decoder_input(self, latent: torch.Tensor) -> torch.Tensor:
         """What the decoder reads of the levels' vectors [..., T, D]: nothing (zeros) with `decoder_levels` 0."""
