@@ -233,6 +233,12 @@ def test_the_codec_stage_fits_it_on_the_toy_corpus(tmp_path):
     assert torch.equal(load_codec(out / "codec").model.codebooks, synth.codec.model.codebooks)
     assert feature_tune([*toy, "--items", "4", "--steps", "2", "--threads", "1"]) == 0  # tuned on such tokens too
     assert json.loads((out / "codec_tuned" / "train_stats.json").read_text())["perturb_voice"] is True
+    # codec.voice_stats frames: the decoder also attends to the prompt's frames, each turn to its speaker's
+    assert pipelines_main(["codec", *base, *voiced_sets, "--set", "codec.voice_stats=frames"]) == 0
+    framed = Synthesizer.from_checkpoint(str(_bundle_of(out, tmp_path / "framed")), device="cpu")
+    assert framed.codec.model.config.voice_stats == "frames" and framed.codec.model.decoder.prompt_frames
+    said = framed.dialogue(parse_script("[S1] Hello there.\n[S2] Hi, how are you?"), seed=0)
+    assert said.decoding == "posterior" and np.isfinite(said.audio).all() and np.abs(said.audio).max() > 0.01
 
 
 def _bundle_of(out, tmp_path):
@@ -487,7 +493,8 @@ def test_a_decoder_trained_with_the_variance_loss_moves_more_than_one_without(tm
 def test_the_guide_test_voices_espeak_ngs_rendering_with_another_utterance_of_the_speaker(tmp_path, monkeypatch):
     """`pipelines.evaluations.codec --guide`: each held-out utterance's text through espeak-ng, its tokens rendered
     by a decoder reading no level with the voice of the same identity's next utterance; an identity with one
-    utterance is left out; a decoder that reads levels is refused (it would need SoundStorm's codes). The prompt's
+    utterance is left out; a decoder over level 1 also renders the utterance's own level 1; one that reads more
+    levels is refused (it would need SoundStorm's codes). The prompt's
     voice is read from the levels a chain's prompt holds (VOICE_LEVELS), as in training."""
     import soundfile as sf
     from conftest import voice_like
@@ -533,11 +540,20 @@ def test_the_guide_test_voices_espeak_ngs_rendering_with_another_utterance_of_th
     assert all(p["cer"] == 0.0 and p["nearer_prompt"] and p["pitch_spread"] >= 0 for p in per)
     assert report["summary"]["guide"]["similarity_to_prompt"] == 0.8 and len(heard) == 2
     assert 1.0 < heard[0] / 16000 < 3.0  # the render is as long as espeak-ng's guide, not the utterance
+    assert "own_cer" not in per[0] and per[0]["original_similarity_to_prompt"] == 0.8
+    # a decoder over level 1 renders espeak-ng's level 1 and, beside it, the utterance's own, in the prompt's voice
     levels = FeatureCodecConfig(**sizes, decoder_levels=1, voice=True)
     fitted_levels, _ = fit(torch.cat(clips), levels, feature_weights(3.0, 2.0), iterations=4, sample=10_000, seed=0)
     _save(fitted_levels, tmp_path / "l1")
-    with pytest.raises(SystemExit, match="no level"):
-        evaluate_guide(tmp_path / "l1", rows, rows, tokens, asr, sim)
+    heard.clear()
+    per = evaluate_guide(tmp_path / "l1", rows, rows, tokens, asr, sim)["per_utterance"]["guide"]
+    assert len(per) == 2 and all(p["own_cer"] == 0.0 and p["own_similarity_to_prompt"] == 0.8 for p in per)
+    assert len(heard) == 4 and heard[1] == len(sf.read(rows[0]["path"])[0])  # the own render: the utterance's length
+    more = FeatureCodecConfig(**sizes, decoder_levels=2, voice=True)  # it would need SoundStorm's codes
+    fitted_more, _ = fit(torch.cat(clips), more, feature_weights(3.0, 2.0), iterations=4, sample=10_000, seed=0)
+    _save(fitted_more, tmp_path / "l2")
+    with pytest.raises(SystemExit, match="at most level 1"):
+        evaluate_guide(tmp_path / "l2", rows, rows, tokens, asr, sim)
     features = np.zeros((100, 20), np.float32)
     features[:50, 0], features[50:, 0] = -5.0, 5.0  # half silence, half speech
     features[50:, 18] = np.tile([0.0, 0.5], 25)
@@ -739,3 +755,55 @@ def test_voice_match_moves_each_speakers_vowels_toward_its_prompt_and_leaves_the
         FeatureCodec(FeatureCodecConfig(**{**sizes, "voice_stats": "moments"}, voice_match=0.5))
     with pytest.raises(ValueError, match="voice_match"):
         FeatureCodec(FeatureCodecConfig(**sizes, voice_match=1.5))
+
+
+def test_a_frames_voice_vector_holds_the_prompts_voiced_frames_evenly_spaced():
+    """voice_stats "frames": the voiced vector, then PROMPT_FRAMES of the prompt's voiced frames in order, evenly
+    spaced (repeated where there are fewer); a prompt with almost no voiced frame gives frames of any kind."""
+    from soundstorm.models.feature_codec import MIN_VOICED, PROMPT_FRAMES
+    from soundstorm.vocoder.fargan import CORRELATION
+
+    sizes = dict(levels=1, codebook_size=4, semantic_vocab=4, voice=True, decoder_width=8, decoder_depth=2)
+    codec = FeatureCodec(FeatureCodecConfig(**sizes, voice_stats="frames"))
+    voiced = FeatureCodec(FeatureCodecConfig(**sizes, voice_stats="voiced"))
+    d = codec.config.dim
+    rows = torch.full((4, 2, 20), 0.0)
+    rows[:, :, 0] = torch.arange(4.0)[:, None]  # each code told apart by its first number
+    rows[:2, :, CORRELATION], rows[2:, :, CORRELATION] = 0.6, -0.3  # codes 0, 1 voiced; 2, 3 not
+    codec.codebooks[0] = voiced.codebooks[0] = rows.reshape(4, d)
+    codes = torch.tensor([[[2, 0, 3, 1] * 10 + [2] * 5]])  # [B, Q, P]: 20 voiced frames of 45
+    vector = codec.voice_vector(codes)[0]
+    assert vector.shape == ((3 + PROMPT_FRAMES) * d,)
+    assert torch.equal(vector[: 3 * d], voiced.voice_vector(codes)[0])
+    frames = vector[3 * d :].reshape(PROMPT_FRAMES, d)
+    drawn = frames[:, 0].round().long()
+    assert set(drawn.tolist()) == {0, 1}  # voiced frames only
+    assert drawn[0] == 0 and drawn[-1] == 1 and (drawn == 0).sum() == (drawn == 1).sum()  # in order, even
+    few = torch.tensor([[[0] * (MIN_VOICED - 1) + [2, 3] * 10]])
+    drawn = codec.voice_vector(few)[0][3 * d :].reshape(PROMPT_FRAMES, d)[:, 0].round().long()
+    assert set(drawn.tolist()) == {0, 2, 3}
+
+
+def test_the_decoder_attends_to_each_frames_own_prompt():
+    """A decoder reading prompt frames: a voice per frame equals one per row where all frames share it, and in a
+    dialogue the frames of one speaker (beyond the convolutions' reach) do not hear the other speaker's prompt,
+    while its own prompt's frames change its render."""
+    torch.manual_seed(0)
+    config = FeatureCodecConfig(levels=1, codebook_size=8, semantic_vocab=8, voice=True, voice_stats="frames",
+                                decoder_width=16, decoder_depth=2)
+    codec = FeatureCodec(config)
+    codec.codebooks.normal_()
+    codes, semantic = torch.randint(8, (1, 1, 60)), torch.randint(8, (1, 60))
+    a, b = codec.voice_vector(torch.randint(8, (1, 1, 40))), codec.voice_vector(torch.randint(8, (1, 1, 40)))
+    with torch.no_grad():
+        one = codec.decoder(codec.embed(codes), semantic, a)
+        assert torch.allclose(codec.decoder(codec.embed(codes), semantic, a[:, None].expand(-1, 60, -1)), one)
+        stats = 3 * config.dim
+        b_moved = b.clone()
+        b_moved[:, stats:] = torch.randn_like(b[:, stats:])  # the second prompt's frames only, not its statistics
+        track = lambda second: torch.cat([a[:, None].expand(-1, 30, -1), second[:, None].expand(-1, 30, -1)], 1)  # noqa: E731
+        first = codec.decoder(codec.embed(codes), semantic, track(b))
+        moved = codec.decoder(codec.embed(codes), semantic, track(b_moved))
+    reach = 2 * (2 + 4)  # two blocks of kernel 5, dilations 1 and 2, each side; 2 feature frames a codec frame
+    assert torch.equal(moved[:, : 2 * 30 - 2 * reach], first[:, : 2 * 30 - 2 * reach])
+    assert not torch.allclose(moved[:, 2 * 30 :], first[:, 2 * 30 :])

@@ -11,11 +11,14 @@ utterances of a corpus built with `corpus.natural_hours` (issue 35's first measu
 a natural voice it never heard?), read from the corpus's per-item rows (no manifest or semantic stage
 needed: their semantic tokens come from the shipped tokenizer, or `--semantic FILE`).
 
-With `--guide` as well (a decoder that reads no level, `codec.decoder_levels: 0`, the go/no-go of a decoder for
-the chain's espeak-ng front end without SoundStorm): each utterance's text is rendered by espeak-ng as the chain's
-guide, its tokens go to the decoder with the voice of another utterance of the same identity (the prompt), and
-the report gives CER, the render's similarity to the prompt and to the guide, how often it is nearer the prompt,
-and how much its pitch moves against the utterance's (`pitch_spread`: 1 moves as much, below 1 flatter).
+With `--guide` as well (a decoder that reads no level or level 1, `codec.decoder_levels: 0` or 1, the go/no-go of
+a decoder for the chain's espeak-ng front end without SoundStorm): each utterance's text is rendered by espeak-ng
+as the chain's guide, its tokens (and its level 1) go to the decoder with the voice of another utterance of the
+same identity (the prompt), and the report gives CER, the render's similarity to the prompt and to the guide, how
+often it is nearer the prompt, how much its pitch moves against the utterance's (`pitch_spread`: 1 moves as much,
+below 1 flatter), and the original's own similarity to the prompt (the ceiling). A decoder reading level 1 also
+renders the utterance's own level 1 and tokens in the prompt's voice (`own_cer`, `own_similarity_to_prompt`):
+where level 1 holds the right voice, against espeak-ng's, where it holds another; SoundStorm's lies between.
 
 With `--probe SHARDS` it also measures how predictable the codes are from the
 semantic tokens, the first thing SoundStorm must learn: a lookup model
@@ -114,12 +117,11 @@ def evaluate_guide(codec_dir: Path, rows: list[dict], sources: list[dict], token
     from soundstorm.vocoder import fargan
 
     codec = load_codec(codec_dir)
-    if not (
-        codec.needs_semantic and codec.reads_voice and getattr(codec.model.config, "decoder_levels", 1) == 0
-    ):
+    reads_level = getattr(codec.model.config, "decoder_levels", 2)
+    if not (codec.needs_semantic and codec.reads_voice and reads_level <= 1):
         raise SystemExit(
-            "error: --guide renders a decoder that reads the semantic tokens and a voice and no level "
-            "(codec.decoder_levels: 0, codec.semantic: true, codec.voice: true)"
+            "error: --guide renders a decoder that reads the semantic tokens, a voice and at most level 1 "
+            "(codec.decoder_levels: 0 or 1, codec.semantic: true, codec.voice: true)"
         )
     per = []
     for row in rows:
@@ -148,8 +150,14 @@ def evaluate_guide(codec_dir: Path, rows: list[dict], sources: list[dict], token
                 "nearer_prompt": bool(to_prompt > to_guide),
                 "pitch_spread": pitch_spread(fargan.analyze(render))
                 / max(pitch_spread(fargan.analyze(wav)), 1e-3),
+                "original_similarity_to_prompt": sim(prompt, wav),
             }
         )
+        if reads_level:  # and the utterance's own level 1 and tokens in the prompt's voice
+            own_tokens = torch.from_numpy(np.asarray(tokenize_clip(wav), dtype=np.int64))
+            own_codes = codec.encode(torch.from_numpy(wav), semantic=own_tokens)
+            own = codec.decode(own_codes[:1], length=len(wav), semantic=own_tokens, voice=voice).numpy()
+            per[-1] |= {"own_cer": cer(row["text"], asr(own)), "own_similarity_to_prompt": sim(prompt, own)}
     if not per:
         raise SystemExit("error: --guide needs a held-out identity with two utterances (one voices the other)")
     summary = {

@@ -115,7 +115,7 @@ def render_settings(codec_folder: Path, config) -> None:
     decoder reads the voiced voice vector takes `codec.voice_match` (no retraining: it acts after the decoder)."""
     path = codec_folder / "config.json"
     stored = json.loads(path.read_text())
-    if stored.get("model_type") != "soundstorm-feature-codec" or stored.get("voice_stats") != "voiced":
+    if stored.get("model_type") != "soundstorm-feature-codec" or stored.get("voice_stats") not in ("voiced", "frames"):
         return
     if stored.get("voice_match", 0.0) != config.codec.voice_match:
         path.write_text(json.dumps({**stored, "voice_match": config.codec.voice_match}, indent=1))

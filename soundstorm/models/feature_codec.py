@@ -27,8 +27,11 @@ from soundstorm.models.feature_decoder import FeatureDecoder, clamp_features
 from soundstorm.vocoder.fargan import CORRELATION, NUM_FEATURES
 
 STACK = 2  # FARGAN frames per codec frame
-VOICE_STATS = {"moments": 2, "voiced": 3}  # the voice vector's kinds and their sizes, in frame dimensions D
+PROMPT_FRAMES = 64  # voice_stats "frames": the prompt frames the decoder attends to
+# the voice vector's kinds and their sizes, in frame dimensions D
+VOICE_STATS = {"moments": 2, "voiced": 3, "frames": 3 + PROMPT_FRAMES}
 VOICED = 0.2  # a codec frame whose mean pitch correlation is above this counts as voiced
+MIN_VOICED = 8  # voice_stats "frames": with fewer voiced prompt frames, the frames are drawn from all of them
 
 
 @dataclass
@@ -49,9 +52,11 @@ class FeatureCodecConfig:
     voice: bool = False
     # what the voice vector holds: "moments", the mean and deviation of the prompt's frames (2D numbers); or
     # "voiced", the mean and deviation of its voiced frames and the mean of the others (3D): a pause or a
-    # fricative then does not blur the vowels' spectrum, where most of a voice is
+    # fricative then does not blur the vowels' spectrum, where most of a voice is; "frames", the same and
+    # PROMPT_FRAMES of the prompt's voiced frames themselves, evenly spaced, which the decoder attends to
+    # (`feature_decoder.PromptAttention`): each sound can follow the prompt's own rendering of a like one
     voice_stats: str = "moments"
-    # with voice_stats "voiced": after the decoder, move the mean of the rendered voiced frames this share of the
+    # with voice_stats "voiced" or "frames": after the decoder, move the mean of the rendered voiced frames this share of the
     # way to the prompt's (`match_voice`); 0 leaves the decoder's output as it is
     voice_match: float = 0.0
     decoder_width: int = 256
@@ -91,11 +96,14 @@ class FeatureCodec(nn.Module):
                 raise ValueError(f"voice_stats: one of {', '.join(VOICE_STATS)}, got {config.voice_stats!r}")
             if not 0.0 <= config.voice_match <= 1.0:
                 raise ValueError(f"voice_match: a share in [0, 1], got {config.voice_match!r}")
-            if config.voice_match and not (config.voice and config.voice_stats == "voiced"):
-                raise ValueError("voice_match needs a decoder reading the voiced voice vector (voice_stats: voiced)")
-            voice = VOICE_STATS[config.voice_stats] * d if config.voice else 0
+            if config.voice_match and not (config.voice and config.voice_stats in ("voiced", "frames")):
+                raise ValueError(
+                    "voice_match needs a decoder reading the voiced voice vector (voice_stats: voiced or frames)"
+                )
+            frames = PROMPT_FRAMES if config.voice and config.voice_stats == "frames" else 0
+            voice = (VOICE_STATS[config.voice_stats] - frames) * d if config.voice else 0
             self.decoder = FeatureDecoder(
-                d, voice, config.semantic_vocab, config.decoder_width, config.decoder_depth
+                d, voice, config.semantic_vocab, config.decoder_width, config.decoder_depth, frames, d
             )
 
     def to_space(self, features: torch.Tensor) -> torch.Tensor:
@@ -140,7 +148,8 @@ class FeatureCodec(nn.Module):
 
     def voice_vector(self, codes: torch.Tensor) -> torch.Tensor:
         """A prompt's codes [B, Q, P] -> its voice [B, 2D]: the mean and deviation over its frames of the sum of
-        its levels' vectors (the quantiser's space); with `voice_stats` "voiced", [B, 3D] (below)."""
+        its levels' vectors (the quantiser's space); with `voice_stats` "voiced", [B, 3D] (below); with "frames",
+        [B, (3 + PROMPT_FRAMES) x D], the voiced vector and the frames the decoder attends to (`prompt_frames`)."""
         x = self.embed(codes)
         if self.config.voice_stats == "moments":
             return torch.cat([x.mean(-2), x.std(-2, unbiased=False)], dim=-1)
@@ -159,7 +168,22 @@ class FeatureCodec(nn.Module):
             )
 
         mean_v, std_v = moments(voiced)
-        return torch.cat([mean_v, std_v, moments(1 - voiced)[0]], dim=-1)
+        stats = torch.cat([mean_v, std_v, moments(1 - voiced)[0]], dim=-1)
+        if self.config.voice_stats == "frames":
+            return torch.cat([stats, self.prompt_frames(x, voiced[..., 0] > 0).flatten(-2)], dim=-1)
+        return stats
+
+    @staticmethod
+    def prompt_frames(x: torch.Tensor, voiced: torch.Tensor) -> torch.Tensor:
+        """A prompt's frames [B, P, D] and which are voiced [B, P] -> PROMPT_FRAMES of its voiced frames, evenly
+        spaced (repeated where it has fewer) [B, PROMPT_FRAMES, D]; a prompt with fewer than MIN_VOICED voiced
+        frames gives its frames of any kind."""
+        out = []
+        for row, mask in zip(x, voiced, strict=True):
+            pool = row[mask] if int(mask.sum()) >= MIN_VOICED else row
+            index = torch.linspace(0, len(pool) - 1, PROMPT_FRAMES).round().long()
+            out.append(pool[index])
+        return torch.stack(out)
 
     def _voiced(self, z: torch.Tensor) -> torch.Tensor:
         """Frames [..., T, D] in the quantiser's space -> whether each is voiced [..., T] (bool)."""
@@ -169,7 +193,7 @@ class FeatureCodec(nn.Module):
     def match_voice(self, features: torch.Tensor, voice: torch.Tensor) -> torch.Tensor:
         """Rendered features [B, 2T, 20] and the voice the decoder read ([B, V], or [B, T, V] for a frame's own,
         as in a dialogue) -> features whose voiced frames of each voice moved `voice_match` of the way from their
-        mean to the voice vector's voiced mean (`voice_stats` "voiced"). Where the decoder leans to the voices it
+        mean to the voice vector's voiced mean (`voice_stats` "voiced" or "frames"). Where the decoder leans to the voices it
         was trained on, this takes the average spectrum and pitch of the render's vowels to the prompt's; what
         changes from frame to frame, and the pauses and unvoiced sounds, are left as they are."""
         share = self.config.voice_match

@@ -38,32 +38,87 @@ class GatedBlock(nn.Module):
         return x + self.out(h)
 
 
+class PromptAttention(nn.Module):
+    """Pre-norm cross-attention from the frames being rendered to a prompt's frames (a voice's set of examples,
+    no order): each sound can take the prompt's rendering of a like sound, where a statistic of the prompt has
+    only its average."""
+
+    def __init__(self, width: int, heads: int = 4):
+        super().__init__()
+        self.norm = nn.LayerNorm(width)
+        self.attention = nn.MultiheadAttention(width, heads, batch_first=True)
+
+    def forward(self, x, memory):  # x [B, T, W], memory [B, P, W]
+        h = self.norm(x)
+        return x + self.attention(h, memory, memory, need_weights=False)[0]
+
+
 class FeatureDecoder(nn.Module):
     """(latent [B, T, C], semantic tokens [B, T], voice [B, T, V] or none with voice=0) -> normalised
     features [B, 2T, 20];
     `render` gives them in FARGAN's units. The training set's per-dimension mean and deviation are
-    buffers, so the checkpoint carries its own normalisation."""
+    buffers, so the checkpoint carries its own normalisation.
 
-    def __init__(self, latent: int, voice: int, vocab: int, width: int = 256, depth: int = 8):
+    With `prompt_frames` P > 0 the voice is [statistics (`voice` numbers) | P prompt frames x `frame_dim`]
+    (`FeatureCodec.voice_vector` with `voice_stats` "frames"): the statistics go into every block as before,
+    and every other block also attends to the prompt's frames (`PromptAttention`). A voice per frame
+    ([B, T, V], as in a dialogue) attends to its own frame's prompt."""
+
+    def __init__(self, latent: int, voice: int, vocab: int, width: int = 256, depth: int = 8,
+                 prompt_frames: int = 0, frame_dim: int = 0):
         super().__init__()
         self.latent = nn.Linear(latent, width)
         self.semantic = nn.Embedding(vocab, width)
         self.blocks = nn.ModuleList(
             GatedBlock(width, DILATIONS[i % len(DILATIONS)], voice) for i in range(depth)
         )
+        self.stats, self.prompt_frames, self.frame_dim = voice, prompt_frames, frame_dim
+        if prompt_frames:
+            self.memory = nn.Sequential(nn.Linear(frame_dim, width), nn.LayerNorm(width))
+            self.attend = nn.ModuleList(PromptAttention(width) for _ in range(depth // 2))
         self.norm = nn.LayerNorm(width)
         self.head = nn.Linear(width, FRAMES_PER_CODEC_FRAME * NUM_FEATURES)
         self.register_buffer("mean", torch.zeros(NUM_FEATURES))
         self.register_buffer("std", torch.ones(NUM_FEATURES))
 
     def forward(self, latent, semantic, voice=None):
+        memory = None
+        if self.prompt_frames and voice is not None:
+            voice, memory = voice[..., : self.stats], self._memory(voice[..., self.stats :])
         if voice is not None and voice.dim() == 2:
             voice = voice[:, None].expand(-1, latent.shape[1], -1)
         x = self.latent(latent) + self.semantic(semantic)
-        for block in self.blocks:
+        for i, block in enumerate(self.blocks):
             x = block(x, voice)
+            if memory is not None and i % 2 == 1 and i // 2 < len(self.attend):
+                x = self._attend(self.attend[i // 2], x, memory)
         y = self.head(self.norm(x))
         return y.reshape(y.shape[0], -1, NUM_FEATURES)
+
+    def _memory(self, frames):
+        """The prompt frames of a voice, [B, P x F] -> [B, P, W]; of a voice per frame, [B, T, P x F] -> for each
+        row, its distinct prompts [U, P, W] and each frame's among them [T]."""
+        if frames.dim() == 2:
+            return self.memory(frames.reshape(frames.shape[0], self.prompt_frames, self.frame_dim))
+        rows = []
+        for row in frames:
+            distinct, group = torch.unique(row, dim=0, return_inverse=True)
+            rows.append((self.memory(distinct.reshape(len(distinct), self.prompt_frames, self.frame_dim)), group))
+        return rows
+
+    @staticmethod
+    def _attend(layer, x, memory):
+        """`layer` over x [B, T, W] and a prompt per row ([B, P, W]) or per frame (`_memory`'s rows): the frames
+        of each distinct prompt of a row attend to it together."""
+        if torch.is_tensor(memory):
+            return layer(x, memory)
+        out = torch.empty_like(x)
+        for b, (prompts, group) in enumerate(memory):
+            for u in range(len(prompts)):
+                rows = (group == u).nonzero()[:, 0]
+                if len(rows):
+                    out[b, rows] = layer(x[b : b + 1, rows], prompts[u : u + 1])[0]
+        return out
 
     def render(self, latent, semantic, voice=None):
         """Features [B, 2T, 20] in FARGAN's units (float32), clamped inside what the vocoder accepts."""
