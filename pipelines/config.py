@@ -97,9 +97,10 @@ class CodecConfig:
     # or frames (voiced, and 64 of the prompt's voiced frames, which the decoder attends to): against voiced through
     # the chain, natural similarity +0.018 (SE 0.003), dialogue turns' own-voice margin +0.028 (0.006), CER level
     voice_stats: str = "moments"
-    # feature, with voice_stats voiced or frames: after the decoder, the rendered vowels' mean moves this share of the way
-    # to the prompt's (`FeatureCodecConfig.voice_match`). A rendering setting: the bundle stage writes it into the
-    # codec it ships, so a trained codec can be tried with another (`bundle --folder D --set codec.voice_match=X`).
+    # feature, with voice_stats voiced or frames: after the decoder, the rendered vowels' mean moves this share of
+    # the way to the prompt's (`FeatureCodecConfig.voice_match`). A rendering setting: the bundle stage writes it
+    # into the codec it ships, so a trained codec can be tried with another (`bundle --folder D --set
+    # codec.voice_match=X`).
     # Measured 2026-12-07 on fargan-cpu through the chain at 0.5: natural similarity +0.001 (SE 0.003), CER -0.004
     # (0.020): level, off (docs/history/2026-12-07.md)
     voice_match: float = 0.0

@@ -801,7 +801,9 @@ def test_the_decoder_attends_to_each_frames_own_prompt():
         stats = 3 * config.dim
         b_moved = b.clone()
         b_moved[:, stats:] = torch.randn_like(b[:, stats:])  # the second prompt's frames only, not its statistics
-        track = lambda second: torch.cat([a[:, None].expand(-1, 30, -1), second[:, None].expand(-1, 30, -1)], 1)  # noqa: E731
+        def track(second):  # frames 0-29 in the first voice, 30-59 in the second
+            return torch.cat([a[:, None].expand(-1, 30, -1), second[:, None].expand(-1, 30, -1)], 1)
+
         first = codec.decoder(codec.embed(codes), semantic, track(b))
         moved = codec.decoder(codec.embed(codes), semantic, track(b_moved))
     reach = 2 * (2 + 4)  # two blocks of kernel 5, dilations 1 and 2, each side; 2 feature frames a codec frame

@@ -56,8 +56,8 @@ class FeatureCodecConfig:
     # PROMPT_FRAMES of the prompt's voiced frames themselves, evenly spaced, which the decoder attends to
     # (`feature_decoder.PromptAttention`): each sound can follow the prompt's own rendering of a like one
     voice_stats: str = "moments"
-    # with voice_stats "voiced" or "frames": after the decoder, move the mean of the rendered voiced frames this share of the
-    # way to the prompt's (`match_voice`); 0 leaves the decoder's output as it is
+    # with voice_stats "voiced" or "frames": after the decoder, move the mean of the rendered voiced frames this
+    # share of the way to the prompt's (`match_voice`); 0 leaves the decoder's output as it is
     voice_match: float = 0.0
     decoder_width: int = 256
     decoder_depth: int = 8
@@ -193,9 +193,9 @@ class FeatureCodec(nn.Module):
     def match_voice(self, features: torch.Tensor, voice: torch.Tensor) -> torch.Tensor:
         """Rendered features [B, 2T, 20] and the voice the decoder read ([B, V], or [B, T, V] for a frame's own,
         as in a dialogue) -> features whose voiced frames of each voice moved `voice_match` of the way from their
-        mean to the voice vector's voiced mean (`voice_stats` "voiced" or "frames"). Where the decoder leans to the voices it
-        was trained on, this takes the average spectrum and pitch of the render's vowels to the prompt's; what
-        changes from frame to frame, and the pauses and unvoiced sounds, are left as they are."""
+        mean to the voice vector's voiced mean (`voice_stats` "voiced" or "frames"). Where the decoder leans to the
+        voices it was trained on, this takes the average spectrum and pitch of the render's vowels to the prompt's;
+        what changes from frame to frame, and the pauses and unvoiced sounds, are left as they are."""
         share = self.config.voice_match
         frames = features.shape[-2] // STACK
         if not share or frames == 0:

@@ -90,7 +90,7 @@ class FeatureDecoder(nn.Module):
         x = self.latent(latent) + self.semantic(semantic)
         for i, block in enumerate(self.blocks):
             x = block(x, voice)
-            if memory is not None and i % 2 == 1 and i // 2 < len(self.attend):
+            if memory is not None and i % 2 == 1:  # every other block
                 x = self._attend(self.attend[i // 2], x, memory)
         y = self.head(self.norm(x))
         return y.reshape(y.shape[0], -1, NUM_FEATURES)
