@@ -6,8 +6,8 @@
 #   .venv/bin/soundstorm say "Hello there." --checkpoint /var/tmp/soundstorm/bundle-fargan-cpu -o hi.wav
 # Steps and their minutes on 2 cores of an AMD EPYC (2026-12-07, docs/history/2026-12-07.md): corpus 23,
 # semantic 42-70, codec 14-20, shards 2, init 2, soundstorm 25 (SS_BUDGET s), tune 11-13 (TUNE_STEPS 1500),
-# t2s and ar 20 each (T2S_BUDGET, AR_BUDGET s), bundle under 1. A step is skipped when what it writes is there; the corpus, semantic,
-# codec and shards stages also resume inside themselves. The SoundStorm, T5 and AR baseline start from the
+# t2s and ar 20 each (T2S_BUDGET, AR_BUDGET s), bundle under 1. A step is skipped when what it writes is there;
+# the corpus, semantic, codec and shards stages also resume inside themselves. The SoundStorm, T5 and AR baseline start from the
 # shipped `tiny` ones, their semantic embeddings carried onto the learnt tokens (pipelines.stages.soundstorm_init).
 set -euo pipefail
 main() {  # the whole script is read before it runs: editing it does not derail a run under way

@@ -113,9 +113,11 @@ def _t2s_to_bf16(folder: Path) -> None:
 def render_settings(codec_folder: Path, config) -> None:
     """Write the data set config's rendering settings into a copied codec's config.json: a feature codec whose
     decoder reads the voiced voice vector takes `codec.voice_match` (no retraining: it acts after the decoder)."""
+    from soundstorm.models.feature_codec import WITH_VOICED_MEAN
+
     path = codec_folder / "config.json"
     stored = json.loads(path.read_text())
-    if stored.get("model_type") != "soundstorm-feature-codec" or stored.get("voice_stats") not in ("voiced", "frames"):
+    if stored.get("model_type") != "soundstorm-feature-codec" or stored.get("voice_stats") not in WITH_VOICED_MEAN:
         return
     if stored.get("voice_match", 0.0) != config.codec.voice_match:
         path.write_text(json.dumps({**stored, "voice_match": config.codec.voice_match}, indent=1))

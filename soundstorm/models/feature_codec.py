@@ -30,6 +30,7 @@ STACK = 2  # FARGAN frames per codec frame
 PROMPT_FRAMES = 64  # voice_stats "frames": the prompt frames the decoder attends to
 # the voice vector's kinds and their sizes, in frame dimensions D
 VOICE_STATS = {"moments": 2, "voiced": 3, "frames": 3 + PROMPT_FRAMES}
+WITH_VOICED_MEAN = ("voiced", "frames")  # the kinds whose vector starts with the voiced mean (`match_voice`)
 VOICED = 0.2  # a codec frame whose mean pitch correlation is above this counts as voiced
 MIN_VOICED = 8  # voice_stats "frames": with fewer voiced prompt frames, the frames are drawn from all of them
 
@@ -96,7 +97,7 @@ class FeatureCodec(nn.Module):
                 raise ValueError(f"voice_stats: one of {', '.join(VOICE_STATS)}, got {config.voice_stats!r}")
             if not 0.0 <= config.voice_match <= 1.0:
                 raise ValueError(f"voice_match: a share in [0, 1], got {config.voice_match!r}")
-            if config.voice_match and not (config.voice and config.voice_stats in ("voiced", "frames")):
+            if config.voice_match and not (config.voice and config.voice_stats in WITH_VOICED_MEAN):
                 raise ValueError(
                     "voice_match needs a decoder reading the voiced voice vector (voice_stats: voiced or frames)"
                 )
